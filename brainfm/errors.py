@@ -1,0 +1,71 @@
+"""The brainfm exception hierarchy.
+
+Every error brainfm raises on purpose derives from :class:`BrainFMError` and from the
+builtin that best describes it, so callers can catch either (``except FileNotFoundError``
+keeps working for a missing store).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrainFMError",
+    "ConfigError",
+    "DataQualityError",
+    "DuplicateRecordingError",
+    "NoDataChannelsError",
+    "NonFiniteDataError",
+    "ReadError",
+    "SidecarError",
+    "StoreFormatError",
+    "StoreNotFoundError",
+    "TruncatedFileError",
+    "UnsupportedFormatError",
+]
+
+
+class BrainFMError(Exception):
+    """Base class of all brainfm errors."""
+
+
+class ConfigError(BrainFMError, ValueError):
+    """A recipe, config file or argument is invalid."""
+
+
+class StoreNotFoundError(BrainFMError, FileNotFoundError):
+    """The path does not hold a brainfm store (or the recording is absent)."""
+
+
+class StoreFormatError(BrainFMError, ValueError):
+    """The store was written in a format version this brainfm cannot read, or is damaged."""
+
+
+class ReadError(BrainFMError, OSError):
+    """A recording file could not be read."""
+
+
+class UnsupportedFormatError(ReadError):
+    """No reader could open the file, although its name looked like a recording."""
+
+
+class TruncatedFileError(ReadError):
+    """A file holds less data than its header declares."""
+
+
+class SidecarError(ReadError):
+    """A sidecar file (BIDS TSV/JSON, montage, marker or event file) could not be read."""
+
+
+class DataQualityError(BrainFMError, ValueError):
+    """The data were read but cannot be stored as they are."""
+
+
+class NonFiniteDataError(DataQualityError):
+    """The signal contains NaN or infinite samples."""
+
+
+class NoDataChannelsError(DataQualityError):
+    """No EEG, MEG or iEEG channel is left to store."""
+
+
+class DuplicateRecordingError(BrainFMError, ValueError):
+    """Two source files map to the same recording id."""

@@ -1,0 +1,99 @@
+"""How the signal is laid out and compressed: chunk shapes, the codec, mantissa rounding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["bitround_", "channel_stats", "signal_chunk_times"]
+
+
+def signal_chunk_times(n_channels: int, n_times: int, chunk_mib: float = 2.0) -> int:
+    """Pick the time length of a signal chunk holding about ``chunk_mib`` MiB of float32.
+
+    The length is a power of two between 256 and 65536 samples, and never more than the
+    recording (so short recordings are one chunk).
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of channels (every chunk holds all of them).
+    n_times : int
+        Number of samples in the recording.
+    chunk_mib : float
+        Target uncompressed chunk size in MiB.
+
+    Returns
+    -------
+    chunk_times : int
+        Samples per chunk along time.
+    """
+    target = chunk_mib * 2**20 / (4 * max(n_channels, 1))
+    power = int(np.clip(np.round(np.log2(max(target, 1.0))), 8, 16))
+    return int(max(1, min(2**power, n_times)))
+
+
+def signal_codec_config(clevel: int = 3) -> dict[str, Any]:
+    """Return the compressor description stored in ``signal_encoding``."""
+    return {"name": "blosc", "cname": "zstd", "clevel": clevel, "shuffle": "shuffle"}
+
+
+def bitround_(block: np.ndarray, keepbits: int) -> np.ndarray:
+    """Round float32 mantissas to ``keepbits`` bits in place (round to nearest).
+
+    Zeroed low mantissa bits compress far better; the relative error of one sample is at
+    most ``2 ** -(keepbits + 1)``.
+
+    Parameters
+    ----------
+    block : numpy.ndarray of float32
+        Finite values, modified in place.
+    keepbits : int
+        Mantissa bits to keep, 1 to 23 (23 keeps everything).
+
+    Returns
+    -------
+    block : numpy.ndarray
+        The same array.
+    """
+    if block.dtype != np.float32:
+        raise TypeError(f"bitround_ needs float32 data, got {block.dtype}.")
+    if not 1 <= keepbits <= 23:
+        raise ValueError(f"keepbits must lie in [1, 23], got {keepbits!r}.")
+    if keepbits == 23:
+        return block
+    drop = 23 - keepbits
+    bits = block.view(np.uint32)
+    bits += np.uint32(1 << (drop - 1))
+    bits &= np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)
+    return block
+
+
+def channel_stats(signal: Any, block_channels: int = 16) -> np.ndarray:
+    """Per-channel mean, standard deviation, median and interquartile range.
+
+    Parameters
+    ----------
+    signal : array-like, shape (n_channels, n_times)
+        The signal; read ``block_channels`` rows at a time to bound memory.
+    block_channels : int
+        Rows processed together.
+
+    Returns
+    -------
+    stats : numpy.ndarray, shape (n_channels, 4)
+        float64 columns ``mean, std, median, iqr`` (see ``STAT_NAMES``).
+    """
+    n_channels = signal.shape[0]
+    stats = np.zeros((n_channels, 4))
+    for start in range(0, n_channels, block_channels):
+        rows = np.asarray(signal[start : start + block_channels], dtype=np.float64)
+        if rows.shape[1] == 0:
+            continue
+        stats[start : start + len(rows), 0] = rows.mean(axis=1)
+        stats[start : start + len(rows), 1] = rows.std(axis=1)
+        q25, q50, q75 = np.percentile(rows, [25, 50, 75], axis=1)
+        stats[start : start + len(rows), 2] = q50
+        stats[start : start + len(rows), 3] = q75 - q25
+    return stats

@@ -1,0 +1,29 @@
+"""Store format v1: names and constants shared by the writer, the reader and the checker.
+
+The format is specified field by field in ``docs/store-format.md``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EVENT_ARRAYS",
+    "FAILURES_GROUP",
+    "FORMAT_VERSION",
+    "RECORDINGS_GROUP",
+    "REQUIRED_RECORDING_ATTRS",
+    "STAT_NAMES",
+]
+
+#: The on-disk format version this brainfm writes and reads.
+FORMAT_VERSION = 1
+RECORDINGS_GROUP = "recordings"
+FAILURES_GROUP = "failures"
+#: Columns of the ``channel_stats`` array, in order.
+STAT_NAMES: tuple[str, ...] = ("mean", "std", "median", "iqr")
+#: One 1-D array per event column, same length.
+EVENT_ARRAYS: tuple[str, ...] = ("events_onset_s", "events_duration_s", "events_code")
+#: Attributes every complete recording group carries.
+REQUIRED_RECORDING_ATTRS: tuple[str, ...] = (
+    "complete", "id", "identity", "sfreq", "n_channels", "n_times", "channels",
+    "event_descriptions", "source", "provenance", "signal_encoding",
+)

@@ -1,0 +1,265 @@
+"""Read a store: ``open_store(path)`` gives a read-only mapping of recording id -> recording."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS
+from brainfm.errors import StoreFormatError, StoreNotFoundError
+from brainfm.store.format import FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROUP, STAT_NAMES
+
+__all__ = ["Store", "StoredRecording", "open_store"]
+
+
+class StoredRecording:
+    """One complete recording of a store, read lazily.
+
+    Attributes
+    ----------
+    id : str
+        The recording id.
+    attrs : dict
+        All attributes of the recording group (see ``docs/store-format.md``).
+    """
+
+    def __init__(self, group: Any) -> None:
+        self._group = group
+        self.attrs: dict[str, Any] = dict(group.attrs)
+        self.id: str = self.attrs["id"]
+
+    def __repr__(self) -> str:
+        return (
+            f"<StoredRecording {self.id!r} | {self.n_channels} channels x {self.n_times} samples "
+            f"at {self.sfreq:g} Hz>"
+        )
+
+    @property
+    def signal(self) -> Any:
+        """The signal as a Zarr array, shape (n_channels, n_times), float32, SI units.
+
+        Slicing reads only the chunks it touches: ``rec.signal[:, 0:1000]`` is a numpy array.
+        """
+        return self._group["signal"]
+
+    @property
+    def sfreq(self) -> float:
+        """Sampling rate in Hz."""
+        return float(self.attrs["sfreq"])
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels."""
+        return int(self.attrs["n_channels"])
+
+    @property
+    def n_times(self) -> int:
+        """Number of samples per channel."""
+        return int(self.attrs["n_times"])
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the recording in seconds."""
+        return self.n_times / self.sfreq
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """``dataset, subject, session, task, acquisition, run``."""
+        return dict(self.attrs["identity"])
+
+    @property
+    def dataset(self) -> str:
+        """Dataset name."""
+        return str(self.attrs["identity"]["dataset"])
+
+    @property
+    def subject(self) -> str | None:
+        """Subject label, or None."""
+        return self.attrs["identity"].get("subject")
+
+    @property
+    def session(self) -> str | None:
+        """Session label, or None."""
+        return self.attrs["identity"].get("session")
+
+    @property
+    def task(self) -> str | None:
+        """Task label, or None."""
+        return self.attrs["identity"].get("task")
+
+    @property
+    def run(self) -> str | None:
+        """Run label, or None."""
+        return self.attrs["identity"].get("run")
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """``path``, ``relpath``, ``size``, ``sha256``, ``format`` and ``files`` of the input."""
+        return dict(self.attrs["source"])
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The recipe, every step with its parameters, the config hash and warnings."""
+        return dict(self.attrs["provenance"])
+
+    @property
+    def channels(self) -> pd.DataFrame:
+        """The channel table (:mod:`brainfm.data.channels`) as a DataFrame."""
+        table = self.attrs["channels"]
+        frame = pd.DataFrame({col: table[col] for col in CHANNEL_COLUMNS})
+        for col in FLOAT_COLUMNS:
+            frame[col] = pd.to_numeric(frame[col]).astype(np.float64)
+        return frame
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """The event table: ``onset_s``, ``duration_s``, ``description``."""
+        descriptions = np.array(self.attrs["event_descriptions"], dtype=object)
+        codes = self._group["events_code"][:]
+        return pd.DataFrame(
+            {
+                "onset_s": self._group["events_onset_s"][:],
+                "duration_s": self._group["events_duration_s"][:],
+                "description": descriptions[codes] if len(codes) else np.array([], dtype=object),
+            }
+        )
+
+    @property
+    def stats(self) -> pd.DataFrame:
+        """Per-channel ``mean, std, median, iqr`` of the stored signal, indexed by channel name."""
+        values = self._group["channel_stats"][:]
+        return pd.DataFrame(values, columns=list(STAT_NAMES), index=self.attrs["channels"]["name"])
+
+    def to_raw(self) -> Any:
+        """Load the recording as an :class:`mne.io.RawArray` (positions and events included).
+
+        Returns
+        -------
+        raw : mne.io.RawArray
+            The signal in SI units with channel types, montage-free positions in ``loc``,
+            bad channels in ``info['bads']`` and events as annotations.
+        """
+        import mne
+
+        channels = self.channels
+        mne_types = channels["type"].tolist()
+        info = mne.create_info(channels["name"].tolist(), self.sfreq, mne_types)
+        for ch, row in zip(info["chs"], channels.itertuples()):
+            ch["loc"][:3] = [row.x, row.y, row.z]
+        info["bads"] = channels.loc[channels["status"] == "bad", "name"].tolist()
+        if self.attrs.get("line_freq"):
+            info["line_freq"] = float(self.attrs["line_freq"])
+        raw = mne.io.RawArray(np.asarray(self.signal[:], dtype=np.float64), info, verbose=False)
+        events = self.events
+        if len(events):
+            raw.set_annotations(
+                mne.Annotations(events["onset_s"], events["duration_s"], events["description"].astype(str))
+            )
+        return raw
+
+
+class Store:
+    """A read-only brainfm store: iterate for recording ids, index for recordings.
+
+    Use :func:`open_store` to make one.
+    """
+
+    def __init__(self, path: Path, root: Any) -> None:
+        self.path = path
+        self._root = root
+        self.attrs: dict[str, Any] = dict(root.attrs)
+        group = root[RECORDINGS_GROUP] if RECORDINGS_GROUP in root else None
+        self._ids: list[str] = []
+        self._incomplete: list[str] = []
+        if group is not None:
+            for key in sorted(group.group_keys()):
+                if group[key].attrs.get("complete"):
+                    self._ids.append(key)
+                else:
+                    self._incomplete.append(key)
+        self._recordings = group
+
+    def __repr__(self) -> str:
+        return f"<Store {str(self.path)!r} | {len(self)} recordings>"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, recording_id: object) -> bool:
+        return recording_id in self._ids
+
+    def __getitem__(self, recording_id: str) -> StoredRecording:
+        if recording_id not in self._ids:
+            from brainfm._check import suggest
+
+            raise KeyError(
+                f"No complete recording {recording_id!r} in {self.path}.{suggest(recording_id, self._ids)}"
+            )
+        return StoredRecording(self._recordings[recording_id])
+
+    @property
+    def format_version(self) -> int:
+        """The store's format version."""
+        return int(self.attrs["brainfm_format_version"])
+
+    @property
+    def incomplete(self) -> list[str]:
+        """Ids of recordings whose write did not finish (invisible to iteration)."""
+        return list(self._incomplete)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Files that could not be stored: ``path``, ``error``, ``error_type``, ``recording_id``."""
+        if FAILURES_GROUP not in self._root:
+            return []
+        group = self._root[FAILURES_GROUP]
+        entries = [dict(group[key].attrs) for key in group.group_keys()]
+        return sorted(entries, key=lambda e: e.get("path", ""))
+
+
+def open_store(path: str | Path) -> Store:
+    """Open a brainfm store read-only.
+
+    Parameters
+    ----------
+    path : str | pathlib.Path
+        The store folder.
+
+    Returns
+    -------
+    store : Store
+        ``list(store)`` gives recording ids; ``store[id]`` a :class:`StoredRecording`.
+
+    Raises
+    ------
+    StoreNotFoundError
+        When ``path`` does not exist or holds no Zarr group.
+    StoreFormatError
+        When the store's format version is not the one this brainfm reads.
+    """
+    import zarr
+
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreNotFoundError(
+            f"{path} is not a brainfm store (no zarr.json). Create one with "
+            f"'brainfm preprocess INPUT_DIR {path}'."
+        )
+    root = zarr.open_group(zarr.storage.LocalStore(str(path), read_only=True), mode="r")
+    version = root.attrs.get("brainfm_format_version")
+    if version is None:
+        raise StoreFormatError(f"{path} is a Zarr group but not a brainfm store (no brainfm_format_version).")
+    if version != FORMAT_VERSION:
+        raise StoreFormatError(
+            f"{path} has store format version {version}, but this brainfm reads version "
+            f"{FORMAT_VERSION}. Re-create the store with this brainfm, or install the brainfm "
+            f"that wrote it."
+        )
+    return Store(path, root)

@@ -1,0 +1,243 @@
+"""Write recordings into a store: complete groups only become visible at the end.
+
+A recording group is created with ``complete: false``, its arrays are written, and the
+attribute ``complete: true`` is set last. Readers list only complete groups, so a killed
+run never exposes a half-written recording, and the next run overwrites it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brainfm._logging import logger
+from brainfm._version import __version__
+from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS
+from brainfm.data.recording import Recording
+from brainfm.errors import StoreFormatError
+from brainfm.store._json import to_json
+from brainfm.store.encoding import bitround_, channel_stats, signal_chunk_times, signal_codec_config
+from brainfm.store.format import FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROUP, STAT_NAMES
+
+__all__ = ["StoreWriter", "software_versions"]
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of brainfm and of the libraries that shape the stored data."""
+    import mne
+    import numpy
+    import zarr
+
+    return {"brainfm": __version__, "mne": mne.__version__, "zarr": zarr.__version__, "numpy": numpy.__version__}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def failure_key(path: str) -> str:
+    """Name of the failure entry of a source path."""
+    return hashlib.sha1(str(path).encode()).hexdigest()[:20]
+
+
+class StoreWriter:
+    """Create or extend a store and write recordings into it.
+
+    Parameters
+    ----------
+    path : str | pathlib.Path
+        The store folder (created when absent).
+
+    Raises
+    ------
+    StoreFormatError
+        When the folder holds a store of another format version, or a Zarr group that is
+        not a brainfm store.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import zarr
+
+        self.path = Path(path)
+        exists = (self.path / "zarr.json").exists()
+        if self.path.exists() and not exists and any(self.path.iterdir()):
+            raise StoreFormatError(
+                f"{self.path} exists and is not empty, but holds no Zarr store. "
+                "Choose a new folder for the store."
+            )
+        self._root = zarr.open_group(str(self.path), mode="a")
+        version = self._root.attrs.get("brainfm_format_version")
+        if exists and version is None:
+            raise StoreFormatError(f"{self.path} is a Zarr group but not a brainfm store (no brainfm_format_version).")
+        if version is not None and version != FORMAT_VERSION:
+            raise StoreFormatError(
+                f"{self.path} is a brainfm store of format version {version}; this brainfm writes "
+                f"version {FORMAT_VERSION}. Write into a new store."
+            )
+        if version is None:
+            self._root.attrs.update(
+                {"brainfm_format_version": FORMAT_VERSION, "written_by": software_versions(), "created": _now()}
+            )
+        self._recordings = self._root.require_group(RECORDINGS_GROUP)
+        self._failures = self._root.require_group(FAILURES_GROUP)
+
+    def recording_attrs(self, recording_id: str) -> dict[str, Any] | None:
+        """Attributes of a stored recording, complete or not, or None when absent."""
+        if recording_id not in self._recordings:
+            return None
+        return dict(self._recordings[recording_id].attrs)
+
+    def is_up_to_date(self, recording_id: str, sha256: str, config_hash: str) -> bool:
+        """Whether the recording is complete and was made from this source and config.
+
+        Parameters
+        ----------
+        recording_id : str
+            The id.
+        sha256 : str
+            Hash of the source file(s).
+        config_hash : str
+            Hash of the resolved preprocessing config.
+
+        Returns
+        -------
+        up_to_date : bool
+            True when a re-run would write the same recording.
+        """
+        attrs = self.recording_attrs(recording_id)
+        if not attrs or not attrs.get("complete"):
+            return False
+        return (
+            attrs.get("source", {}).get("sha256") == sha256
+            and attrs.get("provenance", {}).get("config_hash") == config_hash
+        )
+
+    def write(
+        self,
+        recording: Recording,
+        *,
+        chunk_mib: float = 2.0,
+        clevel: int = 3,
+        bitround_keepbits: int | None = None,
+    ) -> str:
+        """Write one recording; any earlier group of the same id is replaced.
+
+        Parameters
+        ----------
+        recording : Recording
+            The recording.
+        chunk_mib : float
+            Target uncompressed size of one signal chunk.
+        clevel : int
+            zstd compression level (1-9).
+        bitround_keepbits : int | None
+            Keep this many float32 mantissa bits before compression (lossy); None keeps all.
+
+        Returns
+        -------
+        recording_id : str
+            The id written.
+        """
+        import zarr
+
+        rid = recording.recording_id
+        n_channels, n_times = recording.signal.shape
+        group = self._recordings.create_group(rid, overwrite=True)
+        group.attrs.update({"complete": False, "id": rid})
+
+        chunk_times = signal_chunk_times(n_channels, n_times, chunk_mib)
+        signal = group.create_array(
+            "signal",
+            shape=(n_channels, n_times),
+            dtype="float32",
+            chunks=(max(n_channels, 1), max(chunk_times, 1)),
+            compressors=[zarr.codecs.BloscCodec(cname="zstd", clevel=clevel, shuffle="shuffle")],
+            dimension_names=["channel", "time"],
+            fill_value=0.0,
+        )
+        block = chunk_times * 8
+        for start in range(0, n_times, block):
+            values = np.array(recording.signal[:, start : start + block], dtype=np.float32, copy=True)
+            if bitround_keepbits is not None:
+                bitround_(values, bitround_keepbits)
+            signal[:, start : start + values.shape[1]] = values
+
+        stats = channel_stats(recording.signal)
+        group.create_array(
+            "channel_stats", data=stats.astype(np.float64), dimension_names=["channel", "stat"]
+        )
+        events = recording.events.sort_values("onset_s", kind="stable")
+        descriptions = sorted({str(d) for d in events["description"]})
+        code = {d: i for i, d in enumerate(descriptions)}
+        n_events = len(events)
+        for name, values in (
+            ("events_onset_s", events["onset_s"].to_numpy(np.float64)),
+            ("events_duration_s", events["duration_s"].to_numpy(np.float64)),
+            ("events_code", np.array([code[str(d)] for d in events["description"]], dtype=np.int32)),
+        ):
+            array = group.create_array(
+                name, shape=(n_events,), dtype=values.dtype, chunks=(max(n_events, 1),), dimension_names=["event"]
+            )
+            if n_events:
+                array[:] = values
+
+        channels = recording.channels
+        table = {
+            col: [float(v) for v in channels[col]] if col in FLOAT_COLUMNS else [str(v) for v in channels[col]]
+            for col in CHANNEL_COLUMNS
+        }
+        attrs = {
+            "id": rid,
+            "identity": recording.identity.to_dict(),
+            "sfreq": float(recording.sfreq),
+            "n_channels": int(n_channels),
+            "n_times": int(n_times),
+            "line_freq": recording.line_freq,
+            "meas_date": recording.meas_date,
+            "channels": table,
+            "stat_names": list(STAT_NAMES),
+            "event_descriptions": descriptions,
+            "source": recording.source,
+            "provenance": {**recording.provenance, "software": software_versions(), "written_at": _now()},
+            "signal_encoding": {
+                "dtype": "float32",
+                "compressor": signal_codec_config(clevel),
+                "chunk_times": int(chunk_times),
+                "bitround_keepbits": bitround_keepbits,
+            },
+        }
+        group.attrs.update(to_json(attrs))
+        # Last: the recording becomes visible to readers only now.
+        group.attrs["complete"] = True
+        self.clear_failure(str(recording.source.get("path", "")))
+        logger.debug("stored %s (%d channels x %d samples)", rid, n_channels, n_times)
+        return rid
+
+    def record_failure(self, path: str, error: BaseException | str, recording_id: str | None = None) -> None:
+        """Record in the store's manifest that ``path`` could not be stored, and why.
+
+        Parameters
+        ----------
+        path : str
+            The source file.
+        error : Exception | str
+            The error (its message is what users read).
+        recording_id : str | None
+            The id the file would have had, when known.
+        """
+        message = str(error)
+        kind = type(error).__name__ if isinstance(error, BaseException) else "Error"
+        group = self._failures.create_group(failure_key(path), overwrite=True)
+        group.attrs.update(
+            to_json({"path": str(path), "error": message, "error_type": kind, "recording_id": recording_id, "time": _now()})
+        )
+
+    def clear_failure(self, path: str) -> None:
+        """Forget an earlier failure of ``path`` (it has now been stored)."""
+        key = failure_key(path)
+        if key in self._failures:
+            del self._failures[key]

@@ -1,0 +1,1 @@
+# brainfm.configs: YAML recipes shipped as package data.

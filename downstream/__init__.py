@@ -1,0 +1,1 @@
+"""brainfm.downstream stage."""

@@ -1,0 +1,1 @@
+"""brainfm.pretrain stage."""

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real recordings in ../shared/data, synthetic MNE data, logging hygiene."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("BRAINFM_TEST_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real test recordings; tests using it skip when it is absent."""
+    path = _shared_data_dir()
+    if not (path / "README.md").is_file():
+        pytest.skip(f"real test recordings not found at {path} (set BRAINFM_TEST_DATA to their folder)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _check_log_level():
+    """Fail a test that leaves the brainfm logger at another level than it found."""
+    logger = logging.getLogger("brainfm")
+    level = logger.level
+    yield
+    assert logger.level == level, f"test changed the brainfm log level from {level} to {logger.level}"
