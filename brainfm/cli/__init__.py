@@ -1,0 +1,1 @@
+"""The ``brainfm`` command line: one entry point, lazily imported subcommands."""

@@ -1,0 +1,339 @@
+"""Preprocess a whole dataset folder into a store: discovery, sharding, workers, skipping, summary.
+
+Each worker process opens the store itself and writes whole recordings; a recording group
+becomes visible only once complete, so parallel workers, cluster array jobs (``shard``) and
+interrupted runs never expose half-written data. Re-running skips recordings whose source
+hash and configuration hash are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brainfm._logging import logger, verbose
+from brainfm.errors import BrainFMError, ConfigError
+from brainfm.preprocessing.recipe import Recipe, load_recipe
+from brainfm.preprocessing.source import Source
+
+__all__ = ["PreprocessSummary", "hash_files", "parse_shard", "preprocess"]
+
+
+@dataclass
+class PreprocessSummary:
+    """What a preprocessing run did.
+
+    Attributes
+    ----------
+    store : str
+        The store path.
+    processed, skipped : list of str
+        Recording ids written, and ids already up to date.
+    failed : list of dict
+        ``{"path", "error"}`` per source that could not be stored (plus ``error_type`` and
+        ``recording_id``).
+    ignored : dict of str to int
+        Files that are not recordings, counted by extension.
+    rows : list of dict
+        One row per source for the summary table.
+    seconds : float
+        Wall time of the run.
+    """
+
+    store: str
+    processed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every recording was stored or skipped, 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON contract of ``brainfm preprocess --json``."""
+        return {
+            "store": self.store,
+            "processed": list(self.processed),
+            "skipped": list(self.skipped),
+            "failed": [{"path": f["path"], "error": f["error"]} for f in self.failed],
+            "ignored": dict(self.ignored),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def table(self) -> str:
+        """A human summary table (one line per source, then totals)."""
+        lines = [f"{'recording':<48} {'status':<8} {'channels':<28} {'duration':>9} {'sfreq':>7} {'time':>6}"]
+        for row in self.rows:
+            channels = ", ".join(f"{n} {t}" for t, n in row.get("channel_types", {}).items())
+            duration = f"{row['duration_s']:.1f} s" if row.get("duration_s") is not None else ""
+            sfreq = f"{row['sfreq']:g}" if row.get("sfreq") else ""
+            seconds = f"{row['seconds']:.1f}" if row.get("seconds") is not None else ""
+            lines.append(
+                f"{row['id'][:48]:<48} {row['status']:<8} {channels[:28]:<28} {duration:>9} {sfreq:>7} {seconds:>6}"
+            )
+        for failure in self.failed:
+            lines.append(f"FAILED {failure['path']}\n       {failure['error']}")
+        ignored = sum(self.ignored.values())
+        ignored_text = ", ".join(f"{ext or '(none)'}: {n}" for ext, n in sorted(self.ignored.items()))
+        lines.append(
+            f"{len(self.processed)} stored, {len(self.skipped)} skipped (up to date), {len(self.failed)} failed, "
+            f"{ignored} other files ignored{f' ({ignored_text})' if ignored else ''}; {self.seconds:.1f} s -> {self.store}"
+        )
+        return "\n".join(lines)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """Parse ``"I/N"`` (0-based shard I of N) as used by ``--shard``.
+
+    Parameters
+    ----------
+    text : str | None
+        ``"0/4"`` etc., or None.
+
+    Returns
+    -------
+    shard : tuple of int | None
+        ``(index, count)``.
+    """
+    if text is None:
+        return None
+    try:
+        index_text, count_text = text.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ConfigError(f"--shard must look like I/N (e.g. 0/4), got {text!r}.") from None
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(
+            f"--shard {text}: I must lie in [0, N-1] and N >= 1 (for SLURM use "
+            f"--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(N-1))."
+        )
+    return index, count
+
+
+def hash_files(paths: Sequence[Path]) -> str:
+    """sha256 over the contents of files (folders: every file inside), in sorted path order.
+
+    Parameters
+    ----------
+    paths : sequence of pathlib.Path
+        Files or folders.
+
+    Returns
+    -------
+    sha256 : str
+        Hex digest.
+    """
+    digest = hashlib.sha256()
+    all_files: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        all_files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    for path in sorted(set(all_files)):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(2**22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _process_one(source: Source, recipe: Recipe, store: str, config_hash: str) -> dict[str, Any]:
+    """Worker body: skip, or preprocess and write, or record the failure. Never raises."""
+    from brainfm.preprocessing.pipeline import preprocess_source
+    from brainfm.store.writer import StoreWriter
+
+    started = time.perf_counter()
+    row: dict[str, Any] = {"id": source.recording_id, "path": str(source.path)}
+    try:
+        writer = StoreWriter(store)
+        sha256 = hash_files(source.files or [source.path])
+        if writer.is_up_to_date(source.recording_id, sha256, config_hash):
+            attrs = writer.recording_attrs(source.recording_id) or {}
+            return {**row, "status": "skipped", **_shape_facts(attrs), "seconds": time.perf_counter() - started}
+        recording = preprocess_source(source, recipe, config_hash=config_hash, sha256=sha256)
+        writer.write(
+            recording,
+            chunk_mib=recipe.write.chunk_mib,
+            clevel=recipe.write.clevel,
+            bitround_keepbits=recipe.write.bitround_keepbits,
+        )
+        attrs = writer.recording_attrs(source.recording_id) or {}
+        return {**row, "status": "stored", **_shape_facts(attrs), "seconds": time.perf_counter() - started}
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, the run goes on
+        message = str(exc) if isinstance(exc, BrainFMError) else f"{type(exc).__name__}: {exc}"
+        if str(source.relpath) not in message and str(source.path) not in message:
+            message = f"{source.relpath}: {message}"
+        logger.debug("failed %s", source.path, exc_info=True)
+        try:
+            StoreWriter(store).record_failure(str(source.path), message, source.recording_id)
+        except Exception:  # noqa: BLE001
+            logger.warning("could not record the failure of %s in the store", source.path)
+        return {**row, "status": "failed", "error": message, "error_type": type(exc).__name__,
+                "seconds": time.perf_counter() - started}
+
+
+def _shape_facts(attrs: dict[str, Any]) -> dict[str, Any]:
+    if not attrs:
+        return {}
+    types: dict[str, int] = {}
+    for kind in attrs.get("channels", {}).get("type", []):
+        types[kind] = types.get(kind, 0) + 1
+    return {
+        "channel_types": types,
+        "sfreq": attrs.get("sfreq"),
+        "duration_s": attrs["n_times"] / attrs["sfreq"] if attrs.get("sfreq") else None,
+    }
+
+
+@verbose
+def preprocess(
+    input_dir: str | Path,
+    store: str | Path,
+    *,
+    recipe: str | Path | Recipe = "default",
+    jobs: int = 1,
+    shard: tuple[int, int] | str | None = None,
+    pattern: str | None = None,
+    dataset: str | None = None,
+    progress: bool = False,
+    verbose: bool | str | int | None = None,
+) -> PreprocessSummary:
+    """Normalise every recording of a dataset folder into a store.
+
+    Parameters
+    ----------
+    input_dir : str | pathlib.Path
+        A BIDS root or any folder of recordings (BIDS roots inside it are found too).
+    store : str | pathlib.Path
+        The store folder (created when absent; existing recordings are kept).
+    recipe : str | pathlib.Path | Recipe
+        Shipped recipe name, YAML file or Recipe.
+    jobs : int
+        Worker processes (1 runs in this process).
+    shard : tuple of int | str | None
+        ``(I, N)`` or ``"I/N"``: process only every N-th recording starting at I, for cluster
+        array jobs writing into one store.
+    pattern : str | None
+        Regular expression with named groups (``subject``, ``session``, ``task``,
+        ``acquisition``, ``run``) matched against each file's relative path (plain folders).
+    dataset : str | None
+        Dataset name (default: the folder's name).
+    progress : bool
+        Show a progress bar on stderr.
+    verbose : bool | str | int | None
+        Log level for this call.
+
+    Returns
+    -------
+    summary : PreprocessSummary
+        Processed, skipped and failed recordings.
+    """
+    from brainfm.preprocessing.discover import discover
+    from brainfm.store.writer import StoreWriter
+
+    started = time.perf_counter()
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise ConfigError(f"Input folder {input_dir} does not exist or is not a folder.")
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs!r}.")
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
+    the_recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    discovery = discover(input_dir, dataset=dataset, pattern=pattern)
+    config_hash = the_recipe.config_hash(pattern=pattern, dataset=dataset)
+    writer = StoreWriter(store)  # creates the store before workers start
+
+    sources = sorted(discovery.sources, key=lambda s: s.recording_id)
+    problems = list(discovery.problems)
+    if shard is not None:
+        index, count = shard
+        sources = sources[index::count]
+        problems = [p for p in problems if int(hashlib.sha1(str(p[0]).encode()).hexdigest(), 16) % count == index]
+    summary = PreprocessSummary(
+        store=str(store),
+        ignored={ext: len(paths) for ext, paths in discovery.ignored.items()},
+    )
+    for path, error in problems:
+        message = str(error)
+        writer.record_failure(str(path), message)
+        summary.failed.append({"path": str(path), "error": message, "error_type": type(error).__name__})
+    logger.info("%d recordings to process in %s (%d jobs)", len(sources), input_dir, jobs)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(sources), unit="rec", desc="preprocess", dynamic_ncols=True)
+    rows: dict[str, dict[str, Any]] = {}
+    try:
+        if jobs == 1 or len(sources) <= 1:
+            for source in sources:
+                if bar is not None:
+                    bar.set_postfix_str(source.relpath[-40:])
+                rows[source.recording_id] = _process_one(source, the_recipe, str(store), config_hash)
+                if bar is not None:
+                    bar.update()
+        else:
+            for row in _run_pool(sources, the_recipe, str(store), config_hash, jobs, bar):
+                rows[row["id"]] = row
+    finally:
+        if bar is not None:
+            bar.close()
+    for source in sources:
+        row = rows[source.recording_id]
+        summary.rows.append(row)
+        if row["status"] == "stored":
+            summary.processed.append(row["id"])
+        elif row["status"] == "skipped":
+            summary.skipped.append(row["id"])
+        else:
+            summary.failed.append(
+                {"path": row["path"], "error": row["error"], "error_type": row.get("error_type"), "recording_id": row["id"]}
+            )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_pool(sources: list[Source], recipe: Recipe, store: str, config_hash: str, jobs: int, bar: Any) -> list[dict[str, Any]]:
+    # 'spawn': zarr runs an event-loop thread, and forking a process with threads can deadlock.
+    context = multiprocessing.get_context("spawn")
+    thread_vars = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in thread_vars}
+    for name in thread_vars:  # one core per worker; children inherit the environment
+        os.environ[name] = "1"
+    results: list[dict[str, Any]] = []
+    try:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(sources)), mp_context=context) as pool:
+            pending: dict[Future[dict[str, Any]], Source] = {
+                pool.submit(_process_one, source, recipe, store, config_hash): source for source in sources
+            }
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    source = pending.pop(future)
+                    try:
+                        results.append(future.result())
+                    except Exception as exc:  # a worker died (e.g. killed by the OOM killer)
+                        results.append({"id": source.recording_id, "path": str(source.path), "status": "failed",
+                                        "error": f"{source.relpath}: worker process failed: {exc}",
+                                        "error_type": type(exc).__name__})
+                    if bar is not None:
+                        bar.update()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return results
