@@ -1,0 +1,179 @@
+"""Recording -> StoreWriter -> open_store gives back the same recording."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from brainfm import open_store
+from brainfm.data import Identity, Recording, empty_channel_table
+from brainfm.errors import StoreFormatError, StoreNotFoundError
+from brainfm.store import StoreWriter
+from brainfm.store.check import check_store
+from brainfm.store.encoding import bitround_, signal_chunk_times
+from brainfm.store.summary import store_info
+
+
+def _recording(n_channels: int = 5, n_times: int = 20_000, subject: str = "01", seed: int = 0) -> Recording:
+    rng = np.random.default_rng(seed)
+    names = [f"C{i}" for i in range(n_channels)]
+    types = ["eeg"] * (n_channels - 2) + ["mag", "grad"]
+    channels = empty_channel_table(names, types)
+    channels.loc[0, ["x", "y", "z"]] = [0.01, 0.02, 0.03]
+    channels.loc[0, "pos_source"] = "template"
+    channels.loc[n_channels - 1, ["ox", "oy", "oz", "gx", "gy", "gz"]] = [0, 0, 1, 1, 0, 0]
+    channels.loc[1, ["status", "status_reason"]] = ["bad", "flat"]
+    signal = (rng.standard_normal((n_channels, n_times)) * 1e-5).astype(np.float32)
+    events = pd.DataFrame({"onset_s": [2.0, 0.5, 3.0], "duration_s": [0.0, 1.0, 0.0], "description": ["T1", "BAD_seg", "T1"]})
+    return Recording(
+        signal=signal, sfreq=250.0, identity=Identity("ds", subject, task="rest", run="1"),
+        channels=channels, events=events, source={"path": f"/x/{subject}.edf", "sha256": "abc"},
+        provenance={"recipe": "test", "config_hash": "h1"}, line_freq=50.0,
+    )
+
+
+def test_roundtrip_values_tables_and_attributes(tmp_path):
+    recording = _recording()
+    rid = StoreWriter(tmp_path / "s.zarr").write(recording)
+    store = open_store(tmp_path / "s.zarr")
+    assert list(store) == [rid] == ["ds_sub-01_task-rest_run-1"]
+    stored = store[rid]
+    np.testing.assert_array_equal(stored.signal[:], recording.signal)
+    assert stored.signal.metadata.dimension_names == ("channel", "time")
+    assert stored.sfreq == 250.0 and stored.subject == "01" and stored.task == "rest" and stored.run == "1"
+    pd.testing.assert_frame_equal(stored.channels, recording.channels, check_dtype=False)
+    events = stored.events
+    assert events["onset_s"].tolist() == [0.5, 2.0, 3.0]  # sorted by onset
+    assert events["description"].tolist() == ["BAD_seg", "T1", "T1"]
+    stats = stored.stats
+    np.testing.assert_allclose(stats["mean"], recording.signal.mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose(stats["std"], recording.signal.astype(np.float64).std(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(stats["median"], np.median(recording.signal, axis=1), rtol=1e-5)
+    q75, q25 = np.percentile(recording.signal, [75, 25], axis=1)
+    np.testing.assert_allclose(stats["iqr"], q75 - q25, rtol=1e-5)
+    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    assert root.attrs["brainfm_format_version"] == 1
+    assert set(root.attrs["written_by"]) == {"brainfm", "mne", "zarr", "numpy"}
+    # attributes are strict JSON (NaN positions became null)
+    text = (tmp_path / "s.zarr" / "recordings" / rid / "zarr.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_incomplete_recording_is_invisible_and_reported(tmp_path, monkeypatch):
+    writer = StoreWriter(tmp_path / "s.zarr")
+    writer.write(_recording(subject="01"))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the run were killed while writing
+
+    monkeypatch.setattr("brainfm.store.writer.channel_stats", crash)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write(_recording(subject="02"))
+    store = open_store(tmp_path / "s.zarr")
+    assert list(store) == ["ds_sub-01_task-rest_run-1"]
+    assert store.incomplete == ["ds_sub-02_task-rest_run-1"]
+    problems = check_store(store)
+    assert list(problems) == ["ds_sub-02_task-rest_run-1"]
+    assert "incomplete" in problems["ds_sub-02_task-rest_run-1"][0]
+    monkeypatch.undo()
+    writer.write(_recording(subject="02"))  # the next run completes it
+    assert len(open_store(tmp_path / "s.zarr")) == 2
+
+
+def test_up_to_date_needs_same_hash_and_config(tmp_path):
+    writer = StoreWriter(tmp_path / "s.zarr")
+    rid = writer.write(_recording())
+    assert writer.is_up_to_date(rid, "abc", "h1")
+    assert not writer.is_up_to_date(rid, "abd", "h1")
+    assert not writer.is_up_to_date(rid, "abc", "h2")
+    assert not writer.is_up_to_date("other", "abc", "h1")
+
+
+def test_unknown_format_version_names_both_versions(tmp_path):
+    StoreWriter(tmp_path / "s.zarr")
+    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="a")
+    root.attrs["brainfm_format_version"] = 7
+    with pytest.raises(StoreFormatError, match="version 7.*version 1"):
+        open_store(tmp_path / "s.zarr")
+    with pytest.raises(StoreFormatError, match="version 7.*version 1"):
+        StoreWriter(tmp_path / "s.zarr")
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(StoreNotFoundError, match="not a brainfm store"):
+        open_store(tmp_path / "missing.zarr")
+    zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    with pytest.raises(StoreFormatError, match="not a brainfm store"):
+        open_store(tmp_path / "plain.zarr")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "file.txt").write_text("x")
+    with pytest.raises(StoreFormatError, match="not empty"):
+        StoreWriter(tmp_path / "full")
+
+
+def test_failures_are_recorded_and_cleared(tmp_path):
+    writer = StoreWriter(tmp_path / "s.zarr")
+    writer.record_failure("/x/01.edf", ValueError("broken header"), "ds_sub-01_task-rest_run-1")
+    assert open_store(tmp_path / "s.zarr").failed[0]["error"] == "broken header"
+    writer.write(_recording())  # same source path, now stored
+    assert open_store(tmp_path / "s.zarr").failed == []
+
+
+def test_check_store_finds_tampered_shapes(tmp_path):
+    rid = StoreWriter(tmp_path / "s.zarr").write(_recording())
+    assert check_store(open_store(tmp_path / "s.zarr")) == {}
+    group = zarr.open_group(str(tmp_path / "s.zarr" / "recordings" / rid), mode="a")
+    group.attrs["n_times"] = 5
+    problems = check_store(open_store(tmp_path / "s.zarr"))
+    assert any("signal shape" in p for p in problems[rid])
+
+
+def test_check_store_finds_non_finite_values(tmp_path):
+    rid = StoreWriter(tmp_path / "s.zarr").write(_recording())
+    zarr.open_array(str(tmp_path / "s.zarr" / "recordings" / rid / "signal"), mode="a")[2, 100] = np.nan
+    problems = check_store(open_store(tmp_path / "s.zarr"))
+    assert any("non-finite" in p for p in problems[rid])
+
+
+def test_store_info_contract(tmp_path):
+    StoreWriter(tmp_path / "s.zarr").write(_recording())
+    info = store_info(open_store(tmp_path / "s.zarr"))
+    assert info["format_version"] == 1
+    row = info["recordings"][0]
+    assert set(row) == {
+        "id", "dataset", "subject", "session", "task", "run", "sfreq", "n_channels", "n_times",
+        "channel_types", "n_positions", "pos_sources", "n_bad_channels", "n_events", "event_counts", "source",
+    }
+    assert row["channel_types"] == {"eeg": 3, "mag": 1, "grad": 1}
+    assert row["n_positions"] == 1 and row["pos_sources"] == {"template": 1, "none": 4}
+    assert row["n_bad_channels"] == 1 and row["event_counts"] == {"BAD_seg": 1, "T1": 2}
+    assert row["source"] == {"path": "/x/01.edf", "sha256": "abc"}
+
+
+def test_bitround_error_bound_and_compression(tmp_path):
+    rng = np.random.default_rng(1)
+    values = (rng.standard_normal(100_000) * 1e-5).astype(np.float32)
+    rounded = bitround_(values.copy(), 12)
+    relative = np.abs(rounded - values) / np.abs(values)
+    assert relative.max() <= 2.0**-13 * 1.0001
+    assert np.any(rounded != values)
+    recording = _recording(n_times=200_000)
+    StoreWriter(tmp_path / "exact.zarr").write(recording)
+    StoreWriter(tmp_path / "round.zarr").write(recording, bitround_keepbits=10)
+
+    def size(path):
+        return sum(p.stat().st_size for p in (path / "recordings").rglob("c/*/*") if p.is_file())
+
+    assert size(tmp_path / "round.zarr") < 0.8 * size(tmp_path / "exact.zarr")
+    stored = open_store(tmp_path / "round.zarr")[recording.recording_id]
+    assert stored.attrs["signal_encoding"]["bitround_keepbits"] == 10
+
+
+def test_chunk_times_targets_size():
+    assert signal_chunk_times(64, 10**7, 2.0) == 8192
+    assert signal_chunk_times(306, 10**7, 2.0) == 2048
+    assert signal_chunk_times(64, 1000, 2.0) == 1000  # short recording: one chunk
