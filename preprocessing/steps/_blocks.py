@@ -85,6 +85,7 @@ def channel_std(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
         block = np.asarray(data[group], dtype=np.float64)  # (len(group), n_times)
         out[done : done + len(group)] = block.std(axis=1)
         done += len(group)
+        del block  # free it before the next block is read
     return out
 
 

@@ -85,6 +85,7 @@ def psd_distance(data: np.ndarray, rows: np.ndarray, sfreq: float, n_fft: int, f
         block = np.asarray(data[group], dtype=np.float64)  # (len(group), n_times)
         freqs, psd = welch(block, fs=sfreq, window="hamming", nperseg=nperseg, noverlap=0, detrend=False, axis=-1)
         spectra.append(psd)
+        del block, psd  # free them before the next block is read
     psd = np.concatenate(spectra)  # (n_rows, n_freqs)
     keep = freqs >= fmin
     if fmax is not None:
