@@ -1,0 +1,461 @@
+"""Read one source recording: an unloaded MNE Raw plus brainfm's channel table and events.
+
+:func:`read_source` validates the files, opens the raw with the format's reader
+(``preload=False``), turns cryptic reader exceptions into :class:`~brainfm.errors.ReadError`
+/ :class:`~brainfm.errors.UnsupportedFormatError` that name the file, records MNE's warnings
+(MaxShield data, reader notes) in :attr:`RawInput.warnings`, and builds:
+
+* the channel table of the storable channels (``eeg``, ``mag``, ``grad``, ``seeg``, ``ecog``,
+  ``dbs``, ``eog``, ``ecg``, ``emg``, ``misc``; stim, MEG reference, respiration, GSR,
+  temperature, cHPI... are left out). Types: the file's, then name-based inference for
+  channels the file typed EEG (``HEOG`` -> eog, ``EKG`` -> ecg), then the recipe's
+  :class:`Override` globs in order. The raw's channel types are updated to match, so MNE
+  functions the pipeline calls see the same types as the table. EEG names are normalised to
+  10-05 spelling (``orig_name`` keeps the file's name, which is what the raw knows).
+* geometry (:mod:`brainfm.data.geometry`), bad channels from metadata, sEEG/ECoG groups.
+* events: annotations (onsets relative to the first sample of the raw), MNE ``-eve.fif``
+  companions and stim-channel events (descriptions are the event codes as strings).
+
+MEG reference channels. CTF data are read at the compensation grade stored in the file and
+brainfm never changes it. Picking away the reference channels (``raw.pick(orig_names)``) is
+safe then: MNE drops the compensation matrices it no longer can apply and keeps the data as
+stored. (Changing the grade with ``raw.apply_gradient_compensation`` *before* picking would
+not be: on an unloaded raw the compensation is applied at read time from the reference
+channels, and dropping them silently drops the compensation.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from brainfm.data.channel_names import infer_type_from_name, normalise_eeg_names
+from brainfm.data.channels import CHANNEL_TYPES, IEEG_TYPES, empty_channel_table, shaft_groups
+from brainfm.data.geometry import fill_geometry, montage_positions
+from brainfm.data.recording import empty_events
+from brainfm.errors import (
+    BrainFMError,
+    ConfigError,
+    ReadError,
+    SidecarError,
+    UnsupportedFormatError,
+)
+from brainfm.preprocessing.bids import read_bids_raw
+from brainfm.preprocessing.formats import get_format, read_function
+from brainfm.preprocessing.source import Override, RawInput, Source
+from brainfm.preprocessing.validation import validate_source
+
+__all__ = [
+    "MAXSHIELD_WARNING",
+    "MAX_EVENT_CODES",
+    "build_channel_table",
+    "open_raw",
+    "read_events",
+    "read_source",
+]
+
+#: Recorded instead of MNE's long MaxShield warning.
+MAXSHIELD_WARNING = (
+    "Internal Active Shielding data (MaxShield): not MaxFiltered. The signals may be "
+    "distorted; run MaxFilter or mne.preprocessing.maxwell_filter before relying on them."
+)
+#: A stim channel with more distinct codes than this is an analogue channel, not triggers.
+MAX_EVENT_CODES = 255
+_MAIN_STIM = ("STI101", "STI 014", "STI014")
+
+
+@contextlib.contextmanager
+def _capture(messages: list[str]) -> Iterator[None]:
+    """Collect Python warnings and stdout prints (some MNE readers print) into ``messages``."""
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                text = str(w.message).strip()
+                if "Internal Active Shielding" in text:
+                    text = MAXSHIELD_WARNING
+                if text not in messages:
+                    messages.append(text)
+            messages.extend(line.strip() for line in out.getvalue().splitlines() if line.strip())
+
+
+def _translate(source: Source, exc: Exception) -> BrainFMError:
+    spec = get_format(source.format)
+    if isinstance(exc, FileNotFoundError):
+        missing = exc.filename or str(exc)
+        return ReadError(
+            f"Could not read {source.path} as {spec.name}: a file it needs is missing ({missing}). "
+            "Put it back next to the recording, or remove the recording from the input folder."
+        )
+    return UnsupportedFormatError(
+        f"Could not read {source.path} as {spec.name} with mne.io.{spec.reader}: "
+        f"{type(exc).__name__}: {str(exc).strip() or 'no details'}. The file may be damaged, "
+        f"incomplete or not a {spec.name} file; check that it opens in its vendor's software, "
+        "or remove it from the input folder."
+    )
+
+
+def open_raw(source: Source) -> tuple[Any, list[str], dict[str, Any]]:
+    """Open a (non-BIDS) source with its format's MNE reader, unloaded.
+
+    Parameters
+    ----------
+    source : Source
+        The recording.
+
+    Returns
+    -------
+    raw : mne.io.BaseRaw
+        The raw, ``preload=False``.
+    warnings : list of str
+        What MNE warned about, plus brainfm's notes (CNT data format fallback...).
+    info : dict
+        ``reader`` and ``options`` used, for the provenance.
+    """
+    spec = get_format(source.format)
+    reader = read_function(source.format)
+    options: dict[str, Any] = dict(spec.options)
+    messages: list[str] = []
+    comp = source.companions
+    if source.format == "kit":
+        if "mrk" in comp and "elp" in comp and "hsp" in comp:
+            mrk = [comp["mrk"], comp["mrk2"]] if "mrk2" in comp else comp["mrk"]
+            options.update(mrk=mrk, elp=comp["elp"], hsp=comp["hsp"])
+        else:
+            messages.append(
+                f"No KIT marker (*mrk*), digitiser (*elp*) and head-shape (*hsp*) files found beside "
+                f"{source.path.name}: MEG positions stay in the device frame."
+            )
+    elif source.format == "bti":
+        options.update(config_fname=comp.get("config"), head_shape_fname=comp.get("head_shape"))
+    attempts = [dict(options)]
+    if source.format == "cnt":
+        attempts = [dict(options, data_format=f) for f in ("auto", "int32", "int16")]
+    last: Exception | None = None
+    for i, kwargs in enumerate(attempts):
+        try:
+            with _capture(messages):
+                raw = reader(source.path, preload=False, verbose="warning", **kwargs)
+        except BrainFMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated below
+            last = exc
+            if i + 1 < len(attempts):
+                continue
+            raise _translate(source, exc) from exc
+        if i > 0:
+            messages.append(
+                f"Neuroscan CNT data format auto-detection failed ({type(last).__name__}: "
+                f"{str(last).strip().splitlines()[-1] if str(last).strip() else ''}); "
+                f"read with data_format={kwargs['data_format']!r}."
+            )
+            messages[:] = [m for m in messages if "read_raw_ant" not in m]
+        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items()}
+        if isinstance(options.get("mrk"), list):
+            options["mrk"] = [str(p) for p in options["mrk"]]
+        return raw, messages, {"reader": f"mne.io.{spec.reader}", "options": options}
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_overrides(overrides: Sequence[Override]) -> None:
+    for override in overrides:
+        for pattern, ch_type in override.channel_types.items():
+            if ch_type not in CHANNEL_TYPES:
+                raise ConfigError(
+                    f"Invalid channel type in the override for {override.match!r}: {pattern!r} -> "
+                    f"{ch_type!r}. Allowed types are {list(CHANNEL_TYPES)}."
+                )
+
+
+def build_channel_table(
+    raw: Any, overrides: Sequence[Override] = (), *, channels_tsv: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Build the channel table (without geometry) of the storable channels of a raw.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        The recording.
+    overrides : sequence of Override
+        Overrides that apply to this recording, in order; their ``channel_types`` globs match
+        the file's channel names case-insensitively and only retype storable channels.
+    channels_tsv : pandas.DataFrame | None
+        BIDS ``channels.tsv`` (strings): ``status_description`` gives the reason of a bad
+        channel, ``group`` the sEEG shaft / ECoG grid.
+
+    Returns
+    -------
+    channels : pandas.DataFrame
+        Names normalised, types final, status and groups set; geometry columns empty.
+    """
+    _check_overrides(overrides)
+    names = list(raw.ch_names)
+    file_types = raw.get_channel_types()
+    keep = [i for i, t in enumerate(file_types) if t in CHANNEL_TYPES]
+    types = {}
+    for i in keep:
+        ch_type = file_types[i]
+        if ch_type == "eeg":
+            ch_type = infer_type_from_name(names[i]) or ch_type
+        for override in overrides:
+            for pattern, new_type in override.channel_types.items():
+                if fnmatch.fnmatchcase(names[i].lower(), pattern.lower()):
+                    ch_type = new_type
+        types[names[i]] = ch_type
+    orig = [names[i] for i in keep]
+    table = empty_channel_table(orig, [types[n] for n in orig])
+    eeg_rows = table.index[table["type"] == "eeg"]
+    others = table.loc[table["type"] != "eeg", "orig_name"].tolist()
+    table.loc[eeg_rows, "name"] = normalise_eeg_names(table.loc[eeg_rows, "orig_name"].tolist(), taken=others)
+
+    tsv = None
+    if channels_tsv is not None and "name" in channels_tsv.columns:
+        tsv = channels_tsv.set_index("name")
+    bads = set(raw.info["bads"])
+    for row in table.index:
+        orig_name = table.at[row, "orig_name"]
+        if orig_name in bads:
+            table.at[row, "status"] = "bad"
+            reason = "metadata"
+            if tsv is not None and orig_name in tsv.index and "status_description" in tsv.columns:
+                description = str(tsv.at[orig_name, "status_description"]).strip()
+                if description and description.lower() != "n/a":
+                    reason = f"metadata: {description}"
+            table.at[row, "status_reason"] = reason
+        if tsv is not None and orig_name in tsv.index and "group" in tsv.columns:
+            group = str(tsv.at[orig_name, "group"]).strip()
+            if group and group.lower() != "n/a":
+                table.at[row, "group"] = group
+    ieeg = table.index[table["type"].isin(IEEG_TYPES) & (table["group"] == "")]
+    table.loc[ieeg, "group"] = shaft_groups(table.loc[ieeg, "name"].tolist())
+    return table
+
+
+def _retype_raw(raw: Any, table: pd.DataFrame) -> dict[str, str]:
+    """Give the raw the table's channel types; return the changes made."""
+    current = dict(zip(raw.ch_names, raw.get_channel_types(), strict=True))
+    changes = {o: t for o, t in zip(table["orig_name"], table["type"], strict=True) if current[o] != t}
+    if changes:
+        raw.set_channel_types(changes, on_unit_change="ignore", verbose="error")
+    return changes
+
+
+def _stim_events(raw: Any, annotation_onsets: np.ndarray, messages: list[str]) -> pd.DataFrame:
+    import mne
+
+    stim = [n for n, t in zip(raw.ch_names, raw.get_channel_types(), strict=True) if t == "stim"]
+    if not stim:
+        return empty_events()
+    main = [n for n in _MAIN_STIM if n in stim]
+    channels = main[:1] or stim
+    try:
+        with _capture(messages):
+            found = mne.find_events(
+                raw, stim_channel=channels, shortest_event=1, consecutive=True,
+                initial_event=True, verbose="error",
+            )
+    except Exception as exc:  # noqa: BLE001 - events are optional
+        messages.append(f"Could not read events from the stim channels {channels}: {exc}")
+        return empty_events()
+    if len(found) == 0:
+        return empty_events()
+    codes = np.unique(found[:, 2])
+    if len(codes) > MAX_EVENT_CODES:
+        messages.append(
+            f"The stim channel(s) {channels} change value {len(found)} times with {len(codes)} "
+            "distinct values: an analogue signal rather than trigger codes, so no events were "
+            "taken from it."
+        )
+        return empty_events()
+    onsets = (found[:, 0] - raw.first_samp) / raw.info["sfreq"]
+    tolerance = 1.0 / raw.info["sfreq"]
+    keep = [not np.any(np.abs(annotation_onsets - t) <= tolerance) for t in onsets]
+    return pd.DataFrame(
+        {"onset_s": onsets[keep], "duration_s": np.zeros(int(np.sum(keep))),
+         "description": np.array([str(c) for c in found[keep, 2]], dtype=object)}
+    )
+
+
+def read_events(raw: Any, source: Source, *, use_stim: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Collect the events of a recording, onsets in seconds from the raw's first sample.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        The recording.
+    source : Source
+        Its source (for the ``events`` companion, an MNE ``-eve.fif`` file).
+    use_stim : bool
+        Whether to look for events on stim channels (those within one sample of an
+        annotation are dropped as duplicates).
+
+    Returns
+    -------
+    events : pandas.DataFrame
+        ``onset_s``, ``duration_s``, ``description``, sorted by onset.
+    warnings : list of str
+        Notes on events not used.
+    """
+    import mne
+
+    messages: list[str] = []
+    annotations = raw.annotations
+    # Raw annotations count from sample 0 of the acquisition (MNE keeps their orig_time equal
+    # to meas_date); the first stored sample is first_samp, i.e. raw.first_time seconds later.
+    onsets = np.asarray(annotations.onset, dtype=float) - raw.first_time
+    tables = [pd.DataFrame({"onset_s": onsets, "duration_s": np.asarray(annotations.duration, dtype=float),
+                            "description": np.asarray(annotations.description, dtype=object)})]
+    eve = source.companions.get("events")
+    if eve is not None:
+        try:
+            with _capture(messages):
+                found = mne.read_events(eve, verbose="error")
+        except Exception as exc:
+            raise SidecarError(
+                f"The MNE event file {eve} (events of {source.path.name}) could not be read: "
+                f"{type(exc).__name__}: {exc}. Fix or remove it."
+            ) from exc
+        eve_onsets = (found[:, 0] - raw.first_samp) / raw.info["sfreq"]
+        inside = (eve_onsets >= 0) & (eve_onsets < raw.n_times / raw.info["sfreq"])
+        if not np.all(inside):
+            messages.append(f"{int(np.sum(~inside))} events of {eve.name} lie outside the recording and were dropped.")
+        tables.append(pd.DataFrame({"onset_s": eve_onsets[inside], "duration_s": np.zeros(int(np.sum(inside))),
+                                    "description": np.array([str(c) for c in found[inside, 2]], dtype=object)}))
+    elif use_stim:
+        tables.append(_stim_events(raw, onsets, messages))
+    events = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else empty_events()
+    events = events.sort_values("onset_s", kind="stable").reset_index(drop=True)
+    events["onset_s"] = events["onset_s"].astype(float)
+    events["duration_s"] = events["duration_s"].astype(float)
+    events["description"] = events["description"].astype(object)
+    return events, messages
+
+
+def _companion_montage(source: Source, names: Sequence[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    import mne
+
+    path = source.companions.get("montage")
+    if path is None or not names:
+        return {}, []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if path.suffix.lower() == ".bvct":
+                # MNE 1.13's read_dig_captrak uses defusedxml.ElementTree without importing
+                # the submodule ("module 'defusedxml' has no attribute 'ElementTree'").
+                with contextlib.suppress(ImportError):
+                    import defusedxml.ElementTree  # noqa: F401
+                montage = mne.channels.read_dig_captrak(path)
+            elif path.suffix.lower() == ".hpts":
+                montage = mne.channels.read_dig_hpts(path)
+            else:
+                montage = mne.channels.read_custom_montage(path)
+    except Exception as exc:
+        raise SidecarError(
+            f"The digitisation file {path} (electrode positions of {source.path.name}) could not be "
+            f"read: {type(exc).__name__}: {exc}. Fix it, or move it away to use file/template positions."
+        ) from exc
+    positions, notes = montage_positions(montage, names)
+    notes = [str(w.message) for w in caught] + notes
+    notes.append(f"Measured EEG positions of {len(positions)} channels from {path.name}.")
+    return positions, notes
+
+
+def _line_freq(raw: Any, overrides: Sequence[Override], messages: list[str]) -> float | None:
+    line = raw.info.get("line_freq")
+    override = next((o.line_freq for o in reversed(overrides) if o.line_freq is not None), None)
+    if line is None:
+        return None if override is None else float(override)
+    if override is not None and float(override) != float(line):
+        messages.append(f"The file says the line frequency is {line:g} Hz; the override's {override:g} Hz is not used.")
+    return float(line)
+
+
+def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
+    """Read a source recording: validate, open unloaded, build channel table and events.
+
+    Parameters
+    ----------
+    source : Source
+        From :func:`brainfm.preprocessing.discover.discover`.
+    overrides : sequence of Override
+        Recipe overrides; those whose ``match`` glob matches ``source.relpath`` apply, in order.
+
+    Returns
+    -------
+    raw_input : RawInput
+        The unloaded raw (its channel types updated to the table's), the channel table of the
+        storable channels, events, line frequency, measurement date, warnings and reader facts.
+
+    Raises
+    ------
+    brainfm.errors.ReadError
+        The files are missing, truncated (:class:`~brainfm.errors.TruncatedFileError`), not
+        of the format their name says (:class:`~brainfm.errors.UnsupportedFormatError`), or a
+        sidecar is broken (:class:`~brainfm.errors.SidecarError`).
+    """
+    applicable = [o for o in overrides if o.applies_to(source.relpath)]
+    _check_overrides(applicable)
+    messages = validate_source(source)
+    channels_tsv = None
+    measured: dict[str, np.ndarray] = {}
+    measured_frame = "head"
+    regions: dict[str, str] = {}
+    use_stim = True
+    if source.bids_root is not None:
+        extra = dict(get_format(source.format).options)
+        extra.pop("ch_type", None)
+        reading = read_bids_raw(source, extra_params=extra or None)
+        raw = reading.raw
+        messages.extend(reading.warnings)
+        messages[:] = [MAXSHIELD_WARNING if "Internal Active Shielding" in m else m for m in messages]
+        info: dict[str, Any] = {"reader": "mne_bids.read_raw_bids", "options": extra}
+        channels_tsv = reading.channels_tsv
+        use_stim = not reading.has_events_tsv
+        if reading.electrodes is not None:
+            measured = reading.electrodes.positions
+            measured_frame = reading.electrodes.frame
+            regions = reading.electrodes.regions
+            info.update(electrodes=reading.electrodes.file.name, space=reading.electrodes.space,
+                        electrodes_unit=reading.electrodes.unit)
+    else:
+        raw, opened, info = open_raw(source)
+        messages.extend(opened)
+    info["format"] = source.format
+    channels = build_channel_table(raw, applicable, channels_tsv=channels_tsv)
+    info["retyped"] = _retype_raw(raw, channels)
+    if not measured:
+        eeg_names = channels.loc[channels["type"] == "eeg", "orig_name"].tolist()
+        measured, notes = _companion_montage(source, eeg_names)
+        messages.extend(notes)
+    report = fill_geometry(channels, raw.info, measured=measured, measured_frame=measured_frame)
+    messages.extend(report.warnings)
+    info.update(template_montage=report.template_montage, meg_frame=report.meg_frame)
+    if report.meg_frame is not None:
+        info["compensation_grade"] = raw.compensation_grade
+    for row in channels.index:
+        region = regions.get(channels.at[row, "orig_name"])
+        if region:
+            channels.at[row, "region"] = region
+    events, notes = read_events(raw, source, use_stim=use_stim)
+    messages.extend(notes)
+    meas_date = raw.info["meas_date"]
+    return RawInput(
+        raw=raw,
+        channels=channels,
+        events=events,
+        line_freq=_line_freq(raw, applicable, messages),
+        meas_date=None if meas_date is None else meas_date.isoformat(),
+        warnings=list(dict.fromkeys(messages)),
+        info=info,
+    )

@@ -1,0 +1,301 @@
+"""Checks that run before a reader opens a file, for the failures MNE misses or words badly.
+
+* EDF/BDF: the header must be an EDF or BDF header, and the file must hold the data records
+  the header declares. MNE opens a file cut in half without a word (``truncated_S001R05.edf``
+  gives 57 of 125 s); brainfm raises :class:`~brainfm.errors.TruncatedFileError` with the
+  declared and actual durations.
+* BrainVision: the data and marker files the header names must exist.
+* EEGLAB: a ``.set`` whose data live in a separate ``.fdt`` needs that file.
+* Persyst / Nicolet: the ``.dat`` / ``.head`` file must exist.
+* Every file-based format: an empty file, or a file whose first bytes are not the format's
+  signature (GDF, FIF, MATLAB for EEGLAB), is an :class:`~brainfm.errors.UnsupportedFormatError`
+  quoting what the bytes look like.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from brainfm.errors import ReadError, TruncatedFileError, UnsupportedFormatError
+from brainfm.preprocessing.formats import get_format
+from brainfm.preprocessing.source import Source
+
+__all__ = [
+    "check_brainvision",
+    "check_edf",
+    "check_eeglab",
+    "describe_bytes",
+    "validate_source",
+]
+
+_EDF_HEADER = 256
+_EDF_SIGNAL_HEADER = 256  # bytes per signal in the header (16+80+8*6+80+8+32)
+
+
+def describe_bytes(data: bytes) -> str:
+    """Say what the first bytes of a file look like, for error messages.
+
+    Parameters
+    ----------
+    data : bytes
+        The first bytes of a file.
+
+    Returns
+    -------
+    description : str
+        ``"text: 'this is not an EDF file'"`` or ``"binary: 00 01 ff ..."``, or ``"nothing
+        (the file is empty)"``.
+    """
+    if not data:
+        return "nothing (the file is empty)"
+    head = data[:48]
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"text: {text.strip()!r}"
+    return "binary: " + " ".join(f"{b:02x}" for b in head[:16])
+
+
+def _read_head(path: Path, n: int) -> bytes:
+    try:
+        with Path(path).open("rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise ReadError(f"Could not open {path}: {exc.strerror or exc}.") from exc
+
+
+def _field(header: bytes, start: int, stop: int) -> str:
+    return header[start:stop].decode("ascii", errors="replace").strip()
+
+
+def check_edf(path: Path, *, bdf: bool | None = None) -> None:
+    """Check an EDF/EDF+/BDF header and that the file holds every declared data record.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.edf`` / ``.bdf`` file.
+    bdf : bool | None
+        Expect a BDF (24-bit) file; ``None`` accepts either.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        When the header is not an EDF/BDF header.
+    TruncatedFileError
+        When the file holds fewer data records than the header declares.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    head = _read_head(path, _EDF_HEADER)
+    is_bdf = head[:8] == b"\xffBIOSEMI"
+    is_edf = head[:1] == b"0" and head[1:8].strip(b" \x00") == b""
+    kind = "BDF" if bdf else "EDF" if bdf is False else "EDF/BDF"
+    if len(head) < _EDF_HEADER or not (is_bdf or is_edf) or (bdf is True and not is_bdf) or (bdf is False and not is_edf):
+        found = "a BDF header" if is_bdf else "an EDF header" if is_edf else describe_bytes(head)
+        expected = "'0' (EDF)" if bdf is False else "0xFF 'BIOSEMI' (BDF)" if bdf else "'0' or 0xFF 'BIOSEMI'"
+        raise UnsupportedFormatError(
+            f"{path} is not a valid {kind} file: it should start with a 256-byte header whose "
+            f"version field is {expected}, but its first bytes are {found}. Remove the file or "
+            "give it the extension of its real format."
+        )
+    try:
+        header_bytes = int(_field(head, 184, 192))
+        n_records = int(_field(head, 236, 244))
+        record_s = float(_field(head, 244, 252))
+        n_signals = int(_field(head, 252, 256))
+    except ValueError as exc:
+        raise UnsupportedFormatError(
+            f"{path} has a damaged {kind} header: a numeric field does not hold a number ({exc}). "
+            "Re-export the file from its source."
+        ) from exc
+    header = _read_head(path, header_bytes)
+    if n_signals <= 0 or len(header) < _EDF_HEADER + n_signals * _EDF_SIGNAL_HEADER:
+        raise TruncatedFileError(
+            f"{path} is truncated inside its header ({len(header)} of {header_bytes} header bytes, "
+            f"{n_signals} signals declared). Re-download or re-export the file."
+        )
+    offset = _EDF_HEADER + n_signals * 216
+    try:
+        samples = [int(_field(header, offset + 8 * i, offset + 8 * (i + 1))) for i in range(n_signals)]
+    except ValueError as exc:
+        raise UnsupportedFormatError(
+            f"{path} has a damaged {kind} header: the samples-per-record fields are not numbers "
+            f"({exc}). Re-export the file from its source."
+        ) from exc
+    record_bytes = sum(samples) * (3 if is_bdf else 2)
+    if n_records < 0 or record_bytes == 0:
+        return  # -1: "unknown" (recording still running); the reader counts the records
+    expected = header_bytes + n_records * record_bytes
+    if size < expected:
+        complete = max(size - header_bytes, 0) // record_bytes
+        raise TruncatedFileError(
+            f"{path} is truncated: its header declares {n_records} data records of {record_s:g} s "
+            f"({n_records * record_s:g} s) but the file holds only {complete} complete records "
+            f"({complete * record_s:g} s; {size} of {expected} bytes). Re-download or re-export "
+            "the file; brainfm does not store a silently shortened recording."
+        )
+
+
+def check_brainvision(path: Path) -> None:
+    """Check that a BrainVision header is one and that its data and marker files exist.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.vhdr`` / ``.ahdr`` header.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        When the file is not a BrainVision header.
+    ReadError
+        When the data or marker file it names is missing.
+    """
+    path = Path(path)
+    head = _read_head(path, 1 << 20)
+    text = head.decode("latin-1")
+    first = text.lstrip("\ufeff\xef\xbb\xbf").splitlines()[0] if text.strip() else ""
+    if not re.search(r"brain\s*vision", first, re.IGNORECASE):
+        raise UnsupportedFormatError(
+            f"{path} is not a BrainVision header: it should start with 'Brain Vision Data "
+            f"Exchange Header File', but its first bytes are {describe_bytes(head)}."
+        )
+    for key, default_ext, what in (("DataFile", ".eeg", "data"), ("MarkerFile", ".vmrk", "marker")):
+        match = re.search(rf"^\s*{key}\s*=\s*(.+?)\s*$", text, re.MULTILINE | re.IGNORECASE)
+        name = match.group(1) if match else path.stem + default_ext
+        target = path.parent / Path(name.replace("\\", "/")).name
+        if not target.is_file():
+            raise ReadError(
+                f"The BrainVision header {path} names the {what} file {target.name!r}, which does "
+                f"not exist ({target}). A BrainVision recording is three files (.vhdr, .vmrk, .eeg) "
+                f"that must stay together under the names the header gives: restore "
+                f"{target.name} or fix the {key}= line of the header."
+            )
+
+
+def check_eeglab(path: Path) -> None:
+    """Check that an EEGLAB ``.set`` is a MATLAB file and that its ``.fdt`` exists if it needs one.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.set`` file.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        When the file is not a MATLAB file.
+    ReadError
+        When the data file the ``.set`` names is missing.
+    """
+    path = Path(path)
+    head = _read_head(path, 128)
+    if not head.startswith(b"MATLAB"):
+        raise UnsupportedFormatError(
+            f"{path} is not an EEGLAB dataset: a .set file is a MATLAB file starting with "
+            f"'MATLAB 5.0 MAT-file' or 'MATLAB 7.3 MAT-file', but its first bytes are "
+            f"{describe_bytes(head)}."
+        )
+    if any(p.suffix.lower() == ".fdt" and p.stem.lower() == path.stem.lower() for p in path.parent.iterdir()):
+        return
+    data_file = _eeglab_data_file(path)
+    if data_file and not (path.parent / data_file).is_file():
+        raise ReadError(
+            f"The EEGLAB dataset {path} keeps its data in {data_file!r}, which does not exist "
+            f"({path.parent / data_file}). Put the .fdt file next to the .set file."
+        )
+
+
+def _eeglab_data_file(path: Path) -> str | None:
+    """The name of the separate data file a .set names, if it names one (MATLAB v5 only)."""
+    import scipy.io
+
+    try:
+        content = scipy.io.loadmat(
+            str(path), variable_names=["EEG", "data", "datfile"], squeeze_me=True,
+            struct_as_record=False, verify_compressed_data_integrity=False,
+        )
+    except Exception:  # noqa: BLE001 - v7.3 (HDF5) or damaged: the reader will say
+        return None
+    eeg = content.get("EEG")
+    for value in (getattr(eeg, "data", None), getattr(eeg, "datfile", None),
+                  content.get("data"), content.get("datfile")):
+        if isinstance(value, str) and value.lower().endswith((".fdt", ".dat")):
+            return Path(value.replace("\\", "/")).name
+    return None
+
+
+def _check_member(path: Path, source: Source, ext: str, what: str) -> None:
+    if not any(f.suffix.lower() == ext for f in source.files if f != path):
+        raise ReadError(
+            f"{path} needs its {what} file ({path.stem}{ext} or the one its header names), "
+            f"which is missing. Put it next to {path.name}."
+        )
+
+
+def _check_signature(signature: tuple[bytes, ...], what: str) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        head = _read_head(path, 64)
+        if not head.startswith(signature):
+            raise UnsupportedFormatError(
+                f"{path} is not a {what} file: its first bytes are {describe_bytes(head)}. "
+                "Remove it or give it the extension of its real format."
+            )
+
+    return check
+
+
+_CHECKS: dict[str, Callable[[Path], None]] = {
+    "edf": lambda p: check_edf(p, bdf=False),
+    "bdf": lambda p: check_edf(p, bdf=True),
+    "brainvision": check_brainvision,
+    "eeglab": check_eeglab,
+    "gdf": _check_signature((b"GDF",), "GDF"),
+    # FIF files start with the FIFF_FILE_ID tag (kind 100); .fif.gz with the gzip magic.
+    "fif": _check_signature((b"\x00\x00\x00\x64", b"\x1f\x8b"), "FIF"),
+    "ant": _check_signature((b"RIFF", b"RF64"), "ANT Neuro CNT"),
+}
+
+
+def validate_source(source: Source) -> list[str]:
+    """Run the checks of a source's format before it is read.
+
+    Parameters
+    ----------
+    source : Source
+        The recording.
+
+    Returns
+    -------
+    warnings : list of str
+        Things users should know that do not stop reading (currently none are produced;
+        the list keeps the signature stable).
+
+    Raises
+    ------
+    ReadError
+        A file is missing (or a subclass: :class:`~brainfm.errors.TruncatedFileError`,
+        :class:`~brainfm.errors.UnsupportedFormatError`).
+    """
+    spec = get_format(source.format)
+    path = Path(source.path)
+    if not path.exists():
+        raise ReadError(f"{path} does not exist (any more). Run discovery again.")
+    if not spec.folder and path.is_file() and path.stat().st_size == 0:
+        raise UnsupportedFormatError(
+            f"{path} is empty (0 bytes), so it cannot be a {spec.name} recording. Remove it or "
+            "replace it with the complete file."
+        )
+    check = _CHECKS.get(source.format)
+    if check is not None:
+        check(path)
+    if source.format == "persyst":
+        _check_member(path, source, ".dat", "Persyst data (.dat)")
+    elif source.format == "nicolet":
+        _check_member(path, source, ".head", "Nicolet header (.head)")
+    return []
