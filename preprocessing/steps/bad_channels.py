@@ -239,7 +239,7 @@ class BadChannels(RecordingStep):
             floor = floors.get(kind, 0.0)
             flat_limit = max(floor, self.flat_ratio * median_std)
             flat = good & (std < flat_limit)
-            info.update(median_std=median_std, flat_limit=flat_limit, flat={n: float(s) for n, s in zip(names[rows[flat]], std[flat])})
+            info.update(median_std=median_std, flat_limit=flat_limit, flat={n: float(s) for n, s in zip(names[rows[flat]], std[flat], strict=True)})
             marks: dict[int, str] = {int(r): "flat" for r in rows[flat]}
 
             candidates = good & ~flat
@@ -253,8 +253,8 @@ class BadChannels(RecordingStep):
                 ratio = amplitude / np.median(amplitude)
                 noisy = (z > self.z_threshold) & (ratio >= self.noisy_ratio)
                 info.update(z_threshold=self.z_threshold, noisy_ratio=self.noisy_ratio, max_robust_z=round(float(z.max()), 2))
-                info["noisy"] = {n: round(float(v), 2) for n, v in zip(names[cand_rows[noisy]], z[noisy])}
-                for row, value in zip(cand_rows[noisy], z[noisy]):
+                info["noisy"] = {n: round(float(v), 2) for n, v in zip(names[cand_rows[noisy]], z[noisy], strict=True)}
+                for row, value in zip(cand_rows[noisy], z[noisy], strict=True):
                     marks[int(row)] = f"noisy: robust_z={value:.1f}"
             elif self.noisy == "psd_distance":
                 cand_rows = rows[candidates]
@@ -263,7 +263,7 @@ class BadChannels(RecordingStep):
                 low, high = q1 - self.psd_iqr_factor * (q3 - q1), q3 + self.psd_iqr_factor * (q3 - q1)
                 noisy = (distance < low) | (distance > high)
                 info.update(psd_distance_limits=[float(low), float(high)], psd_distance_median=float(np.median(distance)))
-                info["noisy"] = {n: round(float(v), 3) for n, v in zip(names[cand_rows[noisy]], distance[noisy])}
+                info["noisy"] = {n: round(float(v), 3) for n, v in zip(names[cand_rows[noisy]], distance[noisy], strict=True)}
                 for row in cand_rows[noisy]:
                     marks[int(row)] = "noisy: psd_distance"
 

@@ -195,7 +195,7 @@ class BadSegments(RecordingStep):
                 info[mode] = {"n_bad": int(bad.sum()), "median_score": float(np.median(scores))}
 
         spans: list[tuple[int, int]] = []
-        for (a, b), bad in zip(edges, marked):
+        for (a, b), bad in zip(edges, marked, strict=True):
             if not bad:
                 continue
             if spans and spans[-1][1] == a:

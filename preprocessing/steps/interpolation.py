@@ -64,12 +64,12 @@ def interpolation_matrix(
     names = list(names)
     bad = np.asarray(bad, dtype=bool)
     info = mne.create_info(names, 1000.0, "eeg")
-    montage = mne.channels.make_dig_montage(ch_pos=dict(zip(names, np.asarray(positions, dtype=float))), coord_frame="head")
+    montage = mne.channels.make_dig_montage(ch_pos=dict(zip(names, np.asarray(positions, dtype=float), strict=True)), coord_frame="head")
     info.set_montage(montage)
     impulses = np.eye(len(names))
     impulses[bad] = 0.0  # (n_channels, n_channels): good channel i is an impulse at sample i
     raw = mne.io.RawArray(impulses, info, verbose="error")
-    raw.info["bads"] = [n for n, b in zip(names, bad) if b]
+    raw.info["bads"] = [n for n, b in zip(names, bad, strict=True) if b]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         raw.interpolate_bads(reset_bads=False, mode=mode, origin=origin, verbose="error")
@@ -163,6 +163,6 @@ class Interpolate(RecordingStep):
         new_reasons = [f"interpolated: {r}" if r else "interpolated" for r in reasons[targets]]
         table.iloc[target_rows, status_col] = "good"
         table.iloc[target_rows, reason_col] = new_reasons
-        effect["interpolated"] = {str(names[r]): str(old) for r, old in zip(target_rows, reasons[targets])}
+        effect["interpolated"] = {str(names[r]): str(old) for r, old in zip(target_rows, reasons[targets], strict=True)}
         effect.update(n_sources=int(len(source_rows)), mode=self.mode, origin=self.origin, mne_warnings=messages)
         return effect

@@ -70,7 +70,7 @@ def _contacts(channels: pd.DataFrame, rows: np.ndarray) -> dict[str, dict[int, i
     groups = channels["group"].to_numpy()
     derived = shaft_groups([str(names[r]) for r in rows])
     shafts: dict[str, dict[int, int]] = {}
-    for row, stem in zip(rows, derived):
+    for row, stem in zip(rows, derived, strict=True):
         match = _CONTACT.search(str(names[row]))
         if match is None:
             continue
@@ -277,7 +277,7 @@ class Reference(RecordingStep):
         old = state.data
         table = state.channels.iloc[keep_rows].reset_index(drop=True)
         data = np.empty((len(keep_rows), old.shape[1]), dtype=old.dtype)
-        for out, (row, item) in enumerate(zip(keep_rows, outputs)):
+        for out, (row, item) in enumerate(zip(keep_rows, outputs, strict=True)):
             if item is None:
                 data[out] = old[row]
                 continue

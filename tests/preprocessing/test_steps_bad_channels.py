@@ -48,7 +48,7 @@ def test_real_eeg_finds_injected_flat_and_noisy_only(eegmmidb, noisy):
 
     assert set(effect["marked_bad"]) == {names[5], names[20]}
     assert len(state.channels) == len(names), "rows are never dropped"
-    reasons = dict(zip(state.channels["name"], state.channels["status_reason"]))
+    reasons = dict(zip(state.channels["name"], state.channels["status_reason"], strict=True))
     assert reasons[names[5]] == "flat"
     assert reasons[names[20]].startswith(f"noisy: {noisy}")
     assert (state.channels["status"] == "bad").sum() == 2

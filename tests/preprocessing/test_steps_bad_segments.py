@@ -96,7 +96,7 @@ def test_real_eeg_burst_with_eeg_type(shared_data):
     effect = BadSegments(types=["eeg", "mag"]).apply(state)
     onsets = (state.events["onset_s"] * sfreq).round().astype(int).tolist()
     ends = ((state.events["onset_s"] + state.events["duration_s"]) * sfreq).round().astype(int).tolist()
-    assert any(a <= 16_000 and b >= 16_400 for a, b in zip(onsets, ends)), "the burst is marked"
+    assert any(a <= 16_000 and b >= 16_400 for a, b in zip(onsets, ends, strict=True)), "the burst is marked"
     assert effect["bad_fraction"] <= 0.2 and list(effect["per_type"]) == ["eeg"]
 
 

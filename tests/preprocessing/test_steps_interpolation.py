@@ -52,7 +52,7 @@ def _smooth_field(positions, n_times=400, seed=0):
 
 def _raw(data, names, positions, bads):
     info = mne.create_info(list(names), 200.0, "eeg")
-    info.set_montage(mne.channels.make_dig_montage(ch_pos=dict(zip(names, positions)), coord_frame="head"))
+    info.set_montage(mne.channels.make_dig_montage(ch_pos=dict(zip(names, positions, strict=True)), coord_frame="head"))
     raw = mne.io.RawArray(np.asarray(data, dtype=np.float32).astype(np.float64), info, verbose="error")
     raw.info["bads"] = list(bads)
     return raw
