@@ -1,0 +1,471 @@
+"""``WindowDataModule``: a Lightning data module that feeds :class:`Batch` objects from a store.
+
+Typical use::
+
+    data = WindowDataModule("store/", window_s=2.0, batch_size=256, num_workers=4)
+    data.setup("fit")
+    for batch in data.train_dataloader():
+        batch = batch.to("cuda", non_blocking=True)
+
+With LightningCLI, link the data facts into the model once (``apply_on="instantiate"``):
+``data.n_channels``, ``data.n_times``, ``data.sfreq``, ``data.vocabulary_size``,
+``data.n_regions``, ``data.n_subjects``, ``data.n_recordings``, ``data.n_classes``. They are
+read from the store on first access, before ``setup``.
+
+Multi-device training: the sampler shards windows by rank itself, so run the Trainer with
+``use_distributed_sampler=False``. The training loader is resumable: Lightning saves its
+``state_dict`` in checkpoints and a resumed run continues mid-epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+
+from brainfm._check import check_option, check_range, ensure_int
+from brainfm._logging import logger
+from brainfm.errors import ConfigError
+from brainfm.loading.batch import Batch
+from brainfm.loading.chunks import configure_worker_threads
+from brainfm.loading.dataset import WindowDataset
+from brainfm.loading.labels import RecordingLabels
+from brainfm.loading.normalization import NORMALIZATIONS
+from brainfm.loading.samplers import SHUFFLES, WindowBatchSampler
+from brainfm.loading.splits import SPLIT_UNITS, split_index
+from brainfm.loading.vocabulary import Vocabulary
+from brainfm.loading.windows import WindowIndex, build_window_index
+
+__all__ = ["WindowDataLoader", "WindowDataModule"]
+
+
+def _passthrough(batch: Batch) -> Batch:
+    """collate_fn: the dataset already returns whole batches."""
+    return batch
+
+
+def _init_worker(worker_id: int) -> None:
+    """worker_init_fn: one thread per worker for torch, blosc and Zarr."""
+    configure_worker_threads(1)
+
+
+class WindowDataLoader(torch.utils.data.DataLoader):
+    """A DataLoader over a :class:`WindowDataset` driven by a :class:`WindowBatchSampler`, resumable.
+
+    ``state_dict()`` counts the batches this loader has *delivered* in the current epoch
+    (workers prefetch further; that does not count), minus ``lookahead`` batches that the
+    consumer fetched but has not used yet (Lightning's training loop fetches one batch
+    ahead, so :class:`WindowDataModule` sets 1 under a Trainer).
+
+    Parameters
+    ----------
+    dataset : WindowDataset
+        The windows.
+    batch_sampler : WindowBatchSampler
+        The sampler (its ``num_workers`` should equal this loader's for chunk reuse).
+    num_workers : int
+        Worker processes (0 reads in the main process).
+    pin_memory : bool
+        Return batches in pinned memory.
+    persistent_workers : bool
+        Keep workers (and their chunk caches) alive across epochs.
+    prefetch_factor : int | None
+        Batches each worker prepares ahead (None: PyTorch's default with workers).
+    lookahead : int
+        Batches fetched by the consumer but not yet used when it saves a checkpoint.
+    multiprocessing_context : str | None
+        ``"fork"``, ``"spawn"`` or ``"forkserver"``; None: the platform default.
+    """
+
+    def __init__(
+        self,
+        dataset: WindowDataset,
+        batch_sampler: WindowBatchSampler,
+        *,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        lookahead: int = 0,
+        multiprocessing_context: str | None = None,
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=num_workers,
+            collate_fn=_passthrough,
+            pin_memory=pin_memory,
+            worker_init_fn=_init_worker if num_workers > 0 else None,
+            persistent_workers=persistent_workers and num_workers > 0,
+            prefetch_factor=prefetch_factor if num_workers > 0 else None,
+            multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
+        )
+        self.lookahead = int(lookahead)
+        self._progress: dict[str, Any] | None = None
+
+    def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
+        sampler: WindowBatchSampler = self.batch_sampler  # type: ignore[assignment]
+        start = sampler._resume if sampler._resume is not None else 0
+        progress = {"epoch": sampler.epoch, "start": start, "delivered": 0, "done": False}
+        self._progress = progress
+        for batch in super().__iter__():
+            progress["delivered"] += 1
+            yield batch
+        progress["done"] = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler state at the last batch the consumer has used.
+
+        Returns
+        -------
+        state : dict
+            See :meth:`WindowBatchSampler.state_dict`.
+        """
+        sampler: WindowBatchSampler = self.batch_sampler  # type: ignore[assignment]
+        state = sampler.state_dict()
+        progress = self._progress
+        if progress is not None:
+            if progress["done"]:
+                state.update(epoch=progress["epoch"] + 1, position=0)
+            else:
+                used = max(progress["delivered"] - self.lookahead, 0)
+                state.update(epoch=progress["epoch"], position=progress["start"] + used)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (the next iteration yields the rest of that epoch).
+
+        Parameters
+        ----------
+        state : mapping
+            As saved.
+        """
+        self.batch_sampler.load_state_dict(state)  # type: ignore[union-attr]
+        self._progress = None
+
+
+class WindowDataModule(L.LightningDataModule):
+    """Windows of a store as Lightning train/val/test loaders of :class:`~brainfm.loading.batch.Batch`.
+
+    Parameters
+    ----------
+    store : str | pathlib.Path
+        The store folder.
+    window_s : float | None
+        Fixed window length in seconds; None with ``tmin``/``tmax`` for event-locked windows.
+    stride_s : float | None
+        Seconds between fixed window starts; None: ``window_s`` (no overlap).
+    batch_size : int
+        Windows per batch.
+    num_workers : int
+        DataLoader worker processes (0: read in the main process).
+    normalization : "zscore" | "robust" | "sensortype" | "none"
+        Load-time normalisation from stored statistics (:mod:`brainfm.loading.normalization`).
+    channel_types : list of str | None
+        Channel types to load; None: EEG, MEG and iEEG channels.
+    channel_batching : "pad" | "bucket"
+        ``"pad"``: batches mix recordings, channels are padded to the widest recording in the
+        batch and masked. ``"bucket"``: every batch holds one channel count (BrainOmni).
+    shuffle : "chunk" | "uniform" | "none"
+        Training order (:mod:`brainfm.loading.samplers`); validation and test are never shuffled.
+    shuffle_chunks : int
+        Chunks per shuffle buffer for ``"chunk"``.
+    seed : int
+        Seed of the split and of every epoch's order.
+    last_window : "drop" | "shift"
+        Policy for the samples after the last full fixed window.
+    tmin, tmax : float | None
+        Event-locked windows ``[onset + tmin, onset + tmax)`` in seconds.
+    label_map : dict of str to int | list of str | None
+        Event description -> label for event-locked windows.
+    recording_labels : RecordingLabels | None
+        One label per recording (fixed windows).
+    datasets : list of str | None
+        Use only these datasets of the store.
+    dataset_weights : dict of str to float | None
+        Relative share of each dataset in a training epoch (weighted mixing).
+    epoch_size : int | None
+        Training windows per epoch with ``dataset_weights``; None: all training windows.
+    split_unit : "subject" | "recording" | "window"
+        What stays together in the train/val/test split.
+    val_fraction, test_fraction : float
+        Fractions of the units held out.
+    drop_last : bool
+        Drop incomplete training batches (validation and test keep them).
+    pin_memory : bool
+        Deliver batches in pinned memory.
+    persistent_workers : bool
+        Keep workers and their chunk caches alive across epochs.
+    prefetch_factor : int | None
+        Batches each worker prepares ahead.
+    cache_mib : float
+        Decoded-chunk cache per process in MiB.
+    vocabulary : str | pathlib.Path | None
+        JSON file of the channel vocabulary: read (and extended with new names) when it
+        exists, written when it does not. None keeps the vocabulary in memory (it is also
+        saved in Lightning checkpoints through :meth:`state_dict`).
+    sensortype_eps : dict of str to float | None
+        ``eps`` by channel type for ``normalization="sensortype"``.
+    """
+
+    def __init__(
+        self,
+        store: str | Path,
+        window_s: float | None = 2.0,
+        stride_s: float | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        *,
+        normalization: Literal["zscore", "robust", "sensortype", "none"] = "zscore",
+        channel_types: list[str] | None = None,
+        channel_batching: Literal["pad", "bucket"] = "pad",
+        shuffle: Literal["chunk", "uniform", "none"] = "chunk",
+        shuffle_chunks: int = 32,
+        seed: int = 0,
+        last_window: Literal["drop", "shift"] = "drop",
+        tmin: float | None = None,
+        tmax: float | None = None,
+        label_map: dict[str, int] | list[str] | None = None,
+        recording_labels: RecordingLabels | None = None,
+        datasets: list[str] | None = None,
+        dataset_weights: dict[str, float] | None = None,
+        epoch_size: int | None = None,
+        split_unit: Literal["subject", "recording", "window"] = "subject",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        drop_last: bool = False,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        cache_mib: float = 256.0,
+        vocabulary: str | Path | None = None,
+        sensortype_eps: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = Path(store)
+        self.window_s, self.stride_s = window_s, stride_s
+        self.batch_size = ensure_int("batch_size", batch_size)
+        self.num_workers = ensure_int("num_workers", num_workers)
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ConfigError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}.")
+        self.normalization = check_option("normalization", normalization, NORMALIZATIONS)
+        self.channel_types = channel_types
+        self.channel_batching = check_option("channel_batching", channel_batching, ("pad", "bucket"))
+        self.shuffle = check_option("shuffle", shuffle, SHUFFLES)
+        self.shuffle_chunks = ensure_int("shuffle_chunks", shuffle_chunks)
+        self.seed = ensure_int("seed", seed)
+        self.last_window = last_window
+        self.tmin, self.tmax, self.label_map = tmin, tmax, label_map
+        self.recording_labels = recording_labels
+        self.datasets, self.dataset_weights, self.epoch_size = datasets, dataset_weights, epoch_size
+        self.split_unit = check_option("split_unit", split_unit, SPLIT_UNITS)
+        check_range("val_fraction", val_fraction, 0, 1)
+        check_range("test_fraction", test_fraction, 0, 1)
+        if val_fraction + test_fraction >= 1:
+            raise ConfigError(
+                f"val_fraction + test_fraction must leave training data, got {val_fraction} + {test_fraction}."
+            )
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        self.drop_last, self.pin_memory = bool(drop_last), bool(pin_memory)
+        self.persistent_workers, self.prefetch_factor = bool(persistent_workers), prefetch_factor
+        self.cache_mib = float(cache_mib)
+        self.vocabulary = Path(vocabulary) if vocabulary is not None else None
+        self.sensortype_eps = sensortype_eps
+        self._index: WindowIndex | None = None
+        self._splits: dict[str, WindowIndex] = {}
+        self._loaded_vocabulary: Vocabulary | None = None
+
+    # -- the index and the facts it gives ------------------------------------------------------
+
+    @property
+    def index(self) -> WindowIndex:
+        """Every window of the selected recordings (built from the store on first access)."""
+        if self._index is None:
+            self._index = self._build_index()
+        return self._index
+
+    def _build_index(self) -> WindowIndex:
+        vocabulary = self._loaded_vocabulary
+        if vocabulary is None and self.vocabulary is not None and self.vocabulary.is_file():
+            vocabulary = Vocabulary.load(self.vocabulary, kind="channel")
+        size_before = len(vocabulary) if vocabulary is not None else None
+        index = build_window_index(
+            self.store,
+            self.window_s,
+            self.stride_s,
+            last_window=self.last_window,
+            tmin=self.tmin,
+            tmax=self.tmax,
+            label_map=self.label_map,
+            recording_labels=self.recording_labels,
+            channel_types=self.channel_types,
+            datasets=self.datasets,
+            channel_vocabulary=vocabulary,
+        )
+        if self.vocabulary is not None and len(index.channel_vocabulary) != size_before:
+            # Write atomically: every DDP rank builds the same vocabulary and may write it.
+            tmp = self.vocabulary.with_name(f".{self.vocabulary.name}.{os.getpid()}.tmp")
+            index.channel_vocabulary.save(tmp)
+            os.replace(tmp, self.vocabulary)
+            logger.info("channel vocabulary (%d tokens) written to %s", len(index.channel_vocabulary), self.vocabulary)
+        return index
+
+    @property
+    def n_channels(self) -> int:
+        """Widest recording (channels per window before padding)."""
+        return self.index.max_channels
+
+    @property
+    def n_times(self) -> int:
+        """Samples per window."""
+        return self.index.window_size_samples
+
+    @property
+    def sfreq(self) -> float:
+        """Sampling rate in Hz."""
+        return self.index.sfreq
+
+    @property
+    def vocabulary_size(self) -> int:
+        """Size of the channel vocabulary (``channel_ids`` < this)."""
+        return len(self.index.channel_vocabulary)
+
+    @property
+    def n_regions(self) -> int:
+        """Size of the region vocabulary (``region_ids`` < this)."""
+        return len(self.index.region_vocabulary)
+
+    @property
+    def n_subjects(self) -> int:
+        """Number of subjects (``subject_ids`` < this)."""
+        return len(self.index.subjects)
+
+    @property
+    def n_recordings(self) -> int:
+        """Number of recordings (``recording_ids`` < this)."""
+        return len(self.index.layouts)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of distinct labels (0 without labels)."""
+        return len(set(self.index.label_map.values()))
+
+    @property
+    def recording_names(self) -> list[str]:
+        """Store ids in ``recording_ids`` order."""
+        return [layout.recording_id for layout in self.index.layouts]
+
+    @property
+    def subjects(self) -> list[str]:
+        """Subject keys (``"<dataset>/<subject>"``) in ``subject_ids`` order."""
+        return list(self.index.subjects)
+
+    # -- Lightning hooks ---------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index the store and split it into ``train``, ``val`` and ``test`` windows.
+
+        Parameters
+        ----------
+        stage : str | None
+            Lightning's stage (all splits are made whatever the stage).
+        """
+        if self._splits:
+            return
+        fractions = {"train": 1.0 - self.val_fraction - self.test_fraction, "val": self.val_fraction,
+                     "test": self.test_fraction}
+        self._splits = split_index(self.index, fractions, unit=self.split_unit, seed=self.seed)
+        logger.info(
+            "split by %s: %s", self.split_unit, {name: len(part) for name, part in self._splits.items()}
+        )
+
+    def split(self, name: Literal["train", "val", "test"]) -> WindowIndex:
+        """The windows of one split (after :meth:`setup`)."""
+        if not self._splits:
+            self.setup()
+        return self._splits[name]
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is not None:
+            return int(trainer.global_rank), int(trainer.world_size)
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def make_dataloader(self, split: Literal["train", "val", "test"], *, shuffle: bool | None = None) -> WindowDataLoader:
+        """Build the loader of one split.
+
+        Parameters
+        ----------
+        split : "train" | "val" | "test"
+            Which windows.
+        shuffle : bool | None
+            Shuffle (with :attr:`shuffle`); None: only for ``train``.
+
+        Returns
+        -------
+        loader : WindowDataLoader
+            Yields :class:`~brainfm.loading.batch.Batch` objects.
+        """
+        index = self.split(split)
+        training = split == "train"
+        rank, world_size = self._rank()
+        sampler = WindowBatchSampler(
+            index,
+            self.batch_size,
+            shuffle=self.shuffle if (training if shuffle is None else shuffle) else "none",
+            shuffle_chunks=self.shuffle_chunks,
+            seed=self.seed,
+            drop_last=self.drop_last and training,
+            bucket_by_channels=self.channel_batching == "bucket",
+            dataset_weights=self.dataset_weights if training else None,
+            epoch_size=self.epoch_size if training else None,
+            rank=rank,
+            world_size=world_size,
+            num_workers=self.num_workers,
+        )
+        dataset = WindowDataset(
+            index, self.store, self.normalization, sensortype_eps=self.sensortype_eps, cache_mib=self.cache_mib
+        )
+        trainer = self.trainer
+        return WindowDataLoader(
+            dataset,
+            sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            prefetch_factor=self.prefetch_factor,
+            lookahead=1 if (trainer is not None and training) else 0,
+        )
+
+    def train_dataloader(self) -> WindowDataLoader:
+        """Shuffled training batches, sharded by rank, resumable."""
+        return self.make_dataloader("train")
+
+    def val_dataloader(self) -> WindowDataLoader:
+        """Validation batches in store order, sharded by rank."""
+        return self.make_dataloader("val")
+
+    def test_dataloader(self) -> WindowDataLoader:
+        """Test batches in store order, sharded by rank."""
+        return self.make_dataloader("test")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The vocabularies, so that a checkpoint restores the same channel ids."""
+        if self._index is None:
+            return {}
+        return {"channel_vocabulary": self._index.channel_vocabulary.to_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Use the channel vocabulary saved in a checkpoint (extended with names it lacks)."""
+        if "channel_vocabulary" in state_dict:
+            self._loaded_vocabulary = Vocabulary.from_dict(state_dict["channel_vocabulary"], kind="channel")
+            self._index = None
+            self._splits = {}

@@ -1,0 +1,217 @@
+"""Map-style dataset of windows that assembles whole batches from decoded chunks.
+
+``dataset.__getitems__(window_indices)`` (what a DataLoader calls with a batch sampler)
+returns one :class:`~brainfm.loading.batch.Batch`: the windows are sorted by recording and
+start, every chunk they touch is decoded once (or found in the per-process cache), the
+windows inside one chunk are cut by a single strided gather, the rare windows that straddle
+a chunk boundary are copied piecewise, and normalisation runs on whole blocks of windows.
+``dataset[i]`` returns a batch of one window, for :func:`~brainfm.loading.batch.collate_batches`.
+
+Concurrency: the dataset holds only plain arrays and the store path; each process (the
+main one, every DataLoader worker) opens the store on first read and keeps its own chunk
+cache; ``__getstate__`` drops both, so the dataset pickles cleanly to spawned workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from brainfm._check import check_option
+from brainfm.loading.batch import PAD_SENSOR_TYPE, Batch
+from brainfm.loading.chunks import ChunkReader
+from brainfm.loading.normalization import NORMALIZATIONS, channel_affine, sensortype_normalize_
+from brainfm.loading.windows import WindowIndex
+
+__all__ = ["WindowDataset"]
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor; in a DataLoader worker, directly in shared memory.
+
+    A worker's result travels to the main process through shared memory; allocating it
+    there from the start saves one copy of every batch (as PyTorch's ``default_collate``).
+    """
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = int(np.prod(shape))
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+    return torch.empty(0, dtype=dtype).new(storage).view(shape)
+
+
+class _RecordingTensors:
+    """Per-recording constants as tensors, ready to broadcast into a batch."""
+
+    def __init__(self, index: WindowIndex, layout_index: int, normalization: str) -> None:
+        layout = index.layouts[layout_index]
+        scale, shift, good = channel_affine(layout.stats, layout.good, normalization)
+        needs_affine = normalization in ("zscore", "robust") or not bool(good.all())
+        self.scale = scale if needs_affine else None  # (C,), applied to each chunk once
+        self.shift = shift if needs_affine and normalization in ("zscore", "robust") else None
+        self.good_np = good
+        self.good = torch.from_numpy(good)
+        self.sensor_pos = torch.from_numpy(layout.sensor_pos)
+        self.sensor_type_np = layout.sensor_type
+        self.sensor_type = torch.from_numpy(layout.sensor_type)
+        self.channel_ids = torch.from_numpy(layout.channel_ids)
+        self.region_ids = torch.from_numpy(layout.region_ids)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows of a store, delivered as :class:`~brainfm.loading.batch.Batch` objects.
+
+    Parameters
+    ----------
+    index : WindowIndex
+        The windows (:func:`~brainfm.loading.windows.build_window_index`).
+    store_path : str | pathlib.Path
+        The store folder the index was built from.
+    normalization : "zscore" | "robust" | "sensortype" | "none"
+        Load-time normalisation (:mod:`brainfm.loading.normalization`).
+    sensortype_eps : mapping of str to float | None
+        ``eps`` by channel type for ``"sensortype"``; None uses BrainOmni's values.
+    cache_mib : float
+        Decoded-chunk cache per process, in MiB.
+    with_labels : bool | None
+        Whether batches carry ``labels``; None: when the index has labels.
+    """
+
+    def __init__(
+        self,
+        index: WindowIndex,
+        store_path: str | Path,
+        normalization: Literal["zscore", "robust", "sensortype", "none"] = "zscore",
+        *,
+        sensortype_eps: Mapping[str, float] | None = None,
+        cache_mib: float = 256.0,
+        with_labels: bool | None = None,
+    ) -> None:
+        check_option("normalization", normalization, NORMALIZATIONS)
+        self.index = index
+        self.store_path = Path(store_path)
+        self.normalization = normalization
+        self.sensortype_eps = dict(sensortype_eps) if sensortype_eps is not None else None
+        self.cache_mib = float(cache_mib)
+        self.with_labels = bool(index.label_map) if with_labels is None else bool(with_labels)
+        self._subject_of = np.array([layout.subject_index for layout in index.layouts], dtype=np.int64)
+        self._tensors: dict[int, _RecordingTensors] = {}
+        self._reader: ChunkReader | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_reader"] = None  # open handles and decoded chunks stay in their process
+        state["_tensors"] = {}
+        return state
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        return f"<WindowDataset | {len(self)} windows, normalization={self.normalization!r}, store {str(self.store_path)!r}>"
+
+    @property
+    def reader(self) -> ChunkReader:
+        """This process's chunk reader (created on first use)."""
+        if self._reader is None:
+            self._reader = ChunkReader(self.store_path, cache_mib=self.cache_mib)
+        return self._reader
+
+    def _recording_tensors(self, layout_index: int) -> _RecordingTensors:
+        tensors = self._tensors.get(layout_index)
+        if tensors is None:
+            tensors = self._tensors[layout_index] = _RecordingTensors(self.index, layout_index, self.normalization)
+        return tensors
+
+    def __getitem__(self, window: int) -> Batch:
+        return self.__getitems__([window])
+
+    def __getitems__(self, windows: Sequence[int] | np.ndarray) -> Batch:
+        """Assemble the windows into one batch (sorted by recording, then start).
+
+        Parameters
+        ----------
+        windows : sequence of int
+            Window indices into :attr:`index`.
+
+        Returns
+        -------
+        batch : Batch
+            The batch, channels padded (and masked) to the widest recording in it.
+        """
+        windows = np.asarray(windows, dtype=np.int64)
+        if windows.ndim != 1 or not len(windows):
+            raise ValueError(f"Expected a non-empty 1-D list of window indices, got shape {windows.shape}.")
+        recording = self.index.recording[windows]
+        start = self.index.start[windows]
+        order = np.lexsort((start, recording))
+        windows, recording, start = windows[order], recording[order], start[order]
+        n_windows, n_times = len(windows), self.index.window_size_samples
+        groups, group_start = np.unique(recording, return_index=True)
+        group_stop = np.append(group_start[1:], n_windows)
+        widths = [self.index.layouts[g].n_channels for g in groups]
+        n_channels = max(widths)
+
+        signal = _empty((n_windows, n_channels, n_times), torch.float32)
+        channel_mask = torch.zeros((n_windows, n_channels), dtype=torch.bool)
+        sensor_pos = torch.zeros((n_windows, n_channels, 6), dtype=torch.float32)
+        sensor_type = torch.full((n_windows, n_channels), PAD_SENSOR_TYPE, dtype=torch.int64)
+        channel_ids = torch.zeros((n_windows, n_channels), dtype=torch.int64)
+        region_ids = torch.zeros((n_windows, n_channels), dtype=torch.int64)
+        for g, i0, i1, width in zip(groups, group_start, group_stop, widths):
+            block = signal[i0:i1, :width]  # (n, C_rec, T)
+            self._cut(int(g), start[i0:i1], block)  # normalised per channel already
+            if width < n_channels:
+                signal[i0:i1, width:] = 0.0
+            tensors = self._recording_tensors(int(g))
+            if self.normalization == "sensortype":
+                sensortype_normalize_(block, tensors.sensor_type_np, tensors.good_np, self.sensortype_eps)
+            channel_mask[i0:i1, :width] = tensors.good
+            sensor_pos[i0:i1, :width] = tensors.sensor_pos
+            sensor_type[i0:i1, :width] = tensors.sensor_type
+            channel_ids[i0:i1, :width] = tensors.channel_ids
+            region_ids[i0:i1, :width] = tensors.region_ids
+        return Batch(
+            signal=signal,
+            channel_mask=channel_mask,
+            sensor_pos=sensor_pos,
+            sensor_type=sensor_type,
+            channel_ids=channel_ids,
+            region_ids=region_ids,
+            subject_ids=torch.from_numpy(self._subject_of[recording]),
+            recording_ids=torch.from_numpy(recording.copy()),
+            start=torch.from_numpy(start.copy()),
+            labels=torch.from_numpy(self.index.label[windows]) if self.with_labels else None,
+        )
+
+    def _cut(self, layout_index: int, starts: np.ndarray, out: torch.Tensor) -> None:
+        """Copy the windows ``starts`` (sorted) of one recording into ``out`` (n, C, T)."""
+        layout = self.index.layouts[layout_index]
+        chunk_times, n_times = layout.chunk_times, out.shape[2]
+        first = starts // chunk_times
+        last = (starts + n_times - 1) // chunk_times
+        inside = first == last
+        reader = self.reader
+        tensors = self._recording_tensors(layout_index)
+        # Windows inside one chunk: one strided gather per chunk. Sorted starts make the
+        # windows of each chunk a contiguous run of rows.
+        for chunk_index in np.unique(first[inside]):
+            rows = np.flatnonzero(inside & (first == chunk_index))
+            chunk = torch.from_numpy(reader.chunk(layout, int(chunk_index), tensors.scale, tensors.shift))  # (C, chunk_times)
+            n_channels = chunk.shape[0]
+            # (chunk_times - T + 1, C, T) view: window w starts at sample w of the chunk
+            view = chunk.as_strided((chunk_times - n_times + 1, n_channels, n_times), (1, chunk_times, 1))
+            local = torch.from_numpy(starts[rows] - chunk_index * chunk_times)
+            torch.index_select(view, 0, local, out=out[rows[0] : rows[-1] + 1])
+        # Windows across chunk boundaries: copy piece by piece.
+        for row in np.flatnonzero(~inside):
+            position = 0
+            for chunk_index in range(int(first[row]), int(last[row]) + 1):
+                chunk = reader.chunk(layout, chunk_index, tensors.scale, tensors.shift)
+                lo = max(int(starts[row]) - chunk_index * chunk_times, 0)
+                hi = min(int(starts[row]) + n_times - chunk_index * chunk_times, chunk_times)
+                out[row, :, position : position + hi - lo] = torch.from_numpy(chunk[:, lo:hi])
+                position += hi - lo

@@ -1,0 +1,342 @@
+"""Which windows an epoch visits, in which order, on which rank: the batch sampler.
+
+An epoch is planned in four vectorised steps, identically on every rank from
+``(seed, epoch)``:
+
+1. **Selection.** Every window once; or, with ``dataset_weights``, ``epoch_size`` windows
+   of which dataset *d* contributes ``round(epoch_size * w_d / sum(w))``, drawn without
+   replacement (whole passes plus a random remainder when a dataset is smaller than its share).
+2. **Order.** ``"chunk"``: the stored chunks holding the selected windows are shuffled,
+   then windows are shuffled within consecutive groups of ``shuffle_chunks`` chunks (a
+   shuffle buffer of many chunks), so a batch reads few chunks and a chunk is decoded about
+   once. ``"uniform"``: one global permutation. ``"none"``: store order.
+3. **Batches.** Consecutive windows in that order; with ``bucket_by_channels`` windows are
+   cut per channel count (BrainOmni: a batch holds one channel count, no padding) and
+   batches are ordered by the position of their last window.
+4. **Shards.** The batch list is split into ``world_size`` contiguous, disjoint blocks,
+   one per rank. When the batch count does not divide, ``drop_last`` drops the last
+   batches, otherwise the first batches are repeated (as ``DistributedSampler`` pads), so
+   every rank runs the same number of steps. Within a rank, batches are interleaved for
+   ``num_workers`` DataLoader workers so that each worker receives a contiguous run of
+   batches (the DataLoader hands batch *k* to worker *k* mod *n*) and reuses its decoded chunks.
+
+``state_dict()`` holds ``epoch`` and ``position`` (batches already yielded this epoch);
+a sampler given that state by ``load_state_dict`` yields exactly the remaining batches of
+that epoch, then continues with the next epochs as if never interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from brainfm._check import check_option, ensure_int
+from brainfm.errors import ConfigError
+from brainfm.loading.windows import WindowIndex
+
+__all__ = ["SHUFFLES", "WindowBatchSampler", "epoch_order"]
+
+SHUFFLES: tuple[str, ...] = ("chunk", "uniform", "none")
+
+
+def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(epoch), 0x6272])
+
+
+def _select(index: WindowIndex, rng: np.random.Generator, dataset_weights: Mapping[str, float] | None,
+            epoch_size: int | None) -> np.ndarray:
+    n_windows = len(index)
+    if dataset_weights is None:
+        return np.arange(n_windows, dtype=np.int64)
+    datasets = index.recording_field("dataset")
+    present = sorted(set(datasets.tolist()))
+    missing = [d for d in present if d not in dataset_weights]
+    if missing:
+        raise ConfigError(
+            f"dataset_weights has no weight for the datasets {missing}; give every dataset a weight "
+            f"(0 leaves it out). Weights: {dict(dataset_weights)}."
+        )
+    weights = np.array([float(dataset_weights[d]) for d in present])
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ConfigError(f"dataset_weights must be non-negative with a positive sum, got {dict(dataset_weights)}.")
+    total = n_windows if epoch_size is None else int(epoch_size)
+    shares = np.round(total * weights / weights.sum()).astype(np.int64)
+    parts = []
+    for dataset, share in zip(present, shares):
+        members = np.flatnonzero(datasets == dataset)
+        if share == 0 or not len(members):
+            continue
+        full, remainder = divmod(int(share), len(members))
+        picks = [members] * full + [rng.choice(members, size=remainder, replace=False)]
+        parts.append(np.concatenate(picks))
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+
+def epoch_order(
+    index: WindowIndex,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: Literal["chunk", "uniform", "none"] = "chunk",
+    shuffle_chunks: int = 32,
+    dataset_weights: Mapping[str, float] | None = None,
+    epoch_size: int | None = None,
+) -> np.ndarray:
+    """The windows of one epoch in visiting order (the same on every rank).
+
+    Parameters
+    ----------
+    index : WindowIndex
+        The windows.
+    seed, epoch : int
+        Together they fix the order.
+    shuffle : "chunk" | "uniform" | "none"
+        Ordering (see the module docstring).
+    shuffle_chunks : int
+        Chunks per shuffle buffer for ``"chunk"``.
+    dataset_weights : mapping of str to float | None
+        Relative share of each dataset in an epoch; None takes every window once.
+    epoch_size : int | None
+        Windows per epoch with ``dataset_weights``; None: the number of windows.
+
+    Returns
+    -------
+    order : numpy.ndarray of int64
+        Window indices.
+    """
+    rng = _epoch_rng(seed, epoch)
+    selected = _select(index, rng, dataset_weights, epoch_size)
+    if shuffle == "none" or not len(selected):
+        return selected
+    if shuffle == "uniform":
+        return selected[rng.permutation(len(selected))]
+    check_option("shuffle", shuffle, SHUFFLES)
+    chunk = index.chunk()[selected]
+    unique_chunks, inverse = np.unique(chunk, return_inverse=True)
+    chunk_rank = rng.permutation(len(unique_chunks))[inverse]  # position of each window's chunk
+    buffer = chunk_rank // max(int(shuffle_chunks), 1)
+    order = np.lexsort((rng.random(len(selected)), buffer))  # shuffle inside each buffer
+    return selected[order]
+
+
+class WindowBatchSampler:
+    """Batches of window indices for one rank, resumable mid-epoch.
+
+    Use it as ``batch_sampler`` of a :class:`torch.utils.data.DataLoader` over a
+    :class:`~brainfm.loading.dataset.WindowDataset`. Under a Lightning ``Trainer`` with
+    several devices set ``Trainer(use_distributed_sampler=False)``: this sampler shards by
+    rank itself.
+
+    Parameters
+    ----------
+    index : WindowIndex
+        The windows.
+    batch_size : int
+        Windows per batch.
+    shuffle : "chunk" | "uniform" | "none"
+        Ordering (see the module docstring).
+    shuffle_chunks : int
+        Chunks per shuffle buffer for ``"chunk"``.
+    seed : int
+        Seed of every epoch's plan.
+    drop_last : bool
+        Drop incomplete batches (and, across ranks, batches that do not divide evenly)
+        instead of keeping them (and repeating the first batches on the short ranks).
+    bucket_by_channels : bool
+        Make every batch hold windows of one channel count.
+    dataset_weights : mapping of str to float | None
+        Relative share of each dataset per epoch.
+    epoch_size : int | None
+        Windows per epoch with ``dataset_weights``.
+    rank, world_size : int | None
+        This process's rank and the number of ranks; None reads them from
+        ``torch.distributed`` when it is initialised, else 0 and 1.
+    num_workers : int
+        DataLoader workers to interleave batches for (0 or 1: no interleaving).
+    """
+
+    def __init__(
+        self,
+        index: WindowIndex,
+        batch_size: int,
+        *,
+        shuffle: Literal["chunk", "uniform", "none"] = "chunk",
+        shuffle_chunks: int = 32,
+        seed: int = 0,
+        drop_last: bool = False,
+        bucket_by_channels: bool = False,
+        dataset_weights: Mapping[str, float] | None = None,
+        epoch_size: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        self.index = index
+        self.batch_size = ensure_int("batch_size", batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.shuffle = check_option("shuffle", shuffle, SHUFFLES)
+        self.shuffle_chunks = ensure_int("shuffle_chunks", shuffle_chunks)
+        self.seed = ensure_int("seed", seed)
+        self._drop_last = bool(drop_last)  # not 'drop_last': Lightning must not rebuild this sampler
+        self.bucket_by_channels = bool(bucket_by_channels)
+        self.dataset_weights = dict(dataset_weights) if dataset_weights is not None else None
+        self.epoch_size = epoch_size
+        if rank is None or world_size is None:
+            rank, world_size = _distributed_rank()
+        self.rank, self.world_size = ensure_int("rank", rank), ensure_int("world_size", world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank must lie in [0, world_size), got rank={rank}, world_size={world_size}.")
+        self.num_workers = max(ensure_int("num_workers", num_workers), 1)
+        self.epoch = 0
+        self.position = 0
+        self._resume: int | None = None
+        self._plan_cache: tuple[int, list[np.ndarray]] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<WindowBatchSampler | rank {self.rank}/{self.world_size}, {len(self)} batches of {self.batch_size}, "
+            f"shuffle={self.shuffle!r}, epoch {self.epoch}>"
+        )
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _global_batches(self, epoch: int) -> list[np.ndarray]:
+        order = epoch_order(
+            self.index, seed=self.seed, epoch=epoch, shuffle=self.shuffle, shuffle_chunks=self.shuffle_chunks,
+            dataset_weights=self.dataset_weights, epoch_size=self.epoch_size,
+        )
+        size = self.batch_size
+        if not self.bucket_by_channels:
+            n_full = len(order) // size
+            batches = [order[i * size : (i + 1) * size] for i in range(n_full)]
+            if len(order) % size and not self._drop_last:
+                batches.append(order[n_full * size :])
+            return batches
+        channels = self.index.n_channels[order]
+        by_bucket = np.argsort(channels, kind="stable")  # positions in `order`, grouped by channel count
+        batches, ends = [], []
+        for count in np.unique(channels):
+            positions = by_bucket[channels[by_bucket] == count]
+            for i in range(0, len(positions), size):
+                part = positions[i : i + size]
+                if len(part) < size and self._drop_last:
+                    continue
+                batches.append(order[part])
+                ends.append(part[-1])
+        return [batches[i] for i in np.argsort(ends, kind="stable")]
+
+    def plan(self, epoch: int | None = None) -> list[np.ndarray]:
+        """This rank's batches of an epoch, in the order they are yielded.
+
+        Parameters
+        ----------
+        epoch : int | None
+            The epoch; None: the current one.
+
+        Returns
+        -------
+        batches : list of numpy.ndarray of int64
+            Window indices per batch.
+        """
+        epoch = self.epoch if epoch is None else int(epoch)
+        if self._plan_cache is not None and self._plan_cache[0] == epoch:
+            return self._plan_cache[1]
+        batches = self._global_batches(epoch)
+        n_ranks = self.world_size
+        if n_ranks > 1 and batches:
+            extra = len(batches) % n_ranks
+            if extra and self._drop_last:
+                batches = batches[: len(batches) - extra]
+            elif extra:
+                batches = batches + [batches[i % len(batches)] for i in range(n_ranks - extra)]
+            per_rank = len(batches) // n_ranks
+            batches = batches[self.rank * per_rank : (self.rank + 1) * per_rank]
+        if self.num_workers > 1 and len(batches) > 1:
+            streams = np.array_split(np.arange(len(batches)), self.num_workers)
+            interleaved = [int(s[i]) for i in range(len(streams[0])) for s in streams if i < len(s)]
+            batches = [batches[i] for i in interleaved]
+        self._plan_cache = (epoch, batches)
+        return batches
+
+    # -- iteration and state -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.plan())
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.plan()
+        start = self._resume if self._resume is not None else 0
+        self._resume = None
+        self.position = start
+        for batch in batches[start:]:
+            self.position += 1
+            yield batch.tolist()
+        # A completed epoch moves on by itself; set_epoch() may also set it explicitly.
+        self.epoch += 1
+        self.position = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of the next iteration (a pending resume position is kept only for that epoch).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch number.
+        """
+        epoch = ensure_int("epoch", epoch)
+        if epoch != self.epoch:
+            self._resume = None
+            self.position = 0
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """``epoch``, ``position`` (batches yielded this epoch) and what they refer to.
+
+        Returns
+        -------
+        state : dict
+            JSON-ready.
+        """
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "n_windows": len(self.index),
+            "batch_size": self.batch_size,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next iteration yields the rest of that epoch.
+
+        Parameters
+        ----------
+        state : mapping
+            As returned by :meth:`state_dict`.
+        """
+        for key in ("seed", "n_windows", "batch_size", "world_size"):
+            if key in state and state[key] != getattr(self, key if key != "n_windows" else "_n_windows"):
+                raise ValueError(
+                    f"Cannot resume: the saved sampler state has {key}={state[key]!r} but this sampler has "
+                    f"{getattr(self, key if key != 'n_windows' else '_n_windows')!r}; the same data, seed, "
+                    "batch size and number of ranks are needed to continue an epoch exactly."
+                )
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self._resume = self.position
+
+    @property
+    def _n_windows(self) -> int:
+        return len(self.index)
+
+
+def _distributed_rank() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
