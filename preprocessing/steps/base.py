@@ -93,9 +93,9 @@ class SignalState:
             Indices into ``data`` and ``channels``.
         """
         wanted = set(DATA_CHANNEL_TYPES if types is None else types)
-        mask = self.channels["type"].isin(wanted).to_numpy()
+        mask = self.channels["type"].isin(wanted).to_numpy().copy()
         if good_only:
-            mask &= (self.channels["status"] == "good").to_numpy()
+            mask = mask & (self.channels["status"] == "good").to_numpy()
         return np.flatnonzero(mask)
 
     def segments(self) -> list[tuple[int, int]]:
