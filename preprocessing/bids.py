@@ -152,13 +152,22 @@ def read_tsv_sidecar(path: Path, required: Sequence[str] = ()) -> pd.DataFrame:
         Every cell as a string (``"n/a"`` kept as is).
     """
     try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise SidecarError(
-            f"The BIDS sidecar {path} is not a valid tab-separated table: "
-            f"{str(exc).strip()}. Check that every row has as many tab-separated fields as the "
-            "header, then run again."
-        ) from exc
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SidecarError(f"The BIDS sidecar {path} could not be read as UTF-8 text: {exc}.") from exc
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise SidecarError(f"The BIDS sidecar {path} is empty; a BIDS table needs at least a header row.")
+    header = lines[0].split("\t")
+    rows = [line.split("\t") for line in lines[1:]]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise SidecarError(
+                f"The BIDS sidecar {path} is not a valid tab-separated table: line {number} has "
+                f"{len(row)} fields but the header has {len(header)}. Check that every row has as "
+                "many tab-separated fields as the header, then run again."
+            )
+    table = pd.DataFrame(rows, columns=header, dtype=object)
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in required if c not in table.columns]
     if missing:

@@ -89,6 +89,14 @@ def _capture(messages: list[str]) -> Iterator[None]:
             messages.extend(line.strip() for line in out.getvalue().splitlines() if line.strip())
 
 
+def _reason(exc: BaseException | None) -> str:
+    """The informative line of an exception message (MNE sometimes embeds a traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("File \"", "raise ", "WARNING:"))]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
 def _translate(source: Source, exc: Exception) -> BrainFMError:
     spec = get_format(source.format)
     if isinstance(exc, FileNotFoundError):
@@ -99,7 +107,7 @@ def _translate(source: Source, exc: Exception) -> BrainFMError:
         )
     return UnsupportedFormatError(
         f"Could not read {source.path} as {spec.name} with mne.io.{spec.reader}: "
-        f"{type(exc).__name__}: {str(exc).strip() or 'no details'}. The file may be damaged, "
+        f"{_reason(exc).rstrip('.')}. The file may be damaged, "
         f"incomplete or not a {spec.name} file; check that it opens in its vendor's software, "
         "or remove it from the input folder."
     )
@@ -154,12 +162,12 @@ def open_raw(source: Source) -> tuple[Any, list[str], dict[str, Any]]:
                 continue
             raise _translate(source, exc) from exc
         if i > 0:
-            messages.append(
-                f"Neuroscan CNT data format auto-detection failed ({type(last).__name__}: "
-                f"{str(last).strip().splitlines()[-1] if str(last).strip() else ''}); "
-                f"read with data_format={kwargs['data_format']!r}."
-            )
+            # The failed attempt's advice to try read_raw_ant does not apply: this one worked.
             messages[:] = [m for m in messages if "read_raw_ant" not in m]
+            messages.append(
+                f"Neuroscan CNT data format auto-detection failed ({_reason(last)}); read with "
+                f"data_format={kwargs['data_format']!r}."
+            )
         options = {k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items()}
         if isinstance(options.get("mrk"), list):
             options["mrk"] = [str(p) for p in options["mrk"]]
@@ -261,8 +269,7 @@ def _stim_events(raw: Any, annotation_onsets: np.ndarray, messages: list[str]) -
     try:
         with _capture(messages):
             found = mne.find_events(
-                raw, stim_channel=channels, shortest_event=1, consecutive=True,
-                initial_event=True, verbose="error",
+                raw, stim_channel=channels, shortest_event=1, verbose="warning",
             )
     except Exception as exc:  # noqa: BLE001 - events are optional
         messages.append(f"Could not read events from the stim channels {channels}: {exc}")

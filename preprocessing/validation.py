@@ -103,6 +103,7 @@ def check_edf(path: Path, *, bdf: bool | None = None) -> None:
             f"version field is {expected}, but its first bytes are {found}. Remove the file or "
             "give it the extension of its real format."
         )
+    kind = "BDF" if is_bdf else "EDF"
     try:
         header_bytes = int(_field(head, 184, 192))
         n_records = int(_field(head, 236, 244))

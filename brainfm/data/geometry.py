@@ -5,7 +5,7 @@ Where the numbers come from, by channel type:
 MEG (``mag``, ``grad``)
     ``info['chs'][i]['loc']``: position ``loc[0:3]``, coil normal ``ez = loc[9:12]`` into
     ``ox, oy, oz``, and for planar gradiometers the gradient direction ``ex = loc[3:6]``
-    into ``gx, gy, gz``. The coil type name (``FIFFV_COIL_VV_PLANAR_T1``) goes into
+    into ``gx, gy, gz`` (both rescaled to unit length: FIF stores them as float32). The coil type name (``FIFFV_COIL_VV_PLANAR_T1``) goes into
     ``coil_type``. Positions are moved to the head frame with ``info['dev_head_t']`` when the
     file holds a device-to-head transform; otherwise they stay in the ``device`` frame.
     MNE fills an *identity* transform when a file has none (KIT without marker coils,
@@ -301,6 +301,14 @@ def montage_positions(montage: Any, names: Sequence[str]) -> tuple[dict[str, np.
     return {n: head[h].copy() for n, h in matched.items() if valid_position(head[h])}, notes
 
 
+def _unit(vector: np.ndarray) -> np.ndarray:
+    """The vector scaled to length 1 (FIF stores float32 directions); zeros if unusable."""
+    norm = np.linalg.norm(vector)
+    if not np.isfinite(norm) or norm == 0:
+        return np.zeros(3)
+    return np.asarray(vector, dtype=float) / norm
+
+
 def _is_identity(trans: Any) -> bool:
     return trans is None or bool(np.allclose(np.asarray(trans["trans"]), np.eye(4)))
 
@@ -328,10 +336,9 @@ def _fill_meg(channels: pd.DataFrame, rows: list[Any], chs: Mapping[str, Any], i
             ez = apply_trans(trans, ez, move=False)
             ex = apply_trans(trans, ex, move=False)
         _set_row(channels, row, pos, frame, "measured")
-        if np.all(np.isfinite(ez)):
-            channels.loc[row, ["ox", "oy", "oz"]] = ez
-        if channels.at[row, "type"] == "grad" and np.all(np.isfinite(ex)):
-            channels.loc[row, ["gx", "gy", "gz"]] = ex
+        channels.loc[row, ["ox", "oy", "oz"]] = _unit(ez)
+        if channels.at[row, "type"] == "grad":
+            channels.loc[row, ["gx", "gy", "gz"]] = _unit(ex)
     return frame
 
 

@@ -1,0 +1,155 @@
+"""Checks before reading: truncated and fake EDF, orphan BrainVision headers, EEGLAB without .fdt."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainfm.data.recording import Identity
+from brainfm.errors import ReadError, TruncatedFileError, UnsupportedFormatError
+from brainfm.preprocessing.source import Source
+from brainfm.preprocessing.validation import (
+    check_brainvision,
+    check_edf,
+    check_eeglab,
+    describe_bytes,
+    validate_source,
+)
+
+
+def write_edf(path: Path, n_records: int, *, n_signals: int = 2, samples: int = 10, declared: int | None = None) -> Path:
+    """Write a minimal EDF: ``n_records`` records of 1 s, ``samples`` int16 samples per signal."""
+    def field(value, width):
+        return str(value).ljust(width)[:width].encode("ascii")
+
+    header = b"".join([
+        field(0, 8), field("X X X X", 80), field("Startdate 01-JAN-2020 X X X", 80),
+        field("01.01.20", 8), field("00.00.00", 8), field(256 * (n_signals + 1), 8), field("", 44),
+        field(n_records if declared is None else declared, 8), field(1, 8), field(n_signals, 4),
+    ])
+    per_signal = [
+        (16, [f"C{i}" for i in range(n_signals)]), (80, [""] * n_signals), (8, ["uV"] * n_signals),
+        (8, [-3200] * n_signals), (8, [3200] * n_signals), (8, [-32768] * n_signals),
+        (8, [32767] * n_signals), (80, [""] * n_signals), (8, [samples] * n_signals), (32, [""] * n_signals),
+    ]
+    for width, values in per_signal:
+        header += b"".join(field(v, width) for v in values)
+    data = np.zeros(n_records * n_signals * samples, dtype="<i2").tobytes()
+    path.write_bytes(header + data)
+    return path
+
+
+def _source(path: Path, fmt: str, files=None) -> Source:
+    return Source(path=path, relpath=path.name, format=fmt, files=files or [path], dataset="t",
+                  identity=Identity("t"), recording_id=f"t_{path.stem}")
+
+
+def test_truncated_edf_from_the_shared_data(shared_data):
+    path = shared_data / "corrupt" / "truncated_S001R05.edf"
+    with pytest.raises(TruncatedFileError, match=r"truncated_S001R05\.edf is truncated: its header declares "
+                       r"125 data records of 1 s \(125 s\) but the file holds only 57 complete records \(57 s"):
+        check_edf(path, bdf=False)
+
+
+def test_text_file_named_edf(shared_data):
+    path = shared_data / "corrupt" / "not_really.edf"
+    with pytest.raises(UnsupportedFormatError, match=r"not_really\.edf is not a valid EDF file.*"
+                       r"first bytes are text: 'this is not an EDF file'"):
+        validate_source(_source(path, "edf"))
+
+
+def test_orphan_brainvision_header(shared_data):
+    path = shared_data / "corrupt" / "orphan_header.vhdr"
+    with pytest.raises(ReadError, match=r"orphan_header\.vhdr names the data file 'missing_data_file\.eeg', "
+                       r"which does not exist"):
+        validate_source(_source(path, "brainvision"))
+
+
+def test_real_files_pass(shared_data):
+    check_edf(shared_data / "eeg" / "eegmmidb" / "S001R03.edf", bdf=False)
+    check_edf(shared_data / "eeg" / "bdf" / "multiple_annotation_chans.bdf", bdf=True)
+    check_brainvision(shared_data / "eeg" / "brainvision" / "bv_dig_test.vhdr")
+    check_eeglab(shared_data / "eeg" / "eeglab" / "test_raw_chanloc.set")
+
+
+def test_synthetic_edf_truncation(tmp_path):
+    check_edf(write_edf(tmp_path / "ok.edf", 5), bdf=False)
+    path = write_edf(tmp_path / "cut.edf", 3, declared=5)
+    with pytest.raises(TruncatedFileError, match=r"declares 5 data records of 1 s \(5 s\) but the file holds only 3"):
+        check_edf(path)
+    check_edf(write_edf(tmp_path / "open.edf", 3, declared=-1))  # -1: unknown length is allowed
+    data = (tmp_path / "ok.edf").read_bytes()
+    (tmp_path / "short_header.edf").write_bytes(data[:300])
+    with pytest.raises(TruncatedFileError, match="truncated inside its header"):
+        check_edf(tmp_path / "short_header.edf")
+
+
+def test_edf_and_bdf_headers_are_told_apart(tmp_path, shared_data):
+    bdf = shared_data / "eeg" / "bdf" / "multiple_annotation_chans.bdf"
+    named_edf = tmp_path / "biosemi.edf"
+    shutil.copyfile(bdf, named_edf)
+    with pytest.raises(UnsupportedFormatError, match=r"biosemi\.edf is not a valid EDF file.*a BDF header"):
+        validate_source(_source(named_edf, "edf"))
+    with pytest.raises(UnsupportedFormatError, match=r"not a valid BDF file.*an EDF header"):
+        check_edf(write_edf(tmp_path / "x.bdf", 1), bdf=True)
+
+
+def test_damaged_edf_header_field(tmp_path):
+    path = write_edf(tmp_path / "bad.edf", 2)
+    data = bytearray(path.read_bytes())
+    data[236:244] = b"lots    "
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnsupportedFormatError, match="damaged EDF header"):
+        check_edf(path)
+
+
+def test_empty_and_random_files(tmp_path):
+    empty = tmp_path / "empty.edf"
+    empty.write_bytes(b"")
+    with pytest.raises(UnsupportedFormatError, match=r"empty\.edf is empty \(0 bytes\)"):
+        validate_source(_source(empty, "edf"))
+    noise = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    for name, fmt, message in [
+        ("noise.gdf", "gdf", r"noise\.gdf is not a GDF file: its first bytes are binary"),
+        ("noise.set", "eeglab", r"noise\.set is not an EEGLAB dataset.*binary"),
+        ("noise.fif", "fif", r"noise\.fif is not a FIF file"),
+        ("noise.vhdr", "brainvision", r"noise\.vhdr is not a BrainVision header"),
+    ]:
+        (tmp_path / name).write_bytes(noise)
+        with pytest.raises(UnsupportedFormatError, match=message):
+            validate_source(_source(tmp_path / name, fmt))
+
+
+def test_brainvision_missing_marker_file(tmp_path, shared_data):
+    src = shared_data / "eeg" / "brainvision"
+    for name in ("bv_dig_test.vhdr", "bv_dig_test.eeg"):
+        shutil.copyfile(src / name, tmp_path / name)
+    with pytest.raises(ReadError, match=r"names the marker file 'bv_dig_test\.vmrk', which does not exist"):
+        check_brainvision(tmp_path / "bv_dig_test.vhdr")
+
+
+def test_eeglab_without_its_fdt(tmp_path, shared_data):
+    shutil.copyfile(shared_data / "eeg" / "eeglab" / "test_raw_chanloc.set", tmp_path / "renamed.set")
+    with pytest.raises(ReadError, match=r"keeps its data in 'test_raw_chanloc\.fdt', which does not exist"):
+        validate_source(_source(tmp_path / "renamed.set", "eeglab"))
+
+
+def test_persyst_without_its_dat(tmp_path):
+    lay = tmp_path / "x.lay"
+    lay.write_text("[FileInfo]\nFile=x.dat\n")
+    with pytest.raises(ReadError, match=r"x\.lay needs its Persyst data \(\.dat\) file"):
+        validate_source(_source(lay, "persyst"))
+
+
+def test_missing_source():
+    with pytest.raises(ReadError, match="does not exist"):
+        validate_source(_source(Path("/nonexistent/x.edf"), "edf"))
+
+
+def test_describe_bytes():
+    assert describe_bytes(b"") == "nothing (the file is empty)"
+    assert describe_bytes(b"hello world\n") == "text: 'hello world'"
+    assert describe_bytes(bytes([0, 1, 255])) == "binary: 00 01 ff"
