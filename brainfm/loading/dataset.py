@@ -161,7 +161,7 @@ class WindowDataset(torch.utils.data.Dataset):
         sensor_type = torch.full((n_windows, n_channels), PAD_SENSOR_TYPE, dtype=torch.int64)
         channel_ids = torch.zeros((n_windows, n_channels), dtype=torch.int64)
         region_ids = torch.zeros((n_windows, n_channels), dtype=torch.int64)
-        for g, i0, i1, width in zip(groups, group_start, group_stop, widths):
+        for g, i0, i1, width in zip(groups, group_start, group_stop, widths, strict=True):
             block = signal[i0:i1, :width]  # (n, C_rec, T)
             self._cut(int(g), start[i0:i1], block)  # normalised per channel already
             if width < n_channels:

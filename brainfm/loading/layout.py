@@ -187,7 +187,7 @@ def read_layout(
         types=types,
         sensor_pos=sensor_geometry(selected),
         sensor_type=np.array([SENSOR_TYPE_IDS[t] for t in types], dtype=np.int64),
-        channel_ids=np.array(channel_vocabulary.ids(channel_key(n, t) for n, t in zip(names, types)), dtype=np.int64),
+        channel_ids=np.array(channel_vocabulary.ids(channel_key(n, t) for n, t in zip(names, types, strict=True)), dtype=np.int64),
         region_ids=np.array(region_vocabulary.ids(region_key(r) for r in selected["region"]), dtype=np.int64),
         good=(selected["status"].to_numpy() == "good"),
         stats=stats,

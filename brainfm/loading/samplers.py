@@ -64,7 +64,7 @@ def _select(index: WindowIndex, rng: np.random.Generator, dataset_weights: Mappi
     total = n_windows if epoch_size is None else int(epoch_size)
     shares = np.round(total * weights / weights.sum()).astype(np.int64)
     parts = []
-    for dataset, share in zip(present, shares):
+    for dataset, share in zip(present, shares, strict=True):
         members = np.flatnonzero(datasets == dataset)
         if share == 0 or not len(members):
             continue

@@ -254,10 +254,10 @@ def build_window_index(
     region_vocabulary = Vocabulary.base_regions() if region_vocabulary is None else region_vocabulary
     tables = [r.channels for r in recordings]
     channel_vocabulary.extend(
-        channel_key(n, t) for table in tables for n, t in zip(table["name"], table["type"]) if t in types
+        channel_key(n, t) for table in tables for n, t in zip(table["name"], table["type"], strict=True) if t in types
     )
     region_vocabulary.extend(
-        key for table in tables for r, t in zip(table["region"], table["type"]) if t in types
+        key for table in tables for r, t in zip(table["region"], table["type"], strict=True) if t in types
         for key in [region_key(r)] if key is not None
     )
     layouts = [
@@ -265,7 +265,7 @@ def build_window_index(
     ]
     subjects = sorted({layout.subject for layout in layouts})
     subject_index = {s: i for i, s in enumerate(subjects)}
-    for layout, label in zip(layouts, labels):
+    for layout, label in zip(layouts, labels, strict=True):
         layout.subject_index = subject_index[layout.subject]
         layout.label = label
 

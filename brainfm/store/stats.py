@@ -85,7 +85,7 @@ def dataset_stats(store: Store, window_s: float, stride_s: float | None = None) 
         entry["n_channels"].append(recording.n_channels)
         entry["sfreqs"].add(recording.sfreq)
         types, counts = np.unique(np.asarray(recording.attrs["channels"]["type"], dtype=str), return_counts=True)
-        entry["type_counts"].append(dict(zip(types.tolist(), counts.tolist())))
+        entry["type_counts"].append(dict(zip(types.tolist(), counts.tolist(), strict=True)))
         entry["n_windows"] += recording_window_count(recording, window_s, stride_s)
         if recording.attrs.get("event_descriptions"):
             events = recording.events
@@ -167,7 +167,7 @@ def format_stats_table(rows: list[dict[str, Any]]) -> str:
     numeric = {1, 2, 3, 7}
     text = []
     for line in lines:
-        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))]
         text.append("  ".join(cells).rstrip())
     if rows:
         text.append(f"windows: {rows[0]['window_s']:g} s, stride {rows[0]['stride_s']:g} s, "

@@ -65,7 +65,7 @@ def _mne_to_recording(raw, dataset: str, subject: str, path: Path) -> Recording:
     keep = [i for i, t in enumerate(types) if t in ("eeg", "mag", "grad", "seeg", "ecog")]
     raw = raw.copy().pick(keep)
     types = raw.get_channel_types()
-    names = [canonical_eeg_name(n) or n if t == "eeg" else n for n, t in zip(raw.ch_names, types)]
+    names = [canonical_eeg_name(n) or n if t == "eeg" else n for n, t in zip(raw.ch_names, types, strict=True)]
     if len(set(names)) != len(names):
         names = raw.ch_names
     channels = empty_channel_table(names, types)

@@ -1,0 +1,174 @@
+"""Samplers: chunk-aware shuffling, weights, splits, resume, DDP shards, worker loaders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from brainfm.errors import ConfigError
+from brainfm.loading import (
+    WindowBatchSampler,
+    WindowDataLoader,
+    WindowDataset,
+    build_window_index,
+    epoch_order,
+    split_index,
+)
+
+
+@pytest.fixture
+def index_and_store(make_recording, make_store):
+    recordings = [make_recording("a", f"{s:02d}", n_times=3000) for s in range(4)]
+    recordings += [make_recording("b", f"{s:02d}", n_times=1000, n_channels=2) for s in range(3)]
+    store = make_store(recordings)
+    return build_window_index(store, window_s=0.5), store  # 50-sample windows, 256-sample chunks
+
+
+def test_chunk_shuffle_is_a_permutation_with_chunk_locality(index_and_store):
+    index, _ = index_and_store
+    order = epoch_order(index, seed=1, epoch=0, shuffle="chunk", shuffle_chunks=2)
+    assert sorted(order.tolist()) == list(range(len(index)))
+    assert not np.array_equal(order, np.arange(len(index)))
+    again = epoch_order(index, seed=1, epoch=0, shuffle="chunk", shuffle_chunks=2)
+    other = epoch_order(index, seed=1, epoch=1, shuffle="chunk", shuffle_chunks=2)
+    assert np.array_equal(order, again) and not np.array_equal(order, other)
+    # consecutive windows come from a buffer of at most 2 chunks
+    chunk = index.chunk()[order]
+    per_buffer = [len(set(chunk[i : i + 8].tolist())) for i in range(0, len(chunk) - 8, 8)]
+    assert max(per_buffer) <= 4
+    uniform = epoch_order(index, seed=1, epoch=0, shuffle="uniform")
+    assert sorted(uniform.tolist()) == list(range(len(index)))
+    assert epoch_order(index, seed=1, epoch=0, shuffle="none").tolist() == list(range(len(index)))
+
+
+def test_dataset_weights_mix_datasets(index_and_store):
+    index, _ = index_and_store
+    datasets = index.recording_field("dataset")
+    order = epoch_order(index, seed=0, epoch=0, dataset_weights={"a": 1.0, "b": 1.0}, epoch_size=400)
+    picked = datasets[order]
+    assert len(order) == 400 and (picked == "a").sum() == 200 and (picked == "b").sum() == 200
+    assert len(set(order[picked == "b"].tolist())) == (datasets == "b").sum()  # 60 windows, all used
+    only_a = epoch_order(index, seed=0, epoch=0, dataset_weights={"a": 1.0, "b": 0.0})
+    assert set(datasets[only_a]) == {"a"}
+    with pytest.raises(ConfigError, match="no weight for the datasets"):
+        epoch_order(index, seed=0, epoch=0, dataset_weights={"a": 1.0})
+
+
+def test_split_by_subject_is_disjoint_and_seeded(index_and_store):
+    index, _ = index_and_store
+    parts = split_index(index, {"train": 0.6, "val": 0.2, "test": 0.2}, unit="subject", seed=3)
+    subjects = {name: set(part.recording_field("subject").tolist()) for name, part in parts.items()}
+    assert not (subjects["train"] & subjects["val"]) and not (subjects["train"] & subjects["test"])
+    assert all(subjects.values()) and sum(len(p) for p in parts.values()) == len(index)
+    again = split_index(index, {"train": 0.6, "val": 0.2, "test": 0.2}, unit="subject", seed=3)
+    assert all(np.array_equal(parts[k].start, again[k].start) for k in parts)
+    by_recording = split_index(index, {"train": 0.5, "val": 0.5}, unit="recording", seed=0)
+    assert sum(len(p) for p in by_recording.values()) == len(index)
+    by_window = split_index(index, {"train": 0.9, "val": 0.1}, unit="window", seed=0)
+    assert len(by_window["val"]) == round(0.1 * len(index))
+
+
+def test_sampler_resumes_exactly_where_it_stopped(index_and_store):
+    index, _ = index_and_store
+    sampler = WindowBatchSampler(index, 16, seed=5, shuffle="chunk")
+    reference = WindowBatchSampler(index, 16, seed=5, shuffle="chunk")
+    epoch0, epoch1 = list(reference), list(reference)
+    assert epoch0 != epoch1
+    iterator = iter(sampler)
+    seen = [next(iterator) for _ in range(7)]
+    state = json.loads(json.dumps(sampler.state_dict()))
+    assert state["position"] == 7 and state["epoch"] == 0
+    restored = WindowBatchSampler(index, 16, seed=5, shuffle="chunk")
+    restored.load_state_dict(state)
+    rest = list(restored)
+    assert seen + rest == epoch0
+    assert list(restored) == epoch1  # and the next epoch follows as usual
+    with pytest.raises(ValueError, match="batch_size=16"):
+        WindowBatchSampler(index, 8, seed=5).load_state_dict(state)
+
+
+def test_bucketing_gives_one_channel_count_per_batch(index_and_store):
+    index, _ = index_and_store
+    sampler = WindowBatchSampler(index, 16, bucket_by_channels=True, seed=0)
+    counts = index.n_channels
+    batches = list(sampler)
+    assert all(len(set(counts[b].tolist())) == 1 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(len(index)))
+
+
+def test_shards_are_disjoint_and_cover_the_epoch(index_and_store):
+    index, _ = index_and_store
+    n_batches = -(-len(index) // 10)
+    shards = [list(WindowBatchSampler(index, 10, seed=2, rank=r, world_size=3, num_workers=2)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1  # same number of steps on every rank
+    windows = [i for shard in shards for batch in shard for i in batch]
+    assert set(windows) == set(range(len(index)))
+    repeated = len(windows) - len(index)
+    assert 0 <= repeated <= 10 * (3 - n_batches % 3) % 30  # only padding batches repeat
+
+
+def test_loader_with_workers_state_counts_delivered_batches(index_and_store):
+    index, store = index_and_store
+    dataset = WindowDataset(index, store, "zscore")
+    sampler = WindowBatchSampler(index, 16, seed=0, num_workers=2)
+    loader = WindowDataLoader(dataset, sampler, num_workers=2, persistent_workers=True)
+    full = [b.start.tolist() + b.recording_ids.tolist() for b in loader]
+    iterator = iter(loader)
+    head = [next(iterator).start.tolist() for _ in range(3)]
+    state = loader.state_dict()
+    assert state["position"] == 3 and state["epoch"] == 1
+    del iterator
+    resumed_sampler = WindowBatchSampler(index, 16, seed=0, num_workers=2)
+    resumed = WindowDataLoader(dataset, resumed_sampler, num_workers=0)
+    resumed.load_state_dict(state)
+    rest = [b.start.tolist() for b in resumed]
+    epoch1 = [b.start.tolist() for b in WindowDataLoader(dataset, WindowBatchSampler(index, 16, seed=0, num_workers=2))]
+    assert len(full) == len(epoch1) and head + rest != [] and len(head) + len(rest) == len(full)
+    reference = WindowBatchSampler(index, 16, seed=0, num_workers=2)
+    list(reference)  # epoch 0
+    expected = [sorted(index.start[b].tolist()) for b in reference.plan(1)]
+    assert [sorted(x) for x in head + rest] == expected
+
+
+_DDP_SCRIPT = """
+import json, sys
+from pathlib import Path
+import torch.distributed as dist
+from brainfm.loading import WindowDataModule
+
+rank, world_size, init_file, store, out_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+try:
+    data = WindowDataModule(store, window_s=0.5, batch_size=10, num_workers=0, val_fraction=0.0, seed=4)
+    data.setup("fit")
+    seen = []
+    for batch in data.train_dataloader():
+        seen += list(zip(batch.recording_ids.tolist(), batch.start.tolist()))
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(seen))
+finally:
+    dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_receive_disjoint_windows_covering_the_epoch(index_and_store, tmp_path):
+    # Two real processes joined by torch.distributed (gloo, CPU), each building the data module.
+    index, store = index_and_store
+    assert len(index) % 20 == 0  # 2 ranks x batches of 10 divide the epoch: no padding
+    script = tmp_path / "ddp_rank.py"
+    script.write_text(_DDP_SCRIPT)
+    processes = [
+        subprocess.Popen([sys.executable, str(script), str(rank), "2", str(tmp_path / "init"), str(store), str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    ranks = [set(map(tuple, json.loads((tmp_path / f"rank{r}.json").read_text()))) for r in range(2)]
+    everything = set(zip(index.recording.tolist(), index.start.tolist(), strict=True))
+    assert ranks[0] and ranks[1] and not (ranks[0] & ranks[1])
+    assert ranks[0] | ranks[1] == everything
