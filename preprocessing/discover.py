@@ -193,10 +193,20 @@ def discover(
     for source in sorted(found, key=lambda s: s.path.relative_to(root).as_posix()):
         other = owners.get(source.recording_id)
         if other is not None:
+            if source.bids_root is not None:
+                fix = (
+                    "Their subject, session, task, acquisition and run entities are the same, and "
+                    "recording ids use no other BIDS entity (rec-, proc-, desc-...): rename or "
+                    "move one of them."
+                )
+            else:
+                fix = (
+                    "Give a --pattern whose groups tell them apart (for example one that also "
+                    "captures the session or run), or move one of the files."
+                )
             result.problems.append((str(source.path), DuplicateRecordingError(
                 f"{source.path} maps to the recording id {source.recording_id!r}, which "
-                f"{other.path} already has. Give a --pattern whose groups tell them apart (for "
-                "example one that also captures the session or run), or move one of the files."
+                f"{other.path} already has. {fix}"
             )))
             continue
         owners[source.recording_id] = source

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainfm.errors import SidecarError
+from brainfm.errors import DuplicateRecordingError, SidecarError
 from brainfm.preprocessing.bids import (
     check_sidecars,
     electrode_positions,
@@ -234,3 +234,27 @@ def test_bids_groups_regions_and_ignored_files(tmp_path, shared_data):
     ch = result.channels.set_index("name")
     assert ch.at["C1", "group"] == "grid" and ch.at["BTM1", "group"] == "BTM"  # n/a: derived from the name
     assert ch.at["C1", "region"] == "ctx-lh-precentral" and ch.at["C2", "region"] == ""
+
+
+def test_bids_folder_recordings_splits_and_duplicates(tmp_path):
+    root = tmp_path / "megds"
+    meg = root / "sub-01" / "ses-1" / "meg"
+    (meg / "sub-01_ses-1_task-x_run-1_meg.ds").mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.7.0"}')
+    for name in ("sub-01_ses-1_task-x_run-1_meg.ds/x.meg4", "sub-01_ses-1_task-x_run-1_meg.json",
+                 "sub-01_ses-1_task-x_run-2_split-01_meg.fif", "sub-01_ses-1_task-x_run-2_split-02_meg.fif",
+                 "sub-01_ses-1_task-x_run-2_meg.json", "sub-01_ses-1_task-x_run-2_proc-sss_meg.fif"):
+        (meg / name).write_bytes(b"")
+    found = discover(root)
+    assert [(s.relpath.rsplit("/", 1)[-1], s.format, s.recording_id) for s in found.sources] == [
+        ("sub-01_ses-1_task-x_run-1_meg.ds", "ctf", "megds_sub-01_ses-1_task-x_run-1"),
+        ("sub-01_ses-1_task-x_run-2_proc-sss_meg.fif", "fif", "megds_sub-01_ses-1_task-x_run-2"),
+    ]
+    assert sorted(p.name for p in found.sources[0].files) == ["sub-01_ses-1_task-x_run-1_meg.json", "x.meg4"]
+    (path, error), = found.problems
+    assert path.endswith("sub-01_ses-1_task-x_run-2_split-01_meg.fif")
+    with pytest.raises(DuplicateRecordingError, match=r"run-2_split-01_meg\.fif maps to the recording id "
+                       r"'megds_sub-01_ses-1_task-x_run-2', which .*proc-sss_meg\.fif already has\. .*"
+                       r"recording ids use no other BIDS entity"):
+        raise error
+    assert found.ignored == {}

@@ -111,6 +111,14 @@ def test_kit_head_frame_from_marker_and_digitiser(read):
     assert result.events["onset_s"].tolist() == pytest.approx([0.281, 1.564])
 
 
+def test_kit_pick_by_orig_name_drops_references(read):
+    result = read("meg/kit/test.sqd")
+    assert Counter(result.raw.get_channel_types())["ref_meg"] == 3
+    picked = result.raw.copy().pick(result.channels["orig_name"].tolist(), verbose="error")
+    assert picked.get_channel_types() == result.channels["type"].tolist()
+    assert picked.ch_names == result.channels["orig_name"].tolist()
+
+
 def test_kit_alone_stays_in_device_frame(tmp_path, shared_data, read):
     shutil.copyfile(shared_data / "meg" / "kit" / "test.sqd", tmp_path / "test.sqd")
     result = read_source(discover(tmp_path).sources[0])
@@ -325,6 +333,9 @@ def test_fif_first_samp_annotations_eve_and_stim(tmp_path):
     assert result.events["onset_s"].tolist() == pytest.approx([1.0, 3.0, 7.0])
     assert result.events["description"].tolist() == ["blink", "stim3", "5"]
     assert result.events["duration_s"].tolist() == pytest.approx([0.5, 0.0, 0.0])
+    retyped = read_source(discover(tmp_path).sources[0], [Override("*", {"*": "ecog"})])
+    assert retyped.channels["type"].tolist() == ["ecog", "ecog"]  # the stim channel is never retyped
+    assert retyped.raw.get_channel_types() == ["ecog", "ecog", "stim"]
     mne.write_events(tmp_path / "syn-eve.fif", np.array([[250 + 200, 0, 9], [250 + 450, 0, 4]]), verbose="error")
     result = read_source(discover(tmp_path).sources[0])
     assert result.events["description"].tolist() == ["blink", "9", "stim3", "4"]  # -eve.fif replaces the stim channel
