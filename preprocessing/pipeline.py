@@ -222,7 +222,7 @@ def preprocess_source(source: Source, recipe: Recipe, *, config_hash: str = "", 
     raw = raw_input.raw
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        raw.pick(picked["orig_name"].tolist())
+        raw.pick(picked["orig_name"].tolist(), verbose="error")
     order = {name: i for i, name in enumerate(raw.ch_names)}
     picked = picked.iloc[np.argsort([order[n] for n in picked["orig_name"]])].reset_index(drop=True)
     input_sfreq = float(raw.info["sfreq"])

@@ -19,10 +19,11 @@ EVENT_COLUMNS: tuple[str, ...] = ("onset_s", "duration_s", "description")
 
 _ID_PREFIX = {"subject": "sub", "session": "ses", "task": "task", "acquisition": "acq", "run": "run"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9.\-]+")
+_UNSAFE_PATH = re.compile(r"[^A-Za-z0-9.\-_]+")
 
 
-def _safe(value: str) -> str:
-    return _UNSAFE.sub("-", value).strip("-.") or "x"
+def _safe(value: str, pattern: re.Pattern[str] = _UNSAFE) -> str:
+    return pattern.sub("-", value).strip("-._") or "x"
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,11 @@ def path_recording_id(dataset: str, relpath: str) -> str:
     Returns
     -------
     recording_id : str
-        ``<dataset>_<path without extension, separators replaced by '-'>``.
+        ``<dataset>_<path without extension, folder separators replaced by '-'>``; other
+        characters than letters, digits, ``.``, ``-`` and ``_`` become ``-``.
     """
     stem = re.sub(r"(\.[A-Za-z0-9]{1,5})+$", "", relpath.replace("\\", "/"))
-    return f"{_safe(dataset)}_{_safe(stem.replace('/', '-'))}"
+    return f"{_safe(dataset)}_{_safe(stem.replace('/', '-'), _UNSAFE_PATH)}"
 
 
 def empty_events() -> pd.DataFrame:

@@ -1,0 +1,196 @@
+"""Benchmark: `brainfm preprocess` against a plain MNE script doing the same work, same run.
+
+Both sides read the same EDF files, keep the same channels, remove line noise (50 and
+100 Hz), high-pass at 0.1 Hz, resample to 256 Hz and average-reference the EEG; the plain
+script saves FIF files (MNE's ``Raw.save``), brainfm writes its Zarr store. Each run is a
+fresh subprocess; wall time and peak memory (resident set size of the whole process tree,
+sampled every 20 ms) are measured, repeats are interleaved and the median is reported.
+
+Usage::
+
+    python bench/preprocess_vs_mne.py [--data ../shared/data/eeg/eegmat] [--repeats 3]
+        [--long] [--out bench/results]
+
+``--long`` adds the long-recording check: a synthetic 2-hour, 64-channel, 512 Hz FIF file
+preprocessed with the default recipe, peak memory against its float32 size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+
+PLAIN_SCRIPT = textwrap.dedent(
+    """
+    import sys, pathlib, mne, numpy as np
+    mne.set_log_level("ERROR")
+    src, out, order = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src.glob("*.edf")):
+        raw = mne.io.read_raw_edf(path, preload=True)
+        raw.pick("eeg")
+        if order == "resample-first":
+            raw.resample(256.0, method="polyphase")
+            raw.notch_filter([50.0, 100.0])
+            raw.filter(0.1, None)
+        else:
+            raw.notch_filter([50.0, 100.0])
+            raw.filter(0.1, None)
+            raw.resample(256.0)
+        raw.set_eeg_reference("average", projection=False)
+        raw.save(out / (path.stem + "_raw.fif"), overwrite=True)
+    """
+)
+
+RECIPE_RESAMPLE_FIRST = """
+name: bench_resample_first
+pick: {types: [eeg, ecg]}
+steps:
+  - resample: {sfreq: 256, method: polyphase}
+  - notch: {freqs: [50.0, 100.0]}
+  - bandpass: {l_freq: 0.1, h_freq: null}
+  - reference: {eeg: average}
+"""
+
+RECIPE_MNE_ORDER = """
+name: bench_mne_order
+pick: {types: [eeg, ecg]}
+steps:
+  - notch: {freqs: [50.0, 100.0]}
+  - bandpass: {l_freq: 0.1, h_freq: null}
+  - resample: {sfreq: 256, method: fft}
+  - reference: {eeg: average}
+"""
+
+
+def measure(command: list[str], cwd: Path | None = None) -> dict[str, float]:
+    """Run a command; return wall seconds and the peak RSS (MiB) of its process tree."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    handle = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            tree = [handle, *handle.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    wall = time.perf_counter() - started
+    _, stderr = process.communicate()
+    if process.returncode not in (0,):
+        raise RuntimeError(f"{command} failed ({process.returncode}):\n{stderr[-3000:]}")
+    return {"seconds": wall, "peak_mib": peak / 2**20}
+
+
+def brainfm_command(data: Path, store: Path, recipe: Path, jobs: int) -> list[str]:
+    return [sys.executable, "-m", "brainfm.cli.main", "preprocess", str(data), str(store),
+            "--config", str(recipe), "--jobs", str(jobs), "--quiet", "--dataset", "bench"]
+
+
+def run_comparison(data: Path, repeats: int, work: Path) -> dict:
+    plain = work / "plain.py"
+    plain.write_text(PLAIN_SCRIPT)
+    recipes = {"resample-first": work / "rf.yaml", "mne-order": work / "mo.yaml"}
+    recipes["resample-first"].write_text(RECIPE_RESAMPLE_FIRST)
+    recipes["mne-order"].write_text(RECIPE_MNE_ORDER)
+    n_files = len(list(data.glob("*.edf")))
+    runs: dict[str, list[dict[str, float]]] = {}
+    cases = {
+        "mne script (notch, filter, resample fft; save FIF)": lambda o: [sys.executable, str(plain), str(data), str(o), "mne-order"],
+        "mne script (resample polyphase first; save FIF)": lambda o: [sys.executable, str(plain), str(data), str(o), "resample-first"],
+        "brainfm --jobs 1 (MNE order, fft)": lambda o: brainfm_command(data, o, recipes["mne-order"], 1),
+        "brainfm --jobs 1 (resample first, polyphase)": lambda o: brainfm_command(data, o, recipes["resample-first"], 1),
+        "brainfm --jobs 2 (resample first, polyphase)": lambda o: brainfm_command(data, o, recipes["resample-first"], 2),
+    }
+    for repeat in range(repeats):
+        for name, make in cases.items():
+            out = work / f"out{repeat}"
+            shutil.rmtree(out, ignore_errors=True)
+            runs.setdefault(name, []).append(measure(make(out)))
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"repeat {repeat + 1}/{repeats}: {name}: {runs[name][-1]['seconds']:.2f} s, {runs[name][-1]['peak_mib']:.0f} MiB", flush=True)
+    medians = {
+        name: {"seconds": statistics.median(r["seconds"] for r in values), "peak_mib": statistics.median(r["peak_mib"] for r in values)}
+        for name, values in runs.items()
+    }
+    return {"n_files": n_files, "repeats": repeats, "median": medians, "runs": runs}
+
+
+def run_long(work: Path) -> dict:
+    import mne
+    import numpy as np
+
+    folder = work / "long"
+    folder.mkdir(exist_ok=True)
+    sfreq, n_channels, seconds = 512.0, 64, 7200
+    path = folder / "long_raw.fif"
+    if not path.exists():
+        # written in pieces so that the generator itself stays small
+        info = mne.create_info([f"EEG{i:03d}" for i in range(n_channels)], sfreq, "eeg")
+        rng = np.random.default_rng(0)
+        pieces = []
+        for _ in range(12):
+            block = rng.standard_normal((n_channels, int(sfreq * seconds / 12)), dtype=np.float32)
+            block = np.cumsum(block, axis=1, dtype=np.float32) * np.float32(1e-7)
+            block -= block.mean(axis=1, keepdims=True)
+            pieces.append(mne.io.RawArray(block, info, verbose=False))
+        raw = mne.concatenate_raws(pieces, verbose=False)
+        raw.set_annotations(None)
+        raw.save(path, fmt="single", verbose=False, overwrite=True)
+        del raw, pieces
+    float32_mib = n_channels * sfreq * seconds * 4 / 2**20
+    store = work / "long_store.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    recipe = work / "long.yaml"
+    recipe.write_text("extends: default\nname: long\n")
+    result = measure(brainfm_command(folder, store, recipe, 1))
+    shutil.rmtree(store, ignore_errors=True)
+    return {"float32_mib": float32_mib, **result, "ratio_to_float32": result["peak_mib"] / float32_mib}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data" / "eeg" / "eegmat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long", action="store_true")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        result = {"comparison": run_comparison(args.data, args.repeats, work)}
+        if args.long:
+            result["long"] = run_long(work)
+    med = result["comparison"]["median"]
+    ref = med["mne script (notch, filter, resample fft; save FIF)"]
+    ref_poly = med["mne script (resample polyphase first; save FIF)"]
+    one = med["brainfm --jobs 1 (resample first, polyphase)"]
+    print(f"\n{result['comparison']['n_files']} recordings, median of {args.repeats} interleaved repeats")
+    print(f"{'case':<52} {'seconds':>8} {'peak MiB':>9} {'time/ref':>9} {'mem/ref':>8}")
+    for name, values in med.items():
+        print(f"{name:<52} {values['seconds']:>8.2f} {values['peak_mib']:>9.0f} "
+              f"{values['seconds'] / ref['seconds']:>9.2f} {values['peak_mib'] / ref['peak_mib']:>8.2f}")
+    print(f"brainfm jobs1 / mne script with the same polyphase resampler: {one['seconds'] / ref_poly['seconds']:.2f}")
+    print(f"jobs 2 speed-up over jobs 1: {one['seconds'] / med['brainfm --jobs 2 (resample first, polyphase)']['seconds']:.2f}x")
+    if "long" in result:
+        long = result["long"]
+        print(f"long recording (2 h, 64 ch, 512 Hz; float32 {long['float32_mib']:.0f} MiB): peak {long['peak_mib']:.0f} MiB "
+              f"= {long['ratio_to_float32']:.2f}x its float32 size, {long['seconds']:.1f} s")
+    (args.out / "preprocess_vs_mne.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

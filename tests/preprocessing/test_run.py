@@ -1,0 +1,194 @@
+"""preprocess(): whole folders into a store, skipping, sharding, workers, bad input, kills."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+
+from brainfm import open_store
+from brainfm.errors import ConfigError
+from brainfm.preprocessing.run import hash_files, parse_shard, preprocess
+from brainfm.store.check import check_store
+
+
+@pytest.fixture()
+def small_folder(shared_data, tmp_path) -> Path:
+    """Three EEGMMIDB runs, one truncated EDF, one text file posing as EDF, a README."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("S001R03.edf", "S001R04.edf", "S001R06.edf"):
+        shutil.copy(shared_data / "eeg" / "eegmmidb" / name, folder / name)
+    shutil.copy(shared_data / "corrupt" / "truncated_S001R05.edf", folder / "S001R05.edf")
+    shutil.copy(shared_data / "corrupt" / "not_really.edf", folder / "S001R07.edf")
+    (folder / "README.txt").write_text("notes")
+    return folder
+
+
+PATTERN = r"S(?P<subject>\d+)R(?P<run>\d+)"
+
+
+def test_folder_with_bad_files_stores_the_rest(small_folder, tmp_path):
+    summary = preprocess(small_folder, tmp_path / "s.zarr", pattern=PATTERN, dataset="mmi")
+    assert summary.processed == ["mmi_sub-001_run-03", "mmi_sub-001_run-04", "mmi_sub-001_run-06"]
+    assert summary.exit_status == 1
+    failed = {Path(f["path"]).name: f["error"] for f in summary.failed}
+    assert set(failed) == {"S001R05.edf", "S001R07.edf"}
+    assert "truncated" in failed["S001R05.edf"] and "125" in failed["S001R05.edf"]
+    assert "not a valid EDF" in failed["S001R07.edf"]
+    assert summary.ignored == {".txt": 1}
+    store = open_store(tmp_path / "s.zarr")
+    assert list(store) == summary.processed
+    assert {Path(f["path"]).name for f in store.failed} == {"S001R05.edf", "S001R07.edf"}
+    rec = store["mmi_sub-001_run-04"]
+    assert (rec.subject, rec.run, rec.sfreq) == ("001", "04", 256.0)
+    assert rec.n_channels == 64 and rec.channels["pos_source"].eq("template").all()
+    assert rec.events["description"].value_counts().to_dict() == {"T0": 15, "T1": 8, "T2": 7}
+    assert rec.provenance["recipe"] == "default"
+    assert [s["step"] for s in rec.provenance["steps"]][:3] == ["inspect", "resample", "notch"]
+    assert check_store(store) == {}
+    json_summary = summary.to_json()
+    assert set(json_summary) >= {"store", "processed", "skipped", "failed"}
+    assert set(json_summary["failed"][0]) == {"path", "error"}
+
+
+def test_rerun_skips_unchanged_and_redoes_changed(small_folder, tmp_path):
+    for name in ("S001R05.edf", "S001R07.edf"):
+        (small_folder / name).unlink()
+    store = tmp_path / "s.zarr"
+    first = preprocess(small_folder, store, pattern=PATTERN)
+    assert len(first.processed) == 3
+    second = preprocess(small_folder, store, pattern=PATTERN)
+    assert second.processed == [] and second.skipped == first.processed
+    # a changed source file is processed again
+    data = bytearray((small_folder / "S001R06.edf").read_bytes())
+    data[100_000:100_010] = bytes(255 - b for b in data[100_000:100_010])  # signal samples
+    (small_folder / "S001R06.edf").write_bytes(bytes(data))
+    third = preprocess(small_folder, store, pattern=PATTERN)
+    assert [rid[-6:] for rid in third.processed] == ["run-06"]
+    # a changed recipe processes everything again
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("extends: default\nname: other\nwrite: {clevel: 5}\n")
+    fourth = preprocess(small_folder, store, pattern=PATTERN, recipe=recipe)
+    assert len(fourth.processed) == 3
+
+
+def test_shards_are_disjoint_and_complete(small_folder, tmp_path):
+    store = tmp_path / "s.zarr"
+    parts = [preprocess(small_folder, store, pattern=PATTERN, shard=f"{i}/2") for i in range(2)]
+    stored = [set(p.processed) for p in parts]
+    assert not stored[0] & stored[1]
+    assert len(stored[0] | stored[1]) == 3 == len(open_store(store))
+    failures = [{f["path"] for f in p.failed} for p in parts]
+    assert not failures[0] & failures[1] and len(failures[0] | failures[1]) == 2
+
+
+@pytest.mark.slow
+def test_two_jobs_give_the_same_store_as_one(small_folder, tmp_path):
+    one = preprocess(small_folder, tmp_path / "one.zarr", pattern=PATTERN, jobs=1)
+    two = preprocess(small_folder, tmp_path / "two.zarr", pattern=PATTERN, jobs=2)
+    assert one.processed == two.processed and len(two.failed) == 2
+    a, b = open_store(tmp_path / "one.zarr"), open_store(tmp_path / "two.zarr")
+    for rid in a:
+        np.testing.assert_array_equal(a[rid].signal[:], b[rid].signal[:])
+
+
+def test_duplicate_ids_get_their_own_message(small_folder, tmp_path):
+    summary = preprocess(small_folder, tmp_path / "s.zarr", pattern=r"S(?P<subject>\d+)")
+    duplicates = [f for f in summary.failed if f["error_type"] == "DuplicateRecordingError"]
+    assert len(duplicates) >= 2
+    assert all("--pattern" in f["error"] for f in duplicates)
+    assert len(summary.processed) == 1
+
+
+def _fif(path: Path, data: np.ndarray, types: list[str], sfreq: float = 250.0) -> None:
+    info = mne.create_info([f"C{i}" for i in range(len(types))], sfreq, types)
+    mne.io.RawArray(data, info, verbose=False).save(path, verbose=False)
+
+
+def test_non_finite_and_no_data_channels(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((4, 2500)) * 1e-5
+    data[2, 100:110] = np.nan
+    _fif(folder / "nan_raw.fif", data, ["eeg"] * 4)
+    _fif(folder / "stim_raw.fif", np.zeros((2, 2500)), ["stim", "misc"])
+    _fif(folder / "good_raw.fif", rng.standard_normal((4, 2500)) * 1e-5, ["eeg"] * 4)
+    summary = preprocess(folder, tmp_path / "s.zarr")
+    errors = {Path(f["path"]).name: f["error"] for f in summary.failed}
+    assert "10 non-finite samples" in errors["nan_raw.fif"] and "C2" in errors["nan_raw.fif"]
+    assert "on_nonfinite: bad_channel" in errors["nan_raw.fif"]
+    assert "no EEG, MEG or iEEG channel" in errors["stim_raw.fif"] and "override" in errors["stim_raw.fif"]
+    assert summary.processed == ["in_good_raw"]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("extends: default\non_nonfinite: bad_channel\n")
+    again = preprocess(folder, tmp_path / "s2.zarr", recipe=recipe)
+    assert "in_nan_raw" in again.processed
+    channels = open_store(tmp_path / "s2.zarr")["in_nan_raw"].channels
+    assert channels.loc[2, "status"] == "bad" and channels.loc[2, "status_reason"] == "non-finite samples"
+
+
+def test_arguments_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        preprocess(tmp_path / "missing", tmp_path / "s.zarr")
+    with pytest.raises(ConfigError, match="Unknown recipe 'defualt'.*Did you mean 'default'"):
+        preprocess(tmp_path, tmp_path / "s.zarr", recipe="defualt")
+    with pytest.raises(ConfigError, match="I/N"):
+        parse_shard("3")
+    with pytest.raises(ConfigError, match=r"\[0, N-1\]"):
+        parse_shard("2/2")
+    assert parse_shard("1/4") == (1, 4)
+
+
+def test_hash_covers_every_file_of_a_recording(tmp_path):
+    (tmp_path / "a.vhdr").write_text("h")
+    (tmp_path / "a.eeg").write_bytes(b"1234")
+    before = hash_files([tmp_path / "a.vhdr", tmp_path / "a.eeg"])
+    (tmp_path / "a.eeg").write_bytes(b"1235")
+    assert hash_files([tmp_path / "a.vhdr", tmp_path / "a.eeg"]) != before
+    folder = tmp_path / "x.ds"
+    folder.mkdir()
+    (folder / "x.meg4").write_bytes(b"a")
+    first = hash_files([folder])
+    (folder / "x.meg4").write_bytes(b"b")
+    assert hash_files([folder]) != first
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_nothing_visible_and_next_run_completes(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    # big enough that writing takes a noticeable time
+    data = rng.standard_normal((64, 600 * 500)).astype(np.float32) * 1e-5
+    _fif(folder / "big_raw.fif", data, ["eeg"] * 64, sfreq=500.0)
+    store = tmp_path / "s.zarr"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: plain\nsteps: []\n")  # no resampling: the write is the long part
+    process = subprocess.Popen(
+        [sys.executable, "-m", "brainfm.cli.main", "preprocess", str(folder), str(store), "--config", str(recipe), "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    group = store / "recordings" / "in_big_raw" / "zarr.json"
+    deadline = time.time() + 120
+    while not group.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed = open_store(store)
+    assert list(killed) == [] and killed.incomplete == ["in_big_raw"]
+    summary = preprocess(folder, store, recipe=recipe)
+    assert summary.processed == ["in_big_raw"]
+    stored = open_store(store)
+    assert list(stored) == ["in_big_raw"] and stored.incomplete == []
+    np.testing.assert_array_equal(stored["in_big_raw"].signal[:, :1000], data[:, :1000])
