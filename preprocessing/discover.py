@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brainfm._logging import logger
 from brainfm.data.recording import IDENTITY_FIELDS, Identity, path_recording_id
 from brainfm.errors import ConfigError, DuplicateRecordingError
 from brainfm.preprocessing.bids import discover_bids, is_bids_root
@@ -213,4 +214,8 @@ def discover(
         result.sources.append(source)
     for path in sorted(ignored):
         result.ignored.setdefault(_ext_key(path.name), []).append(path.relative_to(root).as_posix())
+    logger.info(
+        "Found %d recordings in %s (%d files ignored, %d problems)",
+        len(result.sources), root, result.n_ignored, len(result.problems),
+    )
     return result

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from brainfm._logging import logger
 from brainfm.data.channel_names import infer_type_from_name, normalise_eeg_names
 from brainfm.data.channels import CHANNEL_TYPES, IEEG_TYPES, empty_channel_table, shaft_groups
 from brainfm.data.geometry import fill_geometry, montage_positions
@@ -457,6 +458,10 @@ def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
     events, notes = read_events(raw, source, use_stim=use_stim)
     messages.extend(notes)
     meas_date = raw.info["meas_date"]
+    logger.debug(
+        "Read %s with %s: %d of %d channels storable, %d events, %d warnings",
+        source.relpath, info["reader"], len(channels), len(raw.ch_names), len(events), len(messages),
+    )
     return RawInput(
         raw=raw,
         channels=channels,

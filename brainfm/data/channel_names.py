@@ -96,8 +96,10 @@ def _lookup() -> dict[str, str]:
 def _strip(name: str) -> str:
     """Remove padding dots, whitespace and an ``EEG`` prefix."""
     stripped = name.strip().strip(".").strip()
-    unprefixed = _PREFIX.sub("", stripped)
-    return unprefixed.strip().strip(".").strip() or stripped
+    unprefixed = _PREFIX.sub("", stripped).strip().strip(".").strip()
+    if not unprefixed or unprefixed.isdigit():
+        return stripped  # "EEG 001" (Neuromag numbering) keeps its prefix
+    return unprefixed
 
 
 def canonical_eeg_name(name: str) -> str | None:
@@ -150,7 +152,8 @@ def clean_channel_name(name: str) -> str:
     -------
     cleaned : str
         :func:`canonical_eeg_name` when it knows the name, else the name with surrounding
-        dots, whitespace and an ``EEG`` prefix removed (``"EEG A2-A1"`` -> ``"A2-A1"``).
+        dots, whitespace and an ``EEG`` prefix removed (``"EEG A2-A1"`` -> ``"A2-A1"``); a
+        prefix followed by a bare number stays (``"EEG 001"``).
     """
     return canonical_eeg_name(name) or _strip(name)
 

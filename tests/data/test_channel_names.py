@@ -51,6 +51,8 @@ def test_clean_channel_name_keeps_unknown_names_readable():
     assert clean_channel_name("EEG A2-A1") == "A2-A1"
     assert clean_channel_name(" Status. ") == "Status"
     assert clean_channel_name("EEG Fp1") == "Fp1"
+    assert clean_channel_name("EEG 001") == "EEG 001"  # Neuromag numbering keeps its prefix
+    assert clean_channel_name("EEG001") == "EEG001"
 
 
 def test_aliases_point_to_ten_five_names_at_the_same_site():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from brainfm.data.recording import path_recording_id
 from brainfm.errors import ConfigError, DuplicateRecordingError
 from brainfm.preprocessing.discover import DEFAULT_PATTERN, discover, identity_from_path
 from brainfm.preprocessing.formats import FORMATS, fif_kind, get_format, read_function, scan_folder
@@ -103,7 +104,7 @@ def test_plain_identities(shared_discovery, shared_data):
     assert persyst.recording_id == "data_sub-pt1_ses-02_task-monitor_acq-ecog_run-01"
     edf = found["eeg/eegmmidb/S001R03.edf"]
     assert edf.identity.subject is None
-    assert edf.recording_id == "data_eeg-eegmmidb-S001R03"
+    assert edf.recording_id == path_recording_id("data", "eeg/eegmmidb/S001R03.edf")  # no subject: from the path
     assert edf.relpath == "eeg/eegmmidb/S001R03.edf"
 
 
