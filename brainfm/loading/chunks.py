@@ -136,7 +136,7 @@ class ChunkReader:
         Budget of the decoded-chunk cache in MiB.
     """
 
-    def __init__(self, store_path: str | Path, cache_mib: float = 256.0) -> None:
+    def __init__(self, store_path: str | Path, cache_mib: float = 128.0) -> None:
         self.store_path = Path(store_path)
         self.cache_bytes = int(cache_mib * 2**20)
         self._zarr_store: Any = None

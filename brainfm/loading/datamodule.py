@@ -241,7 +241,7 @@ class WindowDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         prefetch_factor: int | None = None,
-        cache_mib: float = 256.0,
+        cache_mib: float = 128.0,
         vocabulary: str | Path | None = None,
         sensortype_eps: dict[str, float] | None = None,
     ) -> None:

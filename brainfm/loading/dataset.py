@@ -87,7 +87,7 @@ class WindowDataset(torch.utils.data.Dataset):
         normalization: Literal["zscore", "robust", "sensortype", "none"] = "zscore",
         *,
         sensortype_eps: Mapping[str, float] | None = None,
-        cache_mib: float = 256.0,
+        cache_mib: float = 128.0,
         with_labels: bool | None = None,
     ) -> None:
         check_option("normalization", normalization, NORMALIZATIONS)

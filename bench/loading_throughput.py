@@ -1,0 +1,346 @@
+"""Delivered windows per second: brainfm store vs braindecode (FIF, lazy) vs memory-mapped .npy.
+
+Same recordings, same 2-s windows (no overlap), batches of 256, 0 and 2 DataLoader workers,
+measured in one run and printed side by side with ratios; then the peak memory of the
+whole process tree while brainfm reads a store larger than 10 GB.
+
+Usage (data is written under --workdir, outside the repository; never commit it)::
+
+    python bench/loading_throughput.py --workdir /work/bench-loading \\
+        --braindecode-python /work/bench-venv/bin/python
+
+braindecode 1.8.1 imports torchaudio, so it runs in its own environment (a subprocess);
+pass ``--braindecode-python`` to include it. ``--big-gb 0`` skips the memory test.
+
+Memory is sampled every 0.1 s over the reading process and all its children: ``RSS`` sums
+each process's resident set (pages shared between the parent and forked workers, such as
+the torch libraries, are counted once per process: an upper bound); ``PSS`` divides every
+shared page among the processes sharing it (the fair total). The page cache is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+WINDOW_S = 2.0
+BATCH = 256
+
+
+# -- data -------------------------------------------------------------------------------------
+
+def synth_eeg(n_channels: int, n_times: int, sfreq: float, seed: int) -> np.ndarray:
+    """1/f ("pink") background plus intermittent 10 Hz alpha, ~20 uV, in volts (float32)."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    # Paul Kellet's pink-noise filter
+    b = [0.049922035, -0.095993537, 0.050612699, -0.004408786]
+    a = [1.0, -2.494956002, 2.017265875, -0.522189400]
+    white = rng.standard_normal((n_channels, n_times)).astype(np.float32)
+    pink = lfilter(b, a, white, axis=1).astype(np.float32)
+    t = np.arange(n_times) / sfreq
+    envelope = (np.sin(2 * np.pi * 0.05 * t + rng.uniform(0, 6.28)) > 0.3).astype(np.float32)
+    alpha = np.sin(2 * np.pi * 10.0 * t)[None, :] * envelope[None, :] * rng.uniform(0.5, 1.5, (n_channels, 1))
+    signal = pink / pink.std(axis=1, keepdims=True) * 15e-6 + alpha.astype(np.float32) * 10e-6
+    return signal.astype(np.float32)
+
+
+def _channels(n_channels: int):
+    from brainfm.data import empty_channel_table
+
+    return empty_channel_table([f"E{i:03d}" for i in range(n_channels)], ["eeg"] * n_channels)
+
+
+def write_data(workdir: Path, hours: float, n_channels: int, sfreq: float, recording_min: float) -> dict:
+    """Write the same recordings as a brainfm store, FIF files and .npy files (skipped when present)."""
+    import mne
+
+    from brainfm.data import Identity, Recording
+    from brainfm.store import StoreWriter
+
+    n_recordings = int(np.ceil(hours * 60 / recording_min))
+    n_times = int(recording_min * 60 * sfreq)
+    marker = workdir / f"data-{hours}h-{n_channels}ch-{sfreq:g}Hz-{n_recordings}.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "fif").mkdir(exist_ok=True)
+    (workdir / "npy").mkdir(exist_ok=True)
+    writer = StoreWriter(workdir / "store")
+    info = mne.create_info([f"E{i:03d}" for i in range(n_channels)], sfreq, "eeg")
+    for i in range(n_recordings):
+        signal = synth_eeg(n_channels, n_times, sfreq, seed=i)
+        writer.write(Recording(signal, sfreq, Identity("synth", subject=f"{i:03d}"), _channels(n_channels)))
+        mne.io.RawArray(signal, info, verbose="error").save(workdir / "fif" / f"rec{i:03d}_raw.fif", fmt="single",
+                                                            overwrite=True, verbose="error")
+        np.save(workdir / "npy" / f"rec{i:03d}.npy", signal)
+        print(f"  wrote recording {i + 1}/{n_recordings}", flush=True)
+    meta = {"n_recordings": n_recordings, "n_times": n_times, "n_channels": n_channels, "sfreq": sfreq,
+            "hours": n_recordings * n_times / sfreq / 3600}
+    marker.write_text(json.dumps(meta))
+    return meta
+
+
+def write_lz4_store(workdir: Path, sfreq: float) -> Path:
+    """The same recordings in a store whose signal codec is blosc-lz4 (benchmark-only variant).
+
+    StoreWriter always writes blosc-zstd; here its Zarr codec is swapped for lz4 inside this
+    process only. Readers need no change: the codec is read from each array's metadata.
+    """
+    import functools
+
+    import zarr
+
+    from brainfm.data import Identity, Recording
+    from brainfm.store import StoreWriter
+
+    path = workdir / "store_lz4"
+    marker = workdir / "store_lz4.done"
+    if marker.exists():
+        return path
+    original = zarr.codecs.BloscCodec
+    zarr.codecs.BloscCodec = functools.partial(original, cname="lz4", clevel=5)  # type: ignore[misc]
+    try:
+        writer = StoreWriter(path)
+        for i, file in enumerate(sorted((workdir / "npy").glob("*.npy"))):
+            signal = np.load(file)
+            writer.write(Recording(signal, sfreq, Identity("synth", subject=f"{i:03d}"), _channels(len(signal))))
+    finally:
+        zarr.codecs.BloscCodec = original  # type: ignore[misc]
+    marker.write_text("done")
+    return path
+
+
+def folder_gb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e9
+
+
+# -- readers ----------------------------------------------------------------------------------
+
+class NpyWindows:
+    """Reference reader: memory-mapped float32 .npy files, one window per __getitem__."""
+
+    def __init__(self, folder: Path, window: int) -> None:
+        self.files = sorted(folder.glob("*.npy"))
+        self.window = window
+        self._maps: dict[int, np.ndarray] = {}
+        lengths = [np.load(f, mmap_mode="r").shape[1] for f in self.files]
+        self.index = [(r, s) for r, n in enumerate(lengths) for s in range(0, n - window + 1, window)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}}
+
+    def __getitem__(self, i: int):
+        import torch
+
+        r, s = self.index[i]
+        mm = self._maps.get(r)
+        if mm is None:
+            mm = self._maps[r] = np.load(self.files[r], mmap_mode="r")
+        return torch.from_numpy(np.array(mm[:, s : s + self.window])), 0
+
+
+def time_loader(loader, max_batches: int, max_s: float) -> tuple[float, int]:
+    """Windows per second over up to ``max_batches`` batches after a first (warm-up) batch."""
+    iterator = iter(loader)
+    next(iterator)
+    n, start = 0, time.perf_counter()
+    for i, batch in enumerate(iterator):
+        signal = batch.signal if hasattr(batch, "signal") else batch[0]
+        n += signal.shape[0]
+        if i + 1 >= max_batches or time.perf_counter() - start > max_s:
+            break
+    return n / (time.perf_counter() - start), n
+
+
+def bench_brainfm(store: Path, workers: int, shuffle: str, max_batches: int, max_s: float) -> tuple[float, int]:
+    from brainfm.loading import WindowDataModule
+
+    data = WindowDataModule(store, window_s=WINDOW_S, batch_size=BATCH, num_workers=workers, shuffle=shuffle,
+                            val_fraction=0.0, split_unit="window", normalization="zscore")
+    data.setup("fit")
+    return time_loader(data.train_dataloader(), max_batches, max_s)
+
+
+def bench_npy(folder: Path, window: int, workers: int, max_batches: int, max_s: float) -> tuple[float, int]:
+    import torch
+
+    dataset = NpyWindows(folder, window)
+    generator = torch.Generator().manual_seed(0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
+                                         generator=generator)
+    return time_loader(loader, max_batches, max_s)
+
+
+BRAINDECODE_SCRIPT = r"""
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+from pathlib import Path
+import mne, torch
+from braindecode.datasets import BaseConcatDataset, RawDataset
+from braindecode.preprocessing import create_fixed_length_windows
+folder, window, workers, max_batches, max_s = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+raws = [mne.io.read_raw_fif(f, preload=False, verbose="error") for f in sorted(folder.glob("*_raw.fif"))]
+concat = BaseConcatDataset([RawDataset(raw, target_name=None) for raw in raws])
+windows = create_fixed_length_windows(concat, window_size_samples=window, window_stride_samples=window,
+                                      drop_last_window=True, preload=False)
+loader = torch.utils.data.DataLoader(windows, batch_size=256, shuffle=True, num_workers=workers,
+                                     generator=torch.Generator().manual_seed(0))
+iterator = iter(loader)
+next(iterator)
+n, start = 0, time.perf_counter()
+for i, (x, y, *_ ) in enumerate(iterator):
+    n += x.shape[0]
+    if i + 1 >= max_batches or time.perf_counter() - start > max_s:
+        break
+print(json.dumps({"rate": n / (time.perf_counter() - start), "n": n, "n_windows": len(windows)}))
+"""
+
+
+def bench_braindecode(python: str, folder: Path, window: int, workers: int, max_batches: int, max_s: float) -> tuple[float, int]:
+    result = subprocess.run([python, "-c", BRAINDECODE_SCRIPT, str(folder), str(window), str(workers),
+                             str(max_batches), str(max_s)], capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise RuntimeError(f"braindecode run failed:\n{result.stderr[-3000:]}")
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    return out["rate"], out["n"]
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+def memory_child(store: str, workers: int, result_path: str) -> None:
+    """Read every window of ``store`` once while sampling this process tree's memory."""
+    import psutil
+
+    me = psutil.Process()
+    peak = {"rss": 0, "pss": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            rss = pss = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    full = proc.memory_full_info()
+                    rss += full.rss
+                    pss += full.pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            peak["rss"], peak["pss"] = max(peak["rss"], rss), max(peak["pss"], pss)
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    from brainfm.loading import WindowDataModule
+
+    data = WindowDataModule(store, window_s=WINDOW_S, batch_size=BATCH, num_workers=workers, val_fraction=0.0,
+                            split_unit="window")
+    data.setup("fit")
+    n, start = 0, time.perf_counter()
+    for batch in data.train_dataloader():
+        n += len(batch)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    Path(result_path).write_text(json.dumps({"n": n, "seconds": elapsed, "peak_rss": peak["rss"],
+                                             "peak_pss": peak["pss"]}))
+
+
+def write_big_store(workdir: Path, min_gb: float, n_channels: int, sfreq: float, recording_min: float) -> Path:
+    """A store larger than ``min_gb`` GB on disk, of the same kind of synthetic EEG."""
+    from brainfm.data import Identity, Recording
+    from brainfm.store import StoreWriter
+
+    path = workdir / "big_store"
+    marker = workdir / f"big_store-{min_gb}.done"
+    if marker.exists():
+        return path
+    writer = StoreWriter(path)
+    n_times = int(recording_min * 60 * sfreq)
+    i = 0
+    while folder_gb(path) < min_gb:
+        signal = synth_eeg(n_channels, n_times, sfreq, seed=10_000 + i)
+        writer.write(Recording(signal, sfreq, Identity("big", subject=f"{i:04d}"), _channels(n_channels)))
+        i += 1
+        if i % 10 == 0:
+            print(f"  big store: {i} recordings, {folder_gb(path):.1f} GB", flush=True)
+    marker.write_text("done")
+    return path
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/work/bench-loading"))
+    parser.add_argument("--hours", type=float, default=10.0)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--sfreq", type=float, default=256.0)
+    parser.add_argument("--recording-min", type=float, default=30.0)
+    parser.add_argument("--braindecode-python", default=None)
+    parser.add_argument("--max-batches", type=int, default=70, help="timed batches per reader (after one warm-up)")
+    parser.add_argument("--max-s", type=float, default=30.0, help="time limit per measurement")
+    parser.add_argument("--big-gb", type=float, default=10.5, help="size of the memory-test store; 0 skips it")
+    parser.add_argument("--memory-child", nargs=3, metavar=("STORE", "WORKERS", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child[0], int(args.memory_child[1]), args.memory_child[2])
+        return
+
+    print(f"writing {args.hours} h of {args.channels}-channel EEG at {args.sfreq:g} Hz to {args.workdir}", flush=True)
+    meta = write_data(args.workdir, args.hours, args.channels, args.sfreq, args.recording_min)
+    write_lz4_store(args.workdir, args.sfreq)
+    window = int(WINDOW_S * args.sfreq)
+    sizes = {name: folder_gb(args.workdir / name) for name in ("store", "store_lz4", "fif", "npy")}
+    print(f"data: {meta['hours']:.1f} h, {meta['n_recordings']} recordings; on disk (GB): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in sizes.items()), flush=True)
+    rows = []
+    for workers in (0, 2):
+        rate, n = bench_brainfm(args.workdir / "store", workers, "chunk", args.max_batches, args.max_s)
+        rows.append(("brainfm store (chunk shuffle)", workers, rate, n))
+        rate, n = bench_brainfm(args.workdir / "store_lz4", workers, "chunk", args.max_batches, args.max_s)
+        rows.append(("brainfm lz4 store (chunk shuffle)", workers, rate, n))
+        rate, n = bench_brainfm(args.workdir / "store", workers, "uniform", args.max_batches, args.max_s)
+        rows.append(("brainfm store (uniform shuffle)", workers, rate, n))
+        rate, n = bench_npy(args.workdir / "npy", window, workers, args.max_batches, args.max_s)
+        rows.append(("memory-mapped .npy", workers, rate, n))
+        if args.braindecode_python:
+            rate, n = bench_braindecode(args.braindecode_python, args.workdir / "fif", window, workers,
+                                        args.max_batches, args.max_s)
+            rows.append(("braindecode 1.8.1 FIF lazy", workers, rate, n))
+        print(f"  workers={workers} done", flush=True)
+
+    print(f"\nwindows of {WINDOW_S:g} s ({window} samples x {args.channels} channels), batch {BATCH}")
+    print(f"{'reader':34s} {'workers':>7s} {'windows/s':>10s} {'timed':>7s} {'vs npy':>7s} {'vs braindecode':>15s}")
+    for name, workers, rate, n in rows:
+        npy = next(r for r in rows if r[0] == "memory-mapped .npy" and r[1] == workers)[2]
+        bd = [r[2] for r in rows if r[0].startswith("braindecode") and r[1] == workers]
+        vs_bd = f"{rate / bd[0]:.1f}x" if bd else "-"
+        print(f"{name:34s} {workers:7d} {rate:10.0f} {n:7d} {rate / npy:6.2f}x {vs_bd:>15s}")
+
+    if args.big_gb > 0:
+        print(f"\nwriting a store > {args.big_gb} GB for the memory test", flush=True)
+        big = write_big_store(args.workdir, args.big_gb, args.channels, args.sfreq, args.recording_min)
+        out = args.workdir / "memory.json"
+        subprocess.run([sys.executable, __file__, "--memory-child", str(big), "2", str(out)], check=True,
+                       env={**os.environ})
+        result = json.loads(out.read_text())
+        print(f"memory test: store {folder_gb(big):.1f} GB, {result['n']} windows in {result['seconds']:.0f} s "
+              f"({result['n'] / result['seconds']:.0f} windows/s, 2 workers); peak process tree "
+              f"RSS {result['peak_rss'] / 2**30:.2f} GiB, PSS {result['peak_pss'] / 2**30:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
