@@ -30,6 +30,7 @@ from brainfm.errors import DataQualityError, NoDataChannelsError, NonFiniteDataE
 from brainfm.preprocessing.recipe import Recipe
 from brainfm.preprocessing.source import RawInput, Source
 from brainfm.preprocessing.steps import ChannelwiseStep, RecordingStep, SignalState, Step
+from brainfm.preprocessing.steps.base import segments_between
 
 __all__ = ["preprocess_source", "run_steps"]
 
@@ -148,7 +149,7 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
         block = state.data[start:stop].astype(np.float64)
         block_sfreq = state.sfreq
         for step, step_sfreq in active:
-            segments = _segments(state.boundaries_s, step_sfreq, block.shape[1])
+            segments = segments_between(state.boundaries_s, step_sfreq, block.shape[1])
             block = step.apply_block(block, step_sfreq, types[start:stop], segments)
             block_sfreq = step.output_sfreq(step_sfreq)
         if output is None:
@@ -161,12 +162,6 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
     assert output is not None
     state.data = output
     state.sfreq = block_sfreq
-
-
-def _segments(boundaries_s: list[float], sfreq: float, n_times: int) -> list[tuple[int, int]]:
-    cuts = sorted({int(round(b * sfreq)) for b in boundaries_s if 0 < b * sfreq < n_times})
-    edges = [0, *cuts, n_times]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def run_steps(state: SignalState, steps: list[Step]) -> None:

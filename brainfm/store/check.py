@@ -7,7 +7,12 @@ from typing import Any
 import numpy as np
 
 from brainfm.data.channels import CHANNEL_COLUMNS, CHANNEL_TYPES
-from brainfm.store.format import EVENT_ARRAYS, RECORDINGS_GROUP, REQUIRED_RECORDING_ATTRS, STAT_NAMES
+from brainfm.store.format import (
+    EVENT_ARRAYS,
+    RECORDINGS_GROUP,
+    REQUIRED_RECORDING_ATTRS,
+    STAT_NAMES,
+)
 from brainfm.store.reader import Store
 
 __all__ = ["check_recording", "check_store"]

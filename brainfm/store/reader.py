@@ -148,7 +148,7 @@ class StoredRecording:
         channels = self.channels
         mne_types = channels["type"].tolist()
         info = mne.create_info(channels["name"].tolist(), self.sfreq, mne_types)
-        for ch, row in zip(info["chs"], channels.itertuples()):
+        for ch, row in zip(info["chs"], channels.itertuples(), strict=True):
             ch["loc"][:3] = [row.x, row.y, row.z]
         info["bads"] = channels.loc[channels["status"] == "bad", "name"].tolist()
         if self.attrs.get("line_freq"):

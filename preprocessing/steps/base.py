@@ -15,6 +15,7 @@ actually did (effective frequencies, channels marked bad, ...) goes into ``state
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -23,7 +24,7 @@ import pandas as pd
 
 from brainfm.data.channels import DATA_CHANNEL_TYPES, IEEG_TYPES, MEG_TYPES
 
-__all__ = ["ChannelwiseStep", "RecordingStep", "SignalState", "Step"]
+__all__ = ["ChannelwiseStep", "RecordingStep", "SignalState", "Step", "segments_between"]
 
 
 @dataclass
@@ -100,9 +101,28 @@ class SignalState:
 
     def segments(self) -> list[tuple[int, int]]:
         """Contiguous sample spans ``[start, stop)`` between acquisition boundaries."""
-        cuts = sorted({int(round(b * self.sfreq)) for b in self.boundaries_s if 0 < b * self.sfreq < self.n_times})
-        edges = [0, *cuts, self.n_times]
-        return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        return segments_between(self.boundaries_s, self.sfreq, self.n_times)
+
+
+def segments_between(boundaries_s: list[float], sfreq: float, n_times: int) -> list[tuple[int, int]]:
+    """Contiguous sample spans ``[start, stop)`` of a signal cut at boundary times.
+
+    Parameters
+    ----------
+    boundaries_s : list of float
+        Times in seconds where the acquisition is discontinuous.
+    sfreq : float
+        Sampling rate in Hz.
+    n_times : int
+        Length of the signal in samples.
+
+    Returns
+    -------
+    segments : list of (int, int)
+        Non-empty spans covering the signal in order.
+    """
+    cuts = sorted({int(round(b * sfreq)) for b in boundaries_s if 0 < b * sfreq < n_times})
+    return [(a, b) for a, b in itertools.pairwise([0, *cuts, n_times]) if b > a]
 
 
 class Step:
