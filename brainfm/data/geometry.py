@@ -313,13 +313,44 @@ def _is_identity(trans: Any) -> bool:
     return trans is None or bool(np.allclose(np.asarray(trans["trans"]), np.eye(4)))
 
 
-def _set_row(channels: pd.DataFrame, row: Any, xyz: np.ndarray, frame: str, source: str) -> None:
-    channels.loc[row, ["x", "y", "z"]] = np.asarray(xyz, dtype=float)
-    channels.loc[row, "frame"] = frame
-    channels.loc[row, "pos_source"] = source
+class _Columns:
+    """Geometry columns collected per row, written into the table once (pandas ``.loc``
+    assignment per cell costs milliseconds, too slow for hundreds of channels)."""
+
+    _NAMES = ("x", "y", "z", "ox", "oy", "oz", "gx", "gy", "gz")
+
+    def __init__(self, channels: pd.DataFrame) -> None:
+        self.channels = channels
+        self.position = {row: i for i, row in enumerate(channels.index)}
+        self.values = channels.loc[:, list(self._NAMES)].to_numpy(dtype=float, copy=True)
+        self.frame = channels["frame"].astype(str).tolist()
+        self.source = channels["pos_source"].astype(str).tolist()
+        self.coil = channels["coil_type"].astype(str).tolist()
+
+    def set_position(self, row: Any, xyz: np.ndarray, frame: str, source: str) -> None:
+        i = self.position[row]
+        self.values[i, 0:3] = np.asarray(xyz, dtype=float)
+        self.frame[i] = frame
+        self.source[i] = source
+
+    def set_vectors(self, row: Any, normal: np.ndarray, gradient: np.ndarray | None) -> None:
+        i = self.position[row]
+        self.values[i, 3:6] = normal
+        if gradient is not None:
+            self.values[i, 6:9] = gradient
+
+    def set_coil(self, row: Any, name: str) -> None:
+        self.coil[self.position[row]] = name
+
+    def write(self) -> None:
+        for j, name in enumerate(self._NAMES):
+            self.channels[name] = self.values[:, j]
+        self.channels["frame"] = self.frame
+        self.channels["pos_source"] = self.source
+        self.channels["coil_type"] = self.coil
 
 
-def _fill_meg(channels: pd.DataFrame, rows: list[Any], chs: Mapping[str, Any], info: Any) -> str:
+def _fill_meg(channels: pd.DataFrame, columns: _Columns, rows: list[Any], chs: Mapping[str, Any], info: Any) -> str:
     from mne.transforms import apply_trans
 
     trans = info.get("dev_head_t")
@@ -327,7 +358,7 @@ def _fill_meg(channels: pd.DataFrame, rows: list[Any], chs: Mapping[str, Any], i
     for row in rows:
         ch = chs[channels.at[row, "orig_name"]]
         loc = np.asarray(ch["loc"], dtype=float)
-        channels.at[row, "coil_type"] = coil_type_name(ch["coil_type"])
+        columns.set_coil(row, coil_type_name(ch["coil_type"]))
         pos, ex, ez = loc[0:3], loc[3:6], loc[9:12]
         if not valid_position(pos):
             continue
@@ -335,10 +366,8 @@ def _fill_meg(channels: pd.DataFrame, rows: list[Any], chs: Mapping[str, Any], i
             pos = apply_trans(trans, pos)
             ez = apply_trans(trans, ez, move=False)
             ex = apply_trans(trans, ex, move=False)
-        _set_row(channels, row, pos, frame, "measured")
-        channels.loc[row, ["ox", "oy", "oz"]] = _unit(ez)
-        if channels.at[row, "type"] == "grad":
-            channels.loc[row, ["gx", "gy", "gz"]] = _unit(ex)
+        columns.set_position(row, pos, frame, "measured")
+        columns.set_vectors(row, _unit(ez), _unit(ex) if channels.at[row, "type"] == "grad" else None)
     return frame
 
 
@@ -380,9 +409,10 @@ def fill_geometry(
     for row in channels.index:
         by_type.setdefault(str(channels.at[row, "type"]), []).append(row)
 
+    columns = _Columns(channels)
     meg_rows = [r for t in _MEG for r in by_type.get(t, [])]
     if meg_rows:
-        report.meg_frame = _fill_meg(channels, meg_rows, chs, info)
+        report.meg_frame = _fill_meg(channels, columns, meg_rows, chs, info)
 
     implausible = []
     eeg_missing = []
@@ -390,13 +420,13 @@ def fill_geometry(
         for row in by_type.get(ch_type, []):
             orig = channels.at[row, "orig_name"]
             if orig in measured and valid_position(measured[orig]):
-                _set_row(channels, row, measured[orig], measured_frame, "measured")
+                columns.set_position(row, measured[orig], measured_frame, "measured")
                 continue
             ch = chs.get(orig)
             loc = np.asarray(ch["loc"][:3], dtype=float) if ch is not None else np.full(3, np.nan)
             if valid_position(loc):
                 frame = frame_name(ch["coord_frame"]) or ("head" if ch_type == "eeg" else "")
-                _set_row(channels, row, loc, frame, "measured")
+                columns.set_position(row, loc, frame, "measured")
                 continue
             if np.all(np.isfinite(loc)) and np.any(loc):
                 implausible.append(str(orig))
@@ -414,7 +444,7 @@ def fill_geometry(
         placed = 0
         for row, name in zip(eeg_missing, names, strict=True):
             if name in positions:
-                _set_row(channels, row, positions[name], "head", "template")
+                columns.set_position(row, positions[name], "head", "template")
                 placed += 1
         if placed:
             report.template_montage = kind
@@ -428,4 +458,5 @@ def fill_geometry(
                 f"{len(unplaced)} EEG channels have no position (not in any template montage): "
                 f"{unplaced[:8]}{' ...' if len(unplaced) > 8 else ''}"
             )
+    columns.write()
     return report
