@@ -58,7 +58,7 @@ RECIPE_RESAMPLE_FIRST = """
 name: bench_resample_first
 pick: {types: [eeg, ecg]}
 steps:
-  - resample: {sfreq: 256, method: auto}
+  - resample: {sfreq: 256, method: polyphase}
   - notch: {freqs: [50.0, 100.0]}
   - bandpass: {l_freq: 0.1, h_freq: null}
   - reference: {eeg: average}
@@ -112,8 +112,8 @@ def run_comparison(data: Path, repeats: int, work: Path) -> dict:
         "mne script (notch, filter, resample fft; save FIF)": lambda o: [sys.executable, str(plain), str(data), str(o), "mne-order"],
         "mne script (resample polyphase first; save FIF)": lambda o: [sys.executable, str(plain), str(data), str(o), "resample-first"],
         "brainfm --jobs 1 (MNE order, fft)": lambda o: brainfm_command(data, o, recipes["mne-order"], 1),
-        "brainfm --jobs 1 (resample first, auto)": lambda o: brainfm_command(data, o, recipes["resample-first"], 1),
-        "brainfm --jobs 2 (resample first, auto)": lambda o: brainfm_command(data, o, recipes["resample-first"], 2),
+        "brainfm --jobs 1 (resample first, polyphase)": lambda o: brainfm_command(data, o, recipes["resample-first"], 1),
+        "brainfm --jobs 2 (resample first, polyphase)": lambda o: brainfm_command(data, o, recipes["resample-first"], 2),
     }
     for repeat in range(repeats):
         for name, make in cases.items():
@@ -177,14 +177,14 @@ def main() -> None:
     med = result["comparison"]["median"]
     ref = med["mne script (notch, filter, resample fft; save FIF)"]
     ref_poly = med["mne script (resample polyphase first; save FIF)"]
-    one = med["brainfm --jobs 1 (resample first, auto)"]
+    one = med["brainfm --jobs 1 (resample first, polyphase)"]
     print(f"\n{result['comparison']['n_files']} recordings, median of {args.repeats} interleaved repeats")
     print(f"{'case':<52} {'seconds':>8} {'peak MiB':>9} {'time/ref':>9} {'mem/ref':>8}")
     for name, values in med.items():
         print(f"{name:<52} {values['seconds']:>8.2f} {values['peak_mib']:>9.0f} "
               f"{values['seconds'] / ref['seconds']:>9.2f} {values['peak_mib'] / ref['peak_mib']:>8.2f}")
     print(f"brainfm jobs1 / mne script with the same polyphase resampler: {one['seconds'] / ref_poly['seconds']:.2f}")
-    print(f"jobs 2 speed-up over jobs 1: {one['seconds'] / med['brainfm --jobs 2 (resample first, auto)']['seconds']:.2f}x")
+    print(f"jobs 2 speed-up over jobs 1: {one['seconds'] / med['brainfm --jobs 2 (resample first, polyphase)']['seconds']:.2f}x")
     if "long" in result:
         long = result["long"]
         print(f"long recording (2 h, 64 ch, 512 Hz; float32 {long['float32_mib']:.0f} MiB): peak {long['peak_mib']:.0f} MiB "

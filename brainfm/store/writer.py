@@ -79,7 +79,7 @@ class StoreWriter:
                 f"version {FORMAT_VERSION}. Write into a new store."
             )
         if version is None:
-            self._root.attrs.update(
+            self._root.update_attributes(
                 {"brainfm_format_version": FORMAT_VERSION, "written_by": software_versions(), "created": _now()}
             )
         self._recordings = self._root.require_group(RECORDINGS_GROUP)
@@ -146,8 +146,7 @@ class StoreWriter:
 
         rid = recording.recording_id
         n_channels, n_times = recording.signal.shape
-        group = self._recordings.create_group(rid, overwrite=True)
-        group.attrs.update({"complete": False, "id": rid})
+        group = self._recordings.create_group(rid, overwrite=True, attributes={"complete": False, "id": rid})
 
         chunk_times = signal_chunk_times(n_channels, n_times, chunk_mib)
         signal = group.create_array(
@@ -210,9 +209,10 @@ class StoreWriter:
                 "bitround_keepbits": bitround_keepbits,
             },
         }
-        group.attrs.update(to_json(attrs))
-        # Last: the recording becomes visible to readers only now.
-        group.attrs["complete"] = True
+        # One metadata write with everything, then the last one: the recording becomes
+        # visible to readers only now. (attrs.update() would rewrite zarr.json per key.)
+        group.update_attributes(to_json(attrs))
+        group.update_attributes({"complete": True})
         self.clear_failure(str(recording.source.get("path", "")))
         logger.debug("stored %s (%d channels x %d samples)", rid, n_channels, n_times)
         return rid
@@ -231,9 +231,12 @@ class StoreWriter:
         """
         message = str(error)
         kind = type(error).__name__ if isinstance(error, BaseException) else "Error"
-        group = self._failures.create_group(failure_key(path), overwrite=True)
-        group.attrs.update(
-            to_json({"path": str(path), "error": message, "error_type": kind, "recording_id": recording_id, "time": _now()})
+        self._failures.create_group(
+            failure_key(path),
+            overwrite=True,
+            attributes=to_json(
+                {"path": str(path), "error": message, "error_type": kind, "recording_id": recording_id, "time": _now()}
+            ),
         )
 
     def clear_failure(self, path: str) -> None:

@@ -6,7 +6,6 @@ second-order IIR notch applied causally or forward-backward for the BaRISTA reci
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -29,28 +28,23 @@ class Resample(ChannelwiseStep):
         Target rate in Hz, or one per modality (``{"eeg": 256, "meg": 256, "ieeg": 512}``;
         a recording's modality is ``ieeg`` with any iEEG channel, else ``meg`` with any MEG
         channel, else ``eeg``).
-    method : "auto" | "polyphase" | "fft"
-        ``polyphase`` (a Kaiser-windowed anti-aliasing FIR, ``scipy.signal.resample_poly``
-        through MNE) or MNE's ``fft``. ``auto`` (default) picks polyphase when the reduced
-        up-sampling factor is at most 32, where it is the faster of the two, and FFT
-        otherwise (e.g. 500 -> 256 Hz, factor 64, or non-integer rates); the choice is a
-        function of the rates and length only, so it is reproducible, and is recorded.
+    method : "polyphase" | "fft"
+        ``polyphase`` (default: a Kaiser-windowed anti-aliasing FIR through MNE and
+        ``scipy.signal.resample_poly``) or MNE's ``fft``. Polyphase was the faster of the two
+        for every rate pair measured (160-5000 Hz to 250-512 Hz, up to 11x; see
+        docs/benchmarks.md).
     only_down : bool
         Never raise the rate (recordings below the target keep theirs).
     """
 
     name: ClassVar[str] = "resample"
     sfreq: float | dict[str, float] = 256.0
-    method: Literal["auto", "polyphase", "fft"] = "auto"
+    method: Literal["polyphase", "fft"] = "polyphase"
     only_down: bool = False
 
-    #: Largest reduced up-sampling factor for which ``auto`` chooses polyphase.
-    MAX_POLYPHASE_UP: ClassVar[int] = 32
-
     def __post_init__(self) -> None:
-        check_option("method", self.method, ("auto", "polyphase", "fft"))
+        check_option("method", self.method, ("polyphase", "fft"))
         self._target: float | None = None
-        self._method: str = self.method
 
     def prepare(self, state: SignalState) -> dict[str, Any]:
         target = self.sfreq
@@ -66,13 +60,7 @@ class Resample(ChannelwiseStep):
         if self.only_down and target > state.sfreq:
             return {"skip": True, "reason": f"{state.sfreq:g} Hz is below the target and only_down is set"}
         self._target = target
-        self._method = self.method
-        if self.method == "auto":
-            # the same reduced ratio MNE's polyphase path uses (from the lengths)
-            n_out = int(round(state.n_times * target / state.sfreq))
-            up = n_out // math.gcd(n_out, state.n_times) if n_out else 1
-            self._method = "polyphase" if up <= self.MAX_POLYPHASE_UP else "fft"
-        return {"from_sfreq": state.sfreq, "to_sfreq": target, "method": self._method}
+        return {"from_sfreq": state.sfreq, "to_sfreq": target, "method": self.method}
 
     def output_sfreq(self, sfreq: float) -> float:
         return self._target if self._target is not None else sfreq
@@ -81,7 +69,7 @@ class Resample(ChannelwiseStep):
         import mne
 
         assert self._target is not None, "prepare() must run first"
-        return mne.filter.resample(block, up=self._target, down=sfreq, method=self._method, verbose="error")
+        return mne.filter.resample(block, up=self._target, down=sfreq, method=self.method, verbose="error")
 
 
 def detect_line_freq(data: np.ndarray, sfreq: float, max_channels: int = 8, max_seconds: float = 120.0) -> float | None:
