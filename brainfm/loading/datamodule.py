@@ -20,7 +20,7 @@ Multi-device training: the sampler shards windows by rank itself, so run the Tra
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,10 +56,11 @@ def _init_worker(worker_id: int) -> None:
 class WindowDataLoader(torch.utils.data.DataLoader):
     """A DataLoader over a :class:`WindowDataset` driven by a :class:`WindowBatchSampler`, resumable.
 
-    ``state_dict()`` counts the batches this loader has *delivered* in the current epoch
-    (workers prefetch further; that does not count), minus ``lookahead`` batches that the
-    consumer fetched but has not used yet (Lightning's training loop fetches one batch
-    ahead, so :class:`WindowDataModule` sets 1 under a Trainer).
+    ``state_dict()`` records the position of the last batch the consumer has used: by
+    default the batches this loader has *delivered* in the current epoch (workers prefetch
+    further; that does not count) minus ``lookahead``; under a Lightning Trainer,
+    :class:`WindowDataModule` passes ``progress``, the Trainer's own count of processed
+    batches (its loop fetches ahead).
 
     Parameters
     ----------
@@ -77,6 +78,9 @@ class WindowDataLoader(torch.utils.data.DataLoader):
         Batches each worker prepares ahead (None: PyTorch's default with workers).
     lookahead : int
         Batches fetched by the consumer but not yet used when it saves a checkpoint.
+    progress : callable | None
+        Returns how many batches of the current epoch the consumer has finished; when
+        given it replaces the delivered count (a Lightning Trainer knows this exactly).
     multiprocessing_context : str | None
         ``"fork"``, ``"spawn"`` or ``"forkserver"``; None: the platform default.
     """
@@ -91,6 +95,7 @@ class WindowDataLoader(torch.utils.data.DataLoader):
         persistent_workers: bool = False,
         prefetch_factor: int | None = None,
         lookahead: int = 0,
+        progress: Callable[[], int] | None = None,
         multiprocessing_context: str | None = None,
     ) -> None:
         super().__init__(
@@ -105,17 +110,18 @@ class WindowDataLoader(torch.utils.data.DataLoader):
             multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
         )
         self.lookahead = int(lookahead)
+        self.progress = progress
         self._progress: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         sampler: WindowBatchSampler = self.batch_sampler  # type: ignore[assignment]
+        iterator = super().__iter__()  # starts the sampler's pass (and moves its epoch on)
         start = sampler._resume if sampler._resume is not None else 0
-        progress = {"epoch": sampler.epoch, "start": start, "delivered": 0, "done": False}
+        progress = {"epoch": sampler.epoch, "start": start, "delivered": 0, "total": len(sampler) - start}
         self._progress = progress
-        for batch in super().__iter__():
+        for batch in iterator:
             progress["delivered"] += 1
             yield batch
-        progress["done"] = True
 
     def state_dict(self) -> dict[str, Any]:
         """The sampler state at the last batch the consumer has used.
@@ -128,12 +134,16 @@ class WindowDataLoader(torch.utils.data.DataLoader):
         sampler: WindowBatchSampler = self.batch_sampler  # type: ignore[assignment]
         state = sampler.state_dict()
         progress = self._progress
-        if progress is not None:
-            if progress["done"]:
-                state.update(epoch=progress["epoch"] + 1, position=0)
-            else:
-                used = max(progress["delivered"] - self.lookahead, 0)
-                state.update(epoch=progress["epoch"], position=progress["start"] + used)
+        if progress is None:
+            return state
+        if self.progress is not None:
+            position = int(self.progress())  # batches of this epoch the consumer has finished
+        else:
+            position = progress["start"] + max(progress["delivered"] - self.lookahead, 0)
+        if position >= progress["start"] + progress["total"]:
+            state.update(epoch=progress["epoch"] + 1, position=0)
+        else:
+            state.update(epoch=progress["epoch"], position=position)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -442,8 +452,12 @@ class WindowDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             prefetch_factor=self.prefetch_factor,
-            lookahead=1 if (trainer is not None and training) else 0,
+            progress=self._processed_batches if (trainer is not None and training) else None,
         )
+
+    def _processed_batches(self) -> int:
+        """Training batches of the current epoch the Trainer has processed (for resuming)."""
+        return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)  # type: ignore[union-attr]
 
     def train_dataloader(self) -> WindowDataLoader:
         """Shuffled training batches, sharded by rank, resumable."""

@@ -193,6 +193,7 @@ class WindowBatchSampler:
         self.epoch = 0
         self.position = 0
         self._resume: int | None = None
+        self._complete = False
         self._plan_cache: tuple[int, list[np.ndarray]] | None = None
 
     def __repr__(self) -> str:
@@ -267,16 +268,19 @@ class WindowBatchSampler:
         return len(self.plan())
 
     def __iter__(self) -> Iterator[list[int]]:
+        # An epoch whose last batch was yielded is complete even when the consumer stops
+        # without exhausting the iterator (Lightning stops at len()): the next pass moves on.
+        if self._resume is None and self._complete:
+            self.epoch += 1
+        self._complete = False
         batches = self.plan()
         start = self._resume if self._resume is not None else 0
         self._resume = None
         self.position = start
-        for batch in batches[start:]:
-            self.position += 1
-            yield batch.tolist()
-        # A completed epoch moves on by itself; set_epoch() may also set it explicitly.
-        self.epoch += 1
-        self.position = 0
+        for i in range(start, len(batches)):
+            self.position = i + 1
+            self._complete = self.position == len(batches)
+            yield batches[i].tolist()
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch of the next iteration (a pending resume position is kept only for that epoch).
@@ -287,22 +291,26 @@ class WindowBatchSampler:
             The epoch number.
         """
         epoch = ensure_int("epoch", epoch)
-        if epoch != self.epoch:
+        if epoch != self.epoch or self._complete:
             self._resume = None
             self.position = 0
         self.epoch = epoch
+        self._complete = False
 
     def state_dict(self) -> dict[str, Any]:
         """``epoch``, ``position`` (batches yielded this epoch) and what they refer to.
+
+        A complete epoch is saved as position 0 of the next one.
 
         Returns
         -------
         state : dict
             JSON-ready.
         """
+        epoch, position = (self.epoch + 1, 0) if self._complete else (self.epoch, self.position)
         return {
-            "epoch": self.epoch,
-            "position": self.position,
+            "epoch": epoch,
+            "position": position,
             "seed": self.seed,
             "rank": self.rank,
             "world_size": self.world_size,
@@ -328,6 +336,7 @@ class WindowBatchSampler:
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self._resume = self.position
+        self._complete = False
 
     @property
     def _n_windows(self) -> int:
