@@ -260,9 +260,13 @@ def _load_data(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> tuple[di
         data = _read_yaml(resource.read_text(), origin)
     parent = data.pop("extends", None)
     if parent:
-        if str(parent) in seen:
-            raise ConfigError(f"Recipe {origin} extends itself through {list(seen)}.")
-        base, _ = _load_data(parent, (*seen, str(parent)))
+        parent_path = Path(str(parent))
+        if not origin.startswith("packaged:") and parent_path.suffix in (".yaml", ".yml") and not parent_path.is_absolute():
+            parent = str(Path(origin).parent / parent_path)  # relative to the file that extends it
+        key = str(Path(parent).resolve()) if str(parent).endswith((".yaml", ".yml")) else str(parent)
+        if key in seen or key == (str(Path(origin).resolve()) if not origin.startswith("packaged:") else origin):
+            raise ConfigError(f"Recipe {origin} extends itself through {[*seen, key]}.")
+        base, _ = _load_data(parent, (*seen, key))
         base.pop("name", None)
         base.pop("description", None)
         base.update(data)

@@ -1,0 +1,122 @@
+"""Every shipped recipe validates and runs on real data of its modality."""
+
+from __future__ import annotations
+
+import shutil
+
+import mne
+import numpy as np
+import pytest
+
+from brainfm import open_store
+from brainfm.errors import ConfigError
+from brainfm.preprocessing.recipe import Recipe, available_recipes, load_recipe
+from brainfm.preprocessing.run import preprocess
+
+
+def test_shipped_recipes():
+    assert available_recipes() == ["barista", "brainomni", "default", "meg_gpt"]
+
+
+@pytest.mark.parametrize("name", ["barista", "brainomni", "default", "meg_gpt"])
+def test_recipe_validates_and_hash_is_stable(name):
+    recipe = load_recipe(name)
+    assert recipe.name == name and recipe.origin == f"packaged:{name}"
+    assert recipe.description.strip()
+    steps = recipe.build_steps()
+    assert [s.name for s in steps] == [next(iter(entry)) for entry in recipe.steps]
+    assert recipe.config_hash() == load_recipe(name).config_hash()
+    assert recipe.config_hash() != recipe.config_hash(pattern="x")
+
+
+def test_recipe_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstep: []\n")
+    with pytest.raises(ConfigError, match="unknown key.*'step'.*Did you mean 'steps'"):
+        load_recipe(bad)
+    bad.write_text("name: x\npick: {types: [eeg, meg]}\n")
+    with pytest.raises(ConfigError, match="unknown channel types \\['meg'\\]"):
+        load_recipe(bad)
+    bad.write_text("name: x\nsteps:\n  - bandpass: {l_freq: 1, hfreq: 40}\n")
+    with pytest.raises(ConfigError, match="no parameter.*'hfreq'.*Did you mean 'h_freq'"):
+        load_recipe(bad)
+    bad.write_text("extends: bad.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_recipe(bad)
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="Could not parse"):
+        load_recipe(bad)
+
+
+def test_extends_overrides_only_given_keys(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: default\nname: child\nwrite: {bitround_keepbits: 12}\n")
+    recipe = load_recipe(child)
+    base = load_recipe("default")
+    assert recipe.name == "child" and recipe.write.bitround_keepbits == 12
+    assert recipe.steps == base.steps and recipe.pick == base.pick
+    assert recipe.config_hash() != base.config_hash()
+
+
+def test_recipe_roundtrips_through_its_dict():
+    recipe = load_recipe("brainomni")
+    data = recipe.to_dict()
+    again = Recipe.from_dict(data, origin="copy")
+    assert again.to_dict() == data
+
+
+def test_brainomni_on_meg_and_eeg(shared_data, tmp_path):
+    folder = tmp_path / "meg"
+    folder.mkdir()
+    shutil.copy(shared_data / "meg" / "fif" / "test_move_anon_erm_raw.fif", folder)
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe="brainomni")
+    assert summary.failed == []
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    assert rec.sfreq == 256.0
+    assert rec.channels["type"].value_counts().to_dict() == {"grad": 204, "mag": 102, "eeg": 60}
+    steps = {s["step"]: s for s in rec.provenance["steps"]}
+    assert steps["notch"]["effect"]["freqs"] == [50.0, 60.0]
+    assert steps["bandpass"]["effect"] == {"l_freq": 0.1, "h_freq": 96.0}
+    assert any("MaxShield" in w or "Active Shielding" in w for w in rec.provenance["warnings"])
+
+
+def test_barista_laplacian_on_real_seeg(shared_data, tmp_path):
+    folder = tmp_path / "ieeg"
+    folder.mkdir()
+    shutil.copy(shared_data / "ieeg" / "fif" / "sample_ecog_ieeg.fif", folder)
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe="barista")
+    assert summary.failed == [], summary.failed
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    assert rec.sfreq == 2048.0
+    channels = rec.channels
+    seeg = channels[channels["type"] == "seeg"]
+    # shaft ends have one neighbour only and are dropped by the default edge policy
+    raw = mne.io.read_raw_fif(shared_data / "ieeg" / "fif" / "sample_ecog_ieeg.fif", verbose=False)
+    n_shafts = len({name.rstrip("0123456789") for name, kind in zip(raw.ch_names, raw.get_channel_types(), strict=True) if kind == "seeg"})
+    assert len(seeg) == 74 - 2 * n_shafts
+    assert (channels["type"] == "ecog").sum() == 320
+    assert {s["step"] for s in rec.provenance["steps"]} >= {"notch", "reference", "resample"}
+
+
+def test_meg_gpt_crops_and_marks_bad_segments(tmp_path):
+    folder = tmp_path / "meg"
+    folder.mkdir()
+    sfreq = 1000.0
+    info = mne.create_info([f"MEG{i:03d}" for i in range(8)], sfreq, "mag")
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((8, int(80 * sfreq))) * 1e-12
+    data[:, int(60 * sfreq) : int(61 * sfreq)] *= 50  # a burst 30 s after the crop
+    mne.io.RawArray(data, info, verbose=False).save(folder / "meg_raw.fif", verbose=False)
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe="meg_gpt")
+    assert summary.failed == [], summary.failed
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    assert rec.sfreq == 250.0 and rec.duration_s == pytest.approx(50.0, abs=0.01)
+    bad = rec.events[rec.events["description"] == "BAD_segment"]
+    assert len(bad) >= 1
+    assert ((bad["onset_s"] <= 30.5) & (bad["onset_s"] + bad["duration_s"] >= 30.5)).any()
+    # a recording shorter than the crop is refused with the reason
+    short = tmp_path / "short"
+    short.mkdir()
+    mne.io.RawArray(data[:, :5000], info, verbose=False).save(short / "s_raw.fif", verbose=False)
+    result = preprocess(short, tmp_path / "s2.zarr", recipe="meg_gpt")
+    assert "crop.tmin_s" in result.failed[0]["error"]
