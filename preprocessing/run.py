@@ -164,7 +164,9 @@ def _process_one(source: Source, recipe: Recipe, store: str, config_hash: str) -
         writer.write(
             recording,
             chunk_mib=recipe.write.chunk_mib,
+            compression=recipe.write.compression,
             clevel=recipe.write.clevel,
+            shuffle=recipe.write.shuffle,
             bitround_keepbits=recipe.write.bitround_keepbits,
         )
         attrs = writer.recording_attrs(source.recording_id) or {}

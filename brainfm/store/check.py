@@ -8,7 +8,7 @@ import numpy as np
 
 from brainfm.data.channels import CHANNEL_COLUMNS, CHANNEL_TYPES
 from brainfm.store.format import (
-    EVENT_ARRAYS,
+    EVENT_FIELDS,
     RECORDINGS_GROUP,
     REQUIRED_RECORDING_ATTRS,
     STAT_NAMES,
@@ -69,12 +69,11 @@ def check_recording(group: Any, *, read_values: bool = True) -> list[str]:
         problems.append(f"unknown channel types {unknown}")
     if "channel_stats" not in group or tuple(group["channel_stats"].shape) != (n_channels, len(STAT_NAMES)):
         problems.append("channel_stats missing or of the wrong shape")
-    lengths = {name: group[name].shape[0] for name in EVENT_ARRAYS if name in group}
-    if len(lengths) != len(EVENT_ARRAYS) or len(set(lengths.values())) > 1:
-        problems.append(f"event arrays missing or of different lengths: {lengths}")
-    elif lengths[EVENT_ARRAYS[0]]:
-        codes = group["events_code"][:]
-        if codes.min() < 0 or codes.max() >= len(attrs["event_descriptions"]):
+    if "events" not in group or group["events"].ndim != 2 or group["events"].shape[1] != len(EVENT_FIELDS):
+        problems.append(f"events array missing or not of shape (n_events, {len(EVENT_FIELDS)})")
+    elif group["events"].shape[0]:
+        codes = group["events"][:, 2]
+        if codes.min() < 0 or codes.max() >= len(attrs["event_descriptions"]) or not np.all(codes == np.round(codes)):
             problems.append("event codes outside the event_descriptions list")
     if read_values and not problems:
         step = max(1, int(signal.chunks[1]) * 8)

@@ -119,11 +119,12 @@ class StoredRecording:
     def events(self) -> pd.DataFrame:
         """The event table: ``onset_s``, ``duration_s``, ``description``."""
         descriptions = np.array(self.attrs["event_descriptions"], dtype=object)
-        codes = self._group["events_code"][:]
+        table = self._group["events"][:]
+        codes = table[:, 2].astype(np.int64)
         return pd.DataFrame(
             {
-                "onset_s": self._group["events_onset_s"][:],
-                "duration_s": self._group["events_duration_s"][:],
+                "onset_s": table[:, 0],
+                "duration_s": table[:, 1],
                 "description": descriptions[codes] if len(codes) else np.array([], dtype=object),
             }
         )

@@ -33,7 +33,7 @@ def recording_summary(store: Store, recording_id: str) -> dict[str, Any]:
     attrs = recording.attrs
     table = attrs["channels"]
     xyz = np.array([table["x"], table["y"], table["z"]], dtype=float).T
-    codes = recording._group["events_code"][:]
+    codes = recording._group["events"][:, 2].astype(int)
     descriptions = attrs["event_descriptions"]
     identity = attrs["identity"]
     return {

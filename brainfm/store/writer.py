@@ -20,8 +20,8 @@ from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS
 from brainfm.data.recording import Recording
 from brainfm.errors import StoreFormatError
 from brainfm.store._json import to_json
-from brainfm.store.encoding import bitround_, channel_stats, signal_chunk_times, signal_codec_config
-from brainfm.store.format import FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROUP, STAT_NAMES
+from brainfm.store.encoding import bitround_, channel_stats, signal_chunk_times, signal_compressors
+from brainfm.store.format import COMPRESSIONS, EVENT_FIELDS, FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROUP, STAT_NAMES
 
 __all__ = ["StoreWriter", "software_versions"]
 
@@ -121,7 +121,9 @@ class StoreWriter:
         recording: Recording,
         *,
         chunk_mib: float = 2.0,
-        clevel: int = 3,
+        compression: str = "lz4",
+        clevel: int = 5,
+        shuffle: str | None = None,
         bitround_keepbits: int | None = None,
     ) -> str:
         """Write one recording; any earlier group of the same id is replaced.
@@ -132,8 +134,12 @@ class StoreWriter:
             The recording.
         chunk_mib : float
             Target uncompressed size of one signal chunk.
+        compression : "lz4" | "zstd" | "none"
+            Blosc codec of the signal (see :func:`~brainfm.store.encoding.signal_compressors`).
         clevel : int
-            zstd compression level (1-9).
+            Compression level (1-9).
+        shuffle : "shuffle" | "bitshuffle" | None
+            Blosc shuffle; None picks bit shuffle after mantissa rounding, byte shuffle otherwise.
         bitround_keepbits : int | None
             Keep this many float32 mantissa bits before compression (lossy); None keeps all.
 
@@ -142,8 +148,11 @@ class StoreWriter:
         recording_id : str
             The id written.
         """
-        import zarr
-
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}.")
+        if shuffle is None:
+            shuffle = "bitshuffle" if bitround_keepbits is not None else "shuffle"
+        compressors, codec = signal_compressors(compression, clevel, shuffle)
         rid = recording.recording_id
         n_channels, n_times = recording.signal.shape
         group = self._recordings.create_group(rid, overwrite=True, attributes={"complete": False, "id": rid})
@@ -154,7 +163,7 @@ class StoreWriter:
             shape=(n_channels, n_times),
             dtype="float32",
             chunks=(max(n_channels, 1), max(chunk_times, 1)),
-            compressors=[zarr.codecs.BloscCodec(cname="zstd", clevel=clevel, shuffle="shuffle")],
+            compressors=compressors,
             dimension_names=["channel", "time"],
             fill_value=0.0,
         )
@@ -172,17 +181,19 @@ class StoreWriter:
         events = recording.events.sort_values("onset_s", kind="stable")
         descriptions = sorted({str(d) for d in events["description"]})
         code = {d: i for i, d in enumerate(descriptions)}
-        n_events = len(events)
-        for name, values in (
-            ("events_onset_s", events["onset_s"].to_numpy(np.float64)),
-            ("events_duration_s", events["duration_s"].to_numpy(np.float64)),
-            ("events_code", np.array([code[str(d)] for d in events["description"]], dtype=np.int32)),
-        ):
-            array = group.create_array(
-                name, shape=(n_events,), dtype=values.dtype, chunks=(max(n_events, 1),), dimension_names=["event"]
-            )
-            if n_events:
-                array[:] = values
+        table_events = np.column_stack(
+            [
+                events["onset_s"].to_numpy(np.float64),
+                events["duration_s"].to_numpy(np.float64),
+                np.array([code[str(d)] for d in events["description"]], dtype=np.float64),
+            ]
+        ).reshape(len(events), len(EVENT_FIELDS))
+        array = group.create_array(
+            "events", shape=table_events.shape, dtype="float64", chunks=(max(len(events), 1), len(EVENT_FIELDS)),
+            dimension_names=["event", "field"],
+        )
+        if len(events):
+            array[:] = table_events
 
         channels = recording.channels
         table = {
@@ -200,11 +211,12 @@ class StoreWriter:
             "channels": table,
             "stat_names": list(STAT_NAMES),
             "event_descriptions": descriptions,
+            "event_fields": list(EVENT_FIELDS),
             "source": recording.source,
             "provenance": {**recording.provenance, "software": software_versions(), "written_at": _now()},
             "signal_encoding": {
                 "dtype": "float32",
-                "compressor": signal_codec_config(clevel),
+                "compressor": codec,
                 "chunk_times": int(chunk_times),
                 "bitround_keepbits": bitround_keepbits,
             },

@@ -76,7 +76,7 @@ def test_rerun_skips_unchanged_and_redoes_changed(small_folder, tmp_path):
     assert [rid[-6:] for rid in third.processed] == ["run-06"]
     # a changed recipe processes everything again
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("extends: default\nname: other\nwrite: {clevel: 5}\n")
+    recipe.write_text("extends: default\nname: other\nwrite: {compression: zstd, clevel: 3}\n")
     fourth = preprocess(small_folder, store, pattern=PATTERN, recipe=recipe)
     assert len(fourth.processed) == 3
 

@@ -164,6 +164,7 @@ def test_bitround_error_bound_and_compression(tmp_path):
     recording = _recording(n_times=200_000)
     StoreWriter(tmp_path / "exact.zarr").write(recording)
     StoreWriter(tmp_path / "round.zarr").write(recording, bitround_keepbits=10)
+    assert open_store(tmp_path / "round.zarr")[recording.recording_id].attrs["signal_encoding"]["compressor"]["shuffle"] == "bitshuffle"
 
     def size(path):
         return sum(p.stat().st_size for p in (path / "recordings").rglob("c/*/*") if p.is_file())
@@ -177,3 +178,19 @@ def test_chunk_times_targets_size():
     assert signal_chunk_times(64, 10**7, 2.0) == 8192
     assert signal_chunk_times(306, 10**7, 2.0) == 2048
     assert signal_chunk_times(64, 1000, 2.0) == 1000  # short recording: one chunk
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_every_compression_roundtrips_and_is_recorded(tmp_path, compression):
+    recording = _recording()
+    rid = StoreWriter(tmp_path / "s.zarr").write(recording, compression=compression)
+    stored = open_store(tmp_path / "s.zarr")[rid]
+    np.testing.assert_array_equal(stored.signal[:], recording.signal)
+    encoding = stored.attrs["signal_encoding"]
+    if compression == "none":
+        assert encoding["compressor"] is None and stored.signal.compressors == ()
+    else:
+        assert encoding["compressor"]["cname"] == compression
+        assert stored.signal.compressors[0].cname.value == compression
+    with pytest.raises(ValueError, match="compression must be one of"):
+        StoreWriter(tmp_path / "s.zarr").write(recording, compression="gzip")
