@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -307,9 +308,49 @@ def preprocess(
     return summary
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start.
+
+    ``fork`` on Linux with Python < 3.12: workers start in milliseconds with every module
+    already imported (importing MNE, SciPy's signal module, pandas and zarr takes 2-3 s,
+    which would otherwise be paid again by every worker). zarr resets its I/O thread and
+    lock after a fork, and the workers create their own store handles. Elsewhere, and on
+    Python >= 3.12 (which warns about forking a process that has threads), ``forkserver``
+    with the heavy modules preloaded once, or ``spawn``.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and sys.version_info < (3, 12) and "fork" in methods:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(
+            ["brainfm.preprocessing.pipeline", "brainfm.preprocessing.readers", "brainfm.store.writer", "scipy.signal"]
+        )
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _import_before_fork(sources: list[Source]) -> None:
+    """Import what every worker needs (SciPy's signal module, MNE's filters and the readers
+    of the formats present) once in the parent, so that forked workers inherit it."""
+    import mne.filter
+    import scipy.signal  # noqa: F401
+
+    from brainfm.preprocessing import pipeline, readers  # noqa: F401
+    from brainfm.preprocessing.formats import read_function
+
+    for key in sorted({source.format for source in sources}):
+        try:
+            read_function(key)
+        except Exception:  # noqa: BLE001 - a missing optional reader fails later, per file, with its message
+            logger.debug("could not import the reader of %s", key)
+    del mne
+
+
 def _run_pool(sources: list[Source], recipe: Recipe, store: str, config_hash: str, jobs: int, bar: Any) -> list[dict[str, Any]]:
-    # 'spawn': zarr runs an event-loop thread, and forking a process with threads can deadlock.
-    context = multiprocessing.get_context("spawn")
+    context = _pool_context()
+    if context.get_start_method() == "fork":
+        _import_before_fork(sources)
     thread_vars = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     saved = {name: os.environ.get(name) for name in thread_vars}
     for name in thread_vars:  # one core per worker; children inherit the environment
