@@ -194,3 +194,15 @@ def test_every_compression_roundtrips_and_is_recorded(tmp_path, compression):
         assert stored.signal.compressors[0].cname.value == compression
     with pytest.raises(ValueError, match="compression must be one of"):
         StoreWriter(tmp_path / "s.zarr").write(recording, compression="gzip")
+
+
+def test_quantiles_of_long_recordings_use_an_even_subsample():
+    from brainfm.store.encoding import QUANTILE_SAMPLES, channel_stats
+
+    rng = np.random.default_rng(3)
+    signal = rng.standard_normal((3, 40 * QUANTILE_SAMPLES // 10)).astype(np.float32)
+    stats = channel_stats(signal)
+    np.testing.assert_allclose(stats[:, 0], signal.mean(axis=1), atol=1e-6)  # exact
+    np.testing.assert_allclose(stats[:, 2], np.median(signal, axis=1), atol=0.02)  # about 1/sqrt(65536)
+    q75, q25 = np.percentile(signal, [75, 25], axis=1)
+    np.testing.assert_allclose(stats[:, 3], q75 - q25, rtol=0.02)
