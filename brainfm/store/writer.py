@@ -21,7 +21,14 @@ from brainfm.data.recording import Recording
 from brainfm.errors import StoreFormatError
 from brainfm.store._json import to_json
 from brainfm.store.encoding import bitround_, channel_stats, signal_chunk_times, signal_compressors
-from brainfm.store.format import COMPRESSIONS, EVENT_FIELDS, FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROUP, STAT_NAMES
+from brainfm.store.format import (
+    COMPRESSIONS,
+    EVENT_FIELDS,
+    FAILURES_GROUP,
+    FORMAT_VERSION,
+    RECORDINGS_GROUP,
+    STAT_NAMES,
+)
 
 __all__ = ["StoreWriter", "software_versions"]
 
