@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import brainfm._logging  # noqa: F401 - configure the brainfm logger once, before any test
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
