@@ -92,3 +92,4 @@ def test_demo_runs_on_the_bundled_sample(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "2 stored" in result.stdout
     assert "eegmmidb_sub-001_run-03" in result.stdout and "eegmmidb_sub-001_run-04" in result.stdout
+    assert "first batch signal (8, 64, 1024)" in result.stdout
