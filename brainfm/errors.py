@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DataQualityError",
     "DuplicateRecordingError",
+    "ExcludedByRecipe",
     "NoDataChannelsError",
     "NonFiniteDataError",
     "ReadError",
@@ -65,6 +66,10 @@ class NonFiniteDataError(DataQualityError):
 
 class NoDataChannelsError(DataQualityError):
     """No EEG, MEG or iEEG channel is left to store."""
+
+
+class ExcludedByRecipe(BrainFMError):
+    """The recording holds only channel types the recipe does not keep (not an error)."""
 
 
 class DuplicateRecordingError(BrainFMError, ValueError):

@@ -26,7 +26,12 @@ import pandas as pd
 from brainfm._logging import logger
 from brainfm.data.channels import DATA_CHANNEL_TYPES
 from brainfm.data.recording import Recording
-from brainfm.errors import DataQualityError, NoDataChannelsError, NonFiniteDataError
+from brainfm.errors import (
+    DataQualityError,
+    ExcludedByRecipe,
+    NoDataChannelsError,
+    NonFiniteDataError,
+)
 from brainfm.preprocessing.recipe import Recipe
 from brainfm.preprocessing.source import RawInput, Source
 from brainfm.preprocessing.steps import ChannelwiseStep, RecordingStep, SignalState, Step
@@ -51,6 +56,11 @@ def _pick(raw_input: RawInput, recipe: Recipe, relpath: str) -> pd.DataFrame:
     picked = table[keep]
     if not picked["type"].isin(DATA_CHANNEL_TYPES).any():
         found = table["type"].value_counts().to_dict()
+        if table["type"].isin(DATA_CHANNEL_TYPES).any():
+            raise ExcludedByRecipe(
+                f"{relpath}: its channels ({found}) are of types the recipe {recipe.name!r} does not keep "
+                f"(pick.types {recipe.pick.types}); not stored."
+            )
         raise NoDataChannelsError(
             f"{relpath}: no EEG, MEG or iEEG channel to store (kept types {recipe.pick.types}; "
             f"the file has {found or 'no storable channels'}). If the file mislabels its channels, "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from brainfm._logging import logger, verbose
-from brainfm.errors import BrainFMError, ConfigError
+from brainfm.errors import BrainFMError, ConfigError, ExcludedByRecipe
 from brainfm.preprocessing.recipe import Recipe, load_recipe
 from brainfm.preprocessing.source import Source
 
@@ -37,6 +37,9 @@ class PreprocessSummary:
         The store path.
     processed, skipped : list of str
         Recording ids written, and ids already up to date.
+    excluded : list of dict
+        ``{"path", "reason"}`` per source whose channels are all of types the recipe does
+        not keep (e.g. iEEG files under an EEG/MEG recipe); not a failure.
     failed : list of dict
         ``{"path", "error"}`` per source that could not be stored (plus ``error_type`` and
         ``recording_id``).
@@ -51,6 +54,7 @@ class PreprocessSummary:
     store: str
     processed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -67,6 +71,7 @@ class PreprocessSummary:
             "store": self.store,
             "processed": list(self.processed),
             "skipped": list(self.skipped),
+            "excluded": [{"path": e["path"], "reason": e["reason"]} for e in self.excluded],
             "failed": [{"path": f["path"], "error": f["error"]} for f in self.failed],
             "ignored": dict(self.ignored),
             "seconds": round(self.seconds, 3),
@@ -83,12 +88,15 @@ class PreprocessSummary:
             lines.append(
                 f"{row['id'][:48]:<48} {row['status']:<8} {channels[:28]:<28} {duration:>9} {sfreq:>7} {seconds:>6}"
             )
+        for excluded in self.excluded:
+            lines.append(f"EXCLUDED {excluded['path']}\n       {excluded['reason']}")
         for failure in self.failed:
             lines.append(f"FAILED {failure['path']}\n       {failure['error']}")
         ignored = sum(self.ignored.values())
         ignored_text = ", ".join(f"{ext or '(none)'}: {n}" for ext, n in sorted(self.ignored.items()))
         lines.append(
-            f"{len(self.processed)} stored, {len(self.skipped)} skipped (up to date), {len(self.failed)} failed, "
+            f"{len(self.processed)} stored, {len(self.skipped)} skipped (up to date), "
+            f"{len(self.excluded)} excluded by the recipe, {len(self.failed)} failed, "
             f"{ignored} other files ignored{f' ({ignored_text})' if ignored else ''}; {self.seconds:.1f} s -> {self.store}"
         )
         return "\n".join(lines)
@@ -172,6 +180,8 @@ def _process_one(source: Source, recipe: Recipe, store: str, config_hash: str) -
         )
         attrs = writer.recording_attrs(source.recording_id) or {}
         return {**row, "status": "stored", **_shape_facts(attrs), "seconds": time.perf_counter() - started}
+    except ExcludedByRecipe as exc:
+        return {**row, "status": "excluded", "reason": str(exc), "seconds": time.perf_counter() - started}
     except Exception as exc:  # noqa: BLE001 - every failure is reported, the run goes on
         message = str(exc) if isinstance(exc, BrainFMError) else f"{type(exc).__name__}: {exc}"
         if str(source.relpath) not in message and str(source.path) not in message:
@@ -300,6 +310,8 @@ def preprocess(
             summary.processed.append(row["id"])
         elif row["status"] == "skipped":
             summary.skipped.append(row["id"])
+        elif row["status"] == "excluded":
+            summary.excluded.append({"path": row["path"], "reason": row["reason"], "recording_id": row["id"]})
         else:
             summary.failed.append(
                 {"path": row["path"], "error": row["error"], "error_type": row.get("error_type"), "recording_id": row["id"]}

@@ -192,3 +192,17 @@ def test_killed_run_leaves_nothing_visible_and_next_run_completes(tmp_path):
     stored = open_store(store)
     assert list(stored) == ["in_big_raw"] and stored.incomplete == []
     np.testing.assert_array_equal(stored["in_big_raw"].signal[:, :1000], data[:, :1000])
+
+
+def test_recordings_of_types_the_recipe_drops_are_excluded_not_failed(shared_data, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(shared_data / "ieeg" / "fif" / "sample_ecog_ieeg.fif", folder)
+    shutil.copy(shared_data / "eeg" / "eegmmidb" / "S001R03.edf", folder)
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe="brainomni")
+    assert summary.exit_status == 0 and summary.failed == []
+    assert summary.processed == ["mixed_S001R03"]
+    assert [Path(e["path"]).name for e in summary.excluded] == ["sample_ecog_ieeg.fif"]
+    assert "ecog" in summary.excluded[0]["reason"] and "brainomni" in summary.excluded[0]["reason"]
+    assert summary.to_json()["excluded"][0]["path"].endswith("sample_ecog_ieeg.fif")
+    assert "1 excluded by the recipe" in summary.table()
