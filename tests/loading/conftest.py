@@ -44,69 +44,66 @@ def synthetic_recording(
 
 @pytest.fixture
 def make_store(tmp_path: Path) -> Callable[..., Path]:
-    """Write recordings into a fresh store with small chunks (``chunk_mib`` 0.004: 256 samples for 4 channels)."""
+    """Write recordings into a fresh store with small chunks (``chunk_mib`` 0.004: 256 samples for 4 channels).
+
+    ``compression`` is the signal codec (``"lz4"``, the writer's default, ``"zstd"`` or ``"none"``).
+    """
     counter = iter(range(1000))
 
-    def make(recordings: Sequence[Recording], chunk_mib: float = 0.004) -> Path:
+    def make(recordings: Sequence[Recording], chunk_mib: float = 0.004, compression: str = "lz4") -> Path:
         path = tmp_path / f"store{next(counter)}"
         writer = StoreWriter(path)
         for recording in recordings:
-            writer.write(recording, chunk_mib=chunk_mib)
+            writer.write(recording, chunk_mib=chunk_mib, compression=compression)
         return path
 
     return make
 
 
-def _mne_to_recording(raw, dataset: str, subject: str, path: Path) -> Recording:
-    """Test helper (not the ingest pipeline): an MNE Raw -> Recording, geometry from ``loc``."""
-    from brainfm.data.channel_names import canonical_eeg_name
-
-    types = raw.get_channel_types()
-    keep = [i for i, t in enumerate(types) if t in ("eeg", "mag", "grad", "seeg", "ecog")]
-    raw = raw.copy().pick(keep)
-    types = raw.get_channel_types()
-    names = [canonical_eeg_name(n) or n if t == "eeg" else n for n, t in zip(raw.ch_names, types, strict=True)]
-    if len(set(names)) != len(names):
-        names = raw.ch_names
-    channels = empty_channel_table(names, types)
-    channels["orig_name"] = raw.ch_names
-    locs = np.array([ch["loc"] for ch in raw.info["chs"]])
-    channels[["x", "y", "z"]] = np.where(np.isfinite(locs[:, :3]), locs[:, :3], np.nan)
-    for i, ch in enumerate(raw.info["chs"]):
-        if types[i] in ("mag", "grad"):
-            text = str(ch["coil_type"])  # e.g. "3012 (FIFFV_COIL_VV_PLANAR_T1)"
-            coil = text[text.find("(") + 1 : text.rfind(")")] if "(" in text else text
-            planar = "PLANAR" in coil.upper()
-            channels.loc[i, "coil_type"] = coil
-            channels.loc[i, ["ox", "oy", "oz"]] = locs[i, 9:12]
-            if planar:
-                channels.loc[i, ["gx", "gy", "gz"]] = locs[i, 3:6]
-        if raw.ch_names[i] in raw.info["bads"]:
-            channels.loc[i, "status"] = "bad"
-    signal = raw.get_data().astype(np.float32)
-    return Recording(signal, raw.info["sfreq"], Identity(dataset, subject=subject), channels,
-                     source={"path": str(path), "relpath": path.name, "size": 0, "sha256": ""})
+#: Ingest recipe of the real-data store: every modality at one sampling rate, so that the
+#: loader can batch EEG, MEG and iEEG together (written with the default codec, lz4).
+REAL_RECIPE = """\
+name: loading-tests
+description: EEG, MEG and iEEG channels resampled to 160 Hz.
+pick:
+  types: [eeg, mag, grad, seeg, ecog]
+steps:
+  - resample: {sfreq: 160, method: polyphase}
+  - units: {on_implausible: warn}
+"""
+#: The same for the 125-s EEG file, keeping its first minute (crop needs a tmax inside the file).
+REAL_RECIPE_EEG = """\
+extends: loading-tests.yaml
+name: loading-tests-eeg
+crop: {tmin_s: 0.0, tmax_s: 60.0}
+"""
 
 
 @pytest.fixture(scope="session")
 def real_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store of real EEG (eegmmidb), MEG (Elekta FIF) and iEEG (ECoG/sEEG FIF), all at 160 Hz."""
-    import mne
+    """A store of real EEG (eegmmidb), MEG (Elekta FIF) and iEEG (ECoG/sEEG FIF) at 160 Hz,
+    made by the ingest pipeline (:func:`brainfm.preprocessing.run.preprocess`)."""
+    import shutil
 
-    path = tmp_path_factory.mktemp("real") / "store"
-    writer = StoreWriter(path)
-    eeg_file = shared_data / "eeg" / "eegmmidb" / "S001R03.edf"
-    raw = mne.io.read_raw_edf(eeg_file, preload=True, verbose="error")
-    raw.crop(0, 60)
-    writer.write(_mne_to_recording(raw, "eegmmidb", "001", eeg_file))
-    meg_file = shared_data / "meg" / "fif" / "test_move_anon_erm_raw.fif"
-    raw = mne.io.read_raw_fif(meg_file, allow_maxshield=True, preload=True, verbose="error")
-    raw.pick(["meg"]).resample(160.0, verbose="error")
-    writer.write(_mne_to_recording(raw, "erm", "meg01", meg_file))
-    ieeg_file = shared_data / "ieeg" / "fif" / "sample_ecog_ieeg.fif"
-    raw = mne.io.read_raw_fif(ieeg_file, preload=True, verbose="error")
-    writer.write(_mne_to_recording(raw, "ecog", "ieeg01", ieeg_file))
-    return path
+    from brainfm.preprocessing.run import preprocess
+
+    root = tmp_path_factory.mktemp("real")
+    (root / "loading-tests.yaml").write_text(REAL_RECIPE)
+    (root / "loading-tests-eeg.yaml").write_text(REAL_RECIPE_EEG)
+    store = root / "store"
+    inputs = {
+        "eegmmidb": (shared_data / "eeg" / "eegmmidb" / "S001R03.edf", "loading-tests-eeg.yaml",
+                     r"S(?P<subject>\d+)R(?P<run>\d+)"),
+        "erm": (shared_data / "meg" / "fif" / "test_move_anon_erm_raw.fif", "loading-tests.yaml", None),
+        "ecog": (shared_data / "ieeg" / "fif" / "sample_ecog_ieeg.fif", "loading-tests.yaml", None),
+    }
+    for dataset, (file, recipe, pattern) in inputs.items():
+        folder = root / dataset
+        folder.mkdir()
+        shutil.copy(file, folder / file.name)
+        summary = preprocess(folder, store, recipe=root / recipe, dataset=dataset, pattern=pattern)
+        assert summary.failed == [] and len(summary.processed) == 1, summary.failed
+    return store
 
 
 @pytest.fixture
