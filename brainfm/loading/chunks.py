@@ -95,7 +95,7 @@ class _Source:
         self.fill_value = float(meta.get("fill_value") or 0.0)
         self.chunk_nbytes = self.chunk_shape[0] * self.chunk_shape[1] * 4
         self.decoders: list[Any] = []
-        self.root: Path | None = None
+        self.root: str | None = None
         self.kind = "zarr"
         codecs = meta["codecs"]
         fast = (
@@ -118,14 +118,14 @@ class _Source:
                     self.decoders.append(numcodecs.Zstd())
                 else:
                     self.decoders.append(numcodecs.GZip(level=int(config.get("level", 5))))
-            self.root = Path(array.store.root) / array.path
+            self.root = os.path.join(array.store.root, array.path)
             self.encode_key = array.metadata.encode_chunk_key
             self.kind = "decode" if self.decoders else "raw"
 
-    def path(self, chunk_index: int) -> Path:
+    def path(self, chunk_index: int) -> str:
         """The file of one chunk (fast kinds only)."""
         assert self.root is not None
-        return self.root / self.encode_key((0, chunk_index))
+        return os.path.join(self.root, self.encode_key((0, chunk_index)))  # str: pathlib costs ~10 us per chunk
 
     def _check_size(self, size: int, chunk_index: int) -> None:
         if size != self.chunk_nbytes:

@@ -19,6 +19,7 @@ Multi-device training: the sampler shards windows by rank itself, so run the Tra
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ from brainfm.loading.dataset import WindowDataset
 from brainfm.loading.labels import RecordingLabels
 from brainfm.loading.normalization import NORMALIZATIONS
 from brainfm.loading.samplers import SHUFFLES, WindowBatchSampler
+from brainfm.loading.shared_slots import SharedSlots
 from brainfm.loading.splits import SPLIT_UNITS, split_index
 from brainfm.loading.vocabulary import Vocabulary
 from brainfm.loading.windows import WindowIndex, build_window_index
@@ -112,14 +114,45 @@ class WindowDataLoader(torch.utils.data.DataLoader):
         self.lookahead = int(lookahead)
         self.progress = progress
         self._progress: dict[str, Any] | None = None
+        self._shared_slots: SharedSlots | None = None
+
+    def _start_method(self) -> str:
+        context = self.multiprocessing_context
+        if context is not None:
+            return str(context.get_start_method())
+        # the default without fixing it (get_start_method() would)
+        return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+
+    def _prepare_shared_slots(self) -> None:
+        """Give forked workers reusable shared-memory slots for batch signals.
+
+        Persistent workers keep the slots they were forked with; other workers are forked
+        anew every epoch and get new slots. Spawned workers cannot inherit them and use a
+        fresh shared-memory segment per batch.
+        """
+        if self.num_workers == 0 or not isinstance(self.dataset, WindowDataset) or self._start_method() != "fork":
+            return
+        if self._shared_slots is not None and self.persistent_workers and self._iterator is not None:
+            return
+        index = self.dataset.index
+        sampler: WindowBatchSampler = self.batch_sampler  # type: ignore[assignment]
+        slot_bytes = sampler.batch_size * max(index.max_channels, 1) * index.window_size_samples * 4
+        # in flight per worker (prefetch) + held by the consumer (the current batch and one ahead)
+        per_worker = (self.prefetch_factor or 2) + 2
+        self._shared_slots = SharedSlots(self.num_workers, per_worker, slot_bytes)
+        self.dataset._shared_slots = self._shared_slots
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         sampler: WindowBatchSampler = self.batch_sampler  # type: ignore[assignment]
+        self._prepare_shared_slots()
         iterator = super().__iter__()  # starts the sampler's pass (and moves its epoch on)
         start = sampler._resume if sampler._resume is not None else 0
         progress = {"epoch": sampler.epoch, "start": start, "delivered": 0, "total": len(sampler) - start}
         self._progress = progress
+        slots = self._shared_slots
         for batch in iterator:
+            if slots is not None:
+                slots.release()  # slots of batches the consumer has dropped go back to the workers
             progress["delivered"] += 1
             yield batch
 

@@ -9,10 +9,13 @@ normalisation (``zscore``, ``robust``) is applied to each chunk's block of windo
 after it is written, while it is still in the CPU cache. ``dataset[i]`` returns a batch of
 one window, for :func:`~brainfm.loading.batch.collate_batches`.
 
-Memory: in a DataLoader worker the batch signal is allocated in shared memory (the main
-process maps it without a copy); in the main process it comes from a few reused buffers
-(:class:`~brainfm.loading.buffers.SignalBuffers`), each reused only once the batch that
-used it is gone, which saves the page faults of a fresh 30-MB allocation per batch.
+Memory: in a DataLoader worker the batch signal is written into shared memory (the main
+process maps it without a copy): into a reused slot of
+:class:`~brainfm.loading.shared_slots.SharedSlots` when the loader set them up (fork), else
+a fresh segment. In the main process it comes from a few reused buffers
+(:class:`~brainfm.loading.buffers.SignalBuffers`). Either way memory is reused only once
+the batch that used it is gone, which saves the page faults of a fresh 30-MB allocation
+per batch.
 
 Concurrency: the dataset holds only plain arrays and the store path; each process (the
 main one, every DataLoader worker) opens the store on first read and keeps its own chunk
@@ -33,6 +36,7 @@ from brainfm.loading.batch import PAD_SENSOR_TYPE, Batch
 from brainfm.loading.buffers import SignalBuffers
 from brainfm.loading.chunks import ChunkReader
 from brainfm.loading.normalization import NORMALIZATIONS, channel_affine, sensortype_normalize_
+from brainfm.loading.shared_slots import SharedSlots, SlotBatch
 from brainfm.loading.windows import WindowIndex
 
 __all__ = ["WindowDataset"]
@@ -108,12 +112,15 @@ class WindowDataset(torch.utils.data.Dataset):
         self._tensors: dict[int, _RecordingTensors] = {}
         self._reader: ChunkReader | None = None
         self._signal_buffers = SignalBuffers()
+        #: Set by WindowDataLoader before it forks its workers (see brainfm.loading.shared_slots).
+        self._shared_slots: SharedSlots | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_reader"] = None  # open handles, decoded chunks and buffers stay in their process
         state["_tensors"] = {}
         state["_signal_buffers"] = SignalBuffers()
+        state["_shared_slots"] = None  # a spawned worker allocates fresh shared memory per batch
         return state
 
     def __len__(self) -> int:
@@ -165,10 +172,16 @@ class WindowDataset(torch.utils.data.Dataset):
         n_channels = max(widths)
 
         shape = (n_windows, n_channels, n_times)
-        if torch.utils.data.get_worker_info() is None:
+        worker = torch.utils.data.get_worker_info()
+        slot = None
+        if worker is None:
             signal = self._signal_buffers.empty(shape)
         else:
-            signal = _empty_shared(shape, torch.float32)
+            taken = self._shared_slots.take(worker.id, shape) if self._shared_slots is not None else None
+            if taken is None:
+                signal = _empty_shared(shape, torch.float32)
+            else:
+                slot, signal = taken
         channel_mask = torch.zeros((n_windows, n_channels), dtype=torch.bool)
         sensor_pos = torch.zeros((n_windows, n_channels, 6), dtype=torch.float32)
         sensor_type = torch.full((n_windows, n_channels), PAD_SENSOR_TYPE, dtype=torch.int64)
@@ -187,7 +200,7 @@ class WindowDataset(torch.utils.data.Dataset):
             sensor_type[i0:i1, :width] = tensors.sensor_type
             channel_ids[i0:i1, :width] = tensors.channel_ids
             region_ids[i0:i1, :width] = tensors.region_ids
-        return Batch(
+        batch = (Batch if slot is None else SlotBatch)(
             signal=signal,
             channel_mask=channel_mask,
             sensor_pos=sensor_pos,
@@ -199,6 +212,9 @@ class WindowDataset(torch.utils.data.Dataset):
             start=torch.from_numpy(start.copy()),
             labels=torch.from_numpy(self.index.label[windows]) if self.with_labels else None,
         )
+        if slot is not None:
+            batch.slots_key, batch.slot = self._shared_slots.key, slot  # type: ignore[union-attr,attr-defined]
+        return batch
 
     def _cut(self, layout_index: int, starts: np.ndarray, out: torch.Tensor) -> None:
         """Write the windows ``starts`` (sorted) of one recording, normalised, into ``out`` (n, C, T)."""
@@ -213,17 +229,19 @@ class WindowDataset(torch.utils.data.Dataset):
         # block while it is in cache. Sorted starts make the windows of each chunk a
         # contiguous run of rows (a window crossing into the next chunk starts after them).
         if len(inside):
-            run_first = first[inside]
-            cuts = np.flatnonzero(run_first[1:] != run_first[:-1]) + 1
-            for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(inside)])), strict=True):
-                chunk_index = int(run_first[lo])
-                row0, row1 = int(inside[lo]), int(inside[hi - 1]) + 1
+            inside_first = first[inside]
+            bounds = np.concatenate(([0], np.flatnonzero(np.diff(inside_first)) + 1, [len(inside)]))
+            run_chunks = inside_first[bounds[:-1]].tolist()
+            run_rows = inside.tolist()
+            bounds_list = bounds.tolist()
+            local = torch.from_numpy(starts - first * chunk_times)  # start of each window in its chunk
+            for k, chunk_index in enumerate(run_chunks):
+                row0, row1 = run_rows[bounds_list[k]], run_rows[bounds_list[k + 1] - 1] + 1
                 chunk = torch.from_numpy(reader.chunk(layout, chunk_index))  # (C, chunk_times)
                 # (chunk_times - T + 1, C, T) view: window w starts at sample w of the chunk
                 view = chunk.as_strided((chunk_times - n_times + 1, chunk.shape[0], n_times), (1, chunk_times, 1))
-                local = torch.from_numpy(starts[row0:row1] - chunk_index * chunk_times)
                 block = out[row0:row1]
-                torch.index_select(view, 0, local, out=block)
+                torch.index_select(view, 0, local[row0:row1], out=block)
                 self._normalize_(block, tensors)
         # Windows across chunk boundaries: copy piece by piece.
         for row in np.flatnonzero(first != last):
