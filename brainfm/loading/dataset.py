@@ -54,7 +54,7 @@ def _empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 class _RecordingTensors:
-    """Per-recording constants as tensors, ready to broadcast into a batch."""
+    """Per-recording constants: the normalisation map as tensors, the channels kept unmasked."""
 
     def __init__(self, index: WindowIndex, layout_index: int, normalization: str) -> None:
         layout = index.layouts[layout_index]
@@ -64,12 +64,7 @@ class _RecordingTensors:
         self.scale = torch.from_numpy(scale[:, None]) if needs_affine else None
         self.shift = torch.from_numpy(shift[:, None]) if needs_affine and normalization in ("zscore", "robust") else None
         self.good_np = good
-        self.good = torch.from_numpy(good)
-        self.sensor_pos = torch.from_numpy(layout.sensor_pos)
         self.sensor_type_np = layout.sensor_type
-        self.sensor_type = torch.from_numpy(layout.sensor_type)
-        self.channel_ids = torch.from_numpy(layout.channel_ids)
-        self.region_ids = torch.from_numpy(layout.region_ids)
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -182,31 +177,36 @@ class WindowDataset(torch.utils.data.Dataset):
                 signal = _empty_shared(shape, torch.float32)
             else:
                 slot, signal = taken
-        channel_mask = torch.zeros((n_windows, n_channels), dtype=torch.bool)
-        sensor_pos = torch.zeros((n_windows, n_channels, 6), dtype=torch.float32)
-        sensor_type = torch.full((n_windows, n_channels), PAD_SENSOR_TYPE, dtype=torch.int64)
-        channel_ids = torch.zeros((n_windows, n_channels), dtype=torch.int64)
-        region_ids = torch.zeros((n_windows, n_channels), dtype=torch.int64)
-        for g, i0, i1, width in zip(groups, group_start, group_stop, widths, strict=True):
+        # Per-channel fields: one padded row per recording, then one gather per field.
+        n_groups = len(groups)
+        channel_mask = np.zeros((n_groups, n_channels), dtype=bool)
+        sensor_pos = np.zeros((n_groups, n_channels, 6), dtype=np.float32)
+        sensor_type = np.full((n_groups, n_channels), PAD_SENSOR_TYPE, dtype=np.int64)
+        channel_ids = np.zeros((n_groups, n_channels), dtype=np.int64)
+        region_ids = np.zeros((n_groups, n_channels), dtype=np.int64)
+        for k, (g, i0, i1, width) in enumerate(zip(groups.tolist(), group_start.tolist(), group_stop.tolist(), widths,
+                                                   strict=True)):
             block = signal[i0:i1, :width]  # (n, C_rec, T)
-            self._cut(int(g), start[i0:i1], block)  # normalised per channel already
+            self._cut(g, start[i0:i1], block)  # normalised per channel already
             if width < n_channels:
                 signal[i0:i1, width:] = 0.0
-            tensors = self._recording_tensors(int(g))
+            tensors = self._recording_tensors(g)
             if self.normalization == "sensortype":
                 sensortype_normalize_(block, tensors.sensor_type_np, tensors.good_np, self.sensortype_eps)
-            channel_mask[i0:i1, :width] = tensors.good
-            sensor_pos[i0:i1, :width] = tensors.sensor_pos
-            sensor_type[i0:i1, :width] = tensors.sensor_type
-            channel_ids[i0:i1, :width] = tensors.channel_ids
-            region_ids[i0:i1, :width] = tensors.region_ids
+            layout = self.index.layouts[g]
+            channel_mask[k, :width] = tensors.good_np
+            sensor_pos[k, :width] = layout.sensor_pos
+            sensor_type[k, :width] = layout.sensor_type
+            channel_ids[k, :width] = layout.channel_ids
+            region_ids[k, :width] = layout.region_ids
+        group_of = np.repeat(np.arange(n_groups), group_stop - group_start)  # (B,) row of each window
         batch = (Batch if slot is None else SlotBatch)(
             signal=signal,
-            channel_mask=channel_mask,
-            sensor_pos=sensor_pos,
-            sensor_type=sensor_type,
-            channel_ids=channel_ids,
-            region_ids=region_ids,
+            channel_mask=torch.from_numpy(channel_mask[group_of]),
+            sensor_pos=torch.from_numpy(sensor_pos[group_of]),
+            sensor_type=torch.from_numpy(sensor_type[group_of]),
+            channel_ids=torch.from_numpy(channel_ids[group_of]),
+            region_ids=torch.from_numpy(region_ids[group_of]),
             subject_ids=torch.from_numpy(self._subject_of[recording]),
             recording_ids=torch.from_numpy(recording.copy()),
             start=torch.from_numpy(start.copy()),
