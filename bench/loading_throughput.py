@@ -4,6 +4,14 @@ Same recordings, same 2-s windows (no overlap), batches of 256, 0 and 2 DataLoad
 measured in one run and printed side by side with ratios; then the peak memory of the
 whole process tree while brainfm reads a store larger than 10 GB.
 
+brainfm is measured on three stores of the same recordings, one per signal codec (blosc
+lz4, the default; blosc zstd; none), each with ``normalization="none"`` (the same work as
+the .npy reader, which does not normalise) and ``"zscore"`` (what training uses), with its
+default chunk-aware shuffle; two more rows use uniform shuffling, the .npy reader's order.
+Every file is read once first, so that all readers start from the page cache. The machine
+is shared and noisy, so every configuration is measured ``--rounds`` times, interleaved
+(round-robin), and the median rate is reported with the range; ratios are of medians.
+
 Usage (data is written under --workdir, outside the repository; never commit it)::
 
     python bench/loading_throughput.py --workdir /work/bench-loading \\
@@ -15,7 +23,8 @@ pass ``--braindecode-python`` to include it. ``--big-gb 0`` skips the memory tes
 Memory is sampled every 0.1 s over the reading process and all its children: ``RSS`` sums
 each process's resident set (pages shared between the parent and forked workers, such as
 the torch libraries, are counted once per process: an upper bound); ``PSS`` divides every
-shared page among the processes sharing it (the fair total). The page cache is not counted.
+shared page among the processes sharing it (the fair total). Both include the store's
+pages while a process maps them (memory-mapped chunks); the page cache itself is not counted.
 """
 
 from __future__ import annotations
@@ -61,11 +70,8 @@ def _channels(n_channels: int):
 
 
 def write_data(workdir: Path, hours: float, n_channels: int, sfreq: float, recording_min: float) -> dict:
-    """Write the same recordings as a brainfm store, FIF files and .npy files (skipped when present)."""
+    """Write the recordings as FIF files and .npy files (skipped when present)."""
     import mne
-
-    from brainfm.data import Identity, Recording
-    from brainfm.store import StoreWriter
 
     n_recordings = int(np.ceil(hours * 60 / recording_min))
     n_times = int(recording_min * 60 * sfreq)
@@ -75,11 +81,9 @@ def write_data(workdir: Path, hours: float, n_channels: int, sfreq: float, recor
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "fif").mkdir(exist_ok=True)
     (workdir / "npy").mkdir(exist_ok=True)
-    writer = StoreWriter(workdir / "store")
     info = mne.create_info([f"E{i:03d}" for i in range(n_channels)], sfreq, "eeg")
     for i in range(n_recordings):
         signal = synth_eeg(n_channels, n_times, sfreq, seed=i)
-        writer.write(Recording(signal, sfreq, Identity("synth", subject=f"{i:03d}"), _channels(n_channels)))
         mne.io.RawArray(signal, info, verbose="error").save(workdir / "fif" / f"rec{i:03d}_raw.fif", fmt="single",
                                                             overwrite=True, verbose="error")
         np.save(workdir / "npy" / f"rec{i:03d}.npy", signal)
@@ -90,34 +94,35 @@ def write_data(workdir: Path, hours: float, n_channels: int, sfreq: float, recor
     return meta
 
 
-def write_lz4_store(workdir: Path, sfreq: float) -> Path:
-    """The same recordings in a store whose signal codec is blosc-lz4 (benchmark-only variant).
-
-    StoreWriter always writes blosc-zstd; here its Zarr codec is swapped for lz4 inside this
-    process only. Readers need no change: the codec is read from each array's metadata.
-    """
-    import functools
-
-    import zarr
-
+def write_store(workdir: Path, sfreq: float, compression: str) -> Path:
+    """The .npy recordings as a brainfm store with the given signal codec (skipped when present)."""
     from brainfm.data import Identity, Recording
     from brainfm.store import StoreWriter
 
-    path = workdir / "store_lz4"
-    marker = workdir / "store_lz4.done"
+    path = workdir / f"store_{compression}"
+    marker = workdir / f"store_{compression}.done"
     if marker.exists():
         return path
-    original = zarr.codecs.BloscCodec
-    zarr.codecs.BloscCodec = functools.partial(original, cname="lz4", clevel=5)  # type: ignore[misc]
-    try:
-        writer = StoreWriter(path)
-        for i, file in enumerate(sorted((workdir / "npy").glob("*.npy"))):
-            signal = np.load(file)
-            writer.write(Recording(signal, sfreq, Identity("synth", subject=f"{i:03d}"), _channels(len(signal))))
-    finally:
-        zarr.codecs.BloscCodec = original  # type: ignore[misc]
+    writer = StoreWriter(path)
+    for i, file in enumerate(sorted((workdir / "npy").glob("*.npy"))):
+        signal = np.load(file)
+        writer.write(Recording(signal, sfreq, Identity("synth", subject=f"{i:03d}"), _channels(len(signal))),
+                     compression=compression)
     marker.write_text("done")
     return path
+
+
+def warm_page_cache(folders: list[Path]) -> float:
+    """Read every file once so that all readers start from the page cache; returns seconds."""
+    start = time.perf_counter()
+    buffer = bytearray(8 << 20)
+    for folder in folders:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                with open(file, "rb", buffering=0) as handle:
+                    while handle.readinto(buffer):
+                        pass
+    return time.perf_counter() - start
 
 
 def folder_gb(path: Path) -> float:
@@ -165,11 +170,12 @@ def time_loader(loader, max_batches: int, max_s: float) -> tuple[float, int]:
     return n / (time.perf_counter() - start), n
 
 
-def bench_brainfm(store: Path, workers: int, shuffle: str, max_batches: int, max_s: float) -> tuple[float, int]:
+def bench_brainfm(store: Path, workers: int, shuffle: str, normalization: str, max_batches: int,
+                  max_s: float) -> tuple[float, int]:
     from brainfm.loading import WindowDataModule
 
     data = WindowDataModule(store, window_s=WINDOW_S, batch_size=BATCH, num_workers=workers, shuffle=shuffle,
-                            val_fraction=0.0, split_unit="window", normalization="zscore")
+                            val_fraction=0.0, split_unit="window", normalization=normalization)
     data.setup("fit")
     return time_loader(data.train_dataloader(), max_batches, max_s)
 
@@ -258,29 +264,51 @@ def memory_child(store: str, workers: int, result_path: str) -> None:
                                              "peak_pss": peak["pss"]}))
 
 
-def write_big_store(workdir: Path, min_gb: float, n_channels: int, sfreq: float, recording_min: float) -> Path:
-    """A store larger than ``min_gb`` GB on disk, of the same kind of synthetic EEG."""
+def write_big_store(workdir: Path, min_gb: float, sfreq: float, compression: str) -> Path:
+    """A store larger than ``min_gb`` GB on disk: the .npy recordings written again and again."""
     from brainfm.data import Identity, Recording
     from brainfm.store import StoreWriter
 
-    path = workdir / "big_store"
-    marker = workdir / f"big_store-{min_gb}.done"
+    path = workdir / f"big_store_{compression}"
+    marker = workdir / f"big_store_{compression}-{min_gb}.done"
     if marker.exists():
         return path
     writer = StoreWriter(path)
-    n_times = int(recording_min * 60 * sfreq)
+    files = sorted((workdir / "npy").glob("*.npy"))
     i = 0
     while folder_gb(path) < min_gb:
-        signal = synth_eeg(n_channels, n_times, sfreq, seed=10_000 + i)
-        writer.write(Recording(signal, sfreq, Identity("big", subject=f"{i:04d}"), _channels(n_channels)))
+        signal = np.load(files[i % len(files)])
+        writer.write(Recording(signal, sfreq, Identity("big", subject=f"{i:04d}"), _channels(len(signal))),
+                     compression=compression)
         i += 1
-        if i % 10 == 0:
-            print(f"  big store: {i} recordings, {folder_gb(path):.1f} GB", flush=True)
+        if i % 20 == 0:
+            print(f"  big {compression} store: {i} recordings, {folder_gb(path):.1f} GB", flush=True)
     marker.write_text("done")
     return path
 
 
 # -- main -------------------------------------------------------------------------------------
+
+CODECS = ("lz4", "zstd", "none")
+
+
+def plan_rows(workdir: Path, window: int, braindecode_python: str | None) -> list[tuple[str, object]]:
+    """(name, function of (workers, max_batches, max_s) -> (rate, n)) for every measured reader."""
+    rows: list[tuple[str, object]] = []
+    for codec in CODECS:
+        for normalization in ("none", "zscore"):
+            label = f"brainfm {codec} store, norm {normalization}"
+            rows.append((label, lambda w, b, t, c=codec, n=normalization: bench_brainfm(
+                workdir / f"store_{c}", w, "chunk", n, b, t)))
+    for codec in ("none", "lz4"):
+        rows.append((f"brainfm {codec} store, zscore, uniform", lambda w, b, t, c=codec: bench_brainfm(
+            workdir / f"store_{c}", w, "uniform", "zscore", b, t)))
+    rows.append(("memory-mapped .npy", lambda w, b, t: bench_npy(workdir / "npy", window, w, b, t)))
+    if braindecode_python:
+        rows.append(("braindecode 1.8.1 FIF lazy", lambda w, b, t: bench_braindecode(
+            braindecode_python, workdir / "fif", window, w, b, t)))
+    return rows
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -291,8 +319,11 @@ def main() -> None:
     parser.add_argument("--recording-min", type=float, default=30.0)
     parser.add_argument("--braindecode-python", default=None)
     parser.add_argument("--max-batches", type=int, default=70, help="timed batches per reader (after one warm-up)")
-    parser.add_argument("--max-s", type=float, default=30.0, help="time limit per measurement")
-    parser.add_argument("--big-gb", type=float, default=10.5, help="size of the memory-test store; 0 skips it")
+    parser.add_argument("--max-s", type=float, default=15.0, help="time limit per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per configuration (median reported)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--big-gb", type=float, default=10.5, help="size of the memory-test stores; 0 skips them")
+    parser.add_argument("--big-codecs", nargs="+", default=["lz4", "none"], help="codecs of the memory-test stores")
     parser.add_argument("--memory-child", nargs=3, metavar=("STORE", "WORKERS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -301,45 +332,52 @@ def main() -> None:
 
     print(f"writing {args.hours} h of {args.channels}-channel EEG at {args.sfreq:g} Hz to {args.workdir}", flush=True)
     meta = write_data(args.workdir, args.hours, args.channels, args.sfreq, args.recording_min)
-    write_lz4_store(args.workdir, args.sfreq)
+    for codec in CODECS:
+        write_store(args.workdir, args.sfreq, codec)
     window = int(WINDOW_S * args.sfreq)
-    sizes = {name: folder_gb(args.workdir / name) for name in ("store", "store_lz4", "fif", "npy")}
+    sizes = {name: folder_gb(args.workdir / name) for name in (*(f"store_{c}" for c in CODECS), "fif", "npy")}
     print(f"data: {meta['hours']:.1f} h, {meta['n_recordings']} recordings; on disk (GB): "
           + ", ".join(f"{k} {v:.2f}" for k, v in sizes.items()), flush=True)
-    rows = []
-    for workers in (0, 2):
-        rate, n = bench_brainfm(args.workdir / "store", workers, "chunk", args.max_batches, args.max_s)
-        rows.append(("brainfm store (chunk shuffle)", workers, rate, n))
-        rate, n = bench_brainfm(args.workdir / "store_lz4", workers, "chunk", args.max_batches, args.max_s)
-        rows.append(("brainfm lz4 store (chunk shuffle)", workers, rate, n))
-        rate, n = bench_brainfm(args.workdir / "store", workers, "uniform", args.max_batches, args.max_s)
-        rows.append(("brainfm store (uniform shuffle)", workers, rate, n))
-        rate, n = bench_npy(args.workdir / "npy", window, workers, args.max_batches, args.max_s)
-        rows.append(("memory-mapped .npy", workers, rate, n))
-        if args.braindecode_python:
-            rate, n = bench_braindecode(args.braindecode_python, args.workdir / "fif", window, workers,
-                                        args.max_batches, args.max_s)
-            rows.append(("braindecode 1.8.1 FIF lazy", workers, rate, n))
-        print(f"  workers={workers} done", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent, check=False).stdout.strip() or "unknown"
+    print(f"machine: {os.cpu_count()} cores; commit {commit}; {args.rounds} rounds, up to {args.max_batches} "
+          f"batches or {args.max_s:g} s per measurement", flush=True)
+    seconds = warm_page_cache([args.workdir / name for name in sizes])
+    print(f"page cache warmed ({seconds:.0f} s)", flush=True)
 
-    print(f"\nwindows of {WINDOW_S:g} s ({window} samples x {args.channels} channels), batch {BATCH}")
-    print(f"{'reader':34s} {'workers':>7s} {'windows/s':>10s} {'timed':>7s} {'vs npy':>7s} {'vs braindecode':>15s}")
-    for name, workers, rate, n in rows:
-        npy = next(r for r in rows if r[0] == "memory-mapped .npy" and r[1] == workers)[2]
-        bd = [r[2] for r in rows if r[0].startswith("braindecode") and r[1] == workers]
-        vs_bd = f"{rate / bd[0]:.1f}x" if bd else "-"
-        print(f"{name:34s} {workers:7d} {rate:10.0f} {n:7d} {rate / npy:6.2f}x {vs_bd:>15s}")
+    rows = plan_rows(args.workdir, window, args.braindecode_python)
+    rates: dict[tuple[str, int], list[float]] = {}
+    for round_ in range(args.rounds):
+        for workers in args.workers:
+            for name, run in rows:
+                rate, _ = run(workers, args.max_batches, args.max_s)  # type: ignore[operator]
+                rates.setdefault((name, workers), []).append(rate)
+        print(f"  round {round_ + 1}/{args.rounds} done", flush=True)
+
+    median = {key: float(np.median(values)) for key, values in rates.items()}
+    print(f"\nwindows of {WINDOW_S:g} s ({window} samples x {args.channels} channels), batch {BATCH}; "
+          f"median of {args.rounds} rounds (range)")
+    print(f"{'reader':40s} {'workers':>7s} {'windows/s':>10s} {'range':>13s} {'vs npy':>7s} {'vs braindecode':>15s}")
+    for workers in args.workers:
+        npy = median[("memory-mapped .npy", workers)]
+        bd = median.get(("braindecode 1.8.1 FIF lazy", workers))
+        for name, _ in rows:
+            rate = median[(name, workers)]
+            low, high = min(rates[(name, workers)]), max(rates[(name, workers)])
+            vs_bd = f"{rate / bd:.1f}x" if bd else "-"
+            print(f"{name:40s} {workers:7d} {rate:10.0f} {f'{low:.0f}-{high:.0f}':>13s} {rate / npy:6.2f}x {vs_bd:>15s}")
 
     if args.big_gb > 0:
-        print(f"\nwriting a store > {args.big_gb} GB for the memory test", flush=True)
-        big = write_big_store(args.workdir, args.big_gb, args.channels, args.sfreq, args.recording_min)
-        out = args.workdir / "memory.json"
-        subprocess.run([sys.executable, __file__, "--memory-child", str(big), "2", str(out)], check=True,
-                       env={**os.environ})
-        result = json.loads(out.read_text())
-        print(f"memory test: store {folder_gb(big):.1f} GB, {result['n']} windows in {result['seconds']:.0f} s "
-              f"({result['n'] / result['seconds']:.0f} windows/s, 2 workers); peak process tree "
-              f"RSS {result['peak_rss'] / 2**30:.2f} GiB, PSS {result['peak_pss'] / 2**30:.2f} GiB")
+        for codec in args.big_codecs:
+            print(f"\nwriting a {codec} store > {args.big_gb} GB for the memory test", flush=True)
+            big = write_big_store(args.workdir, args.big_gb, args.sfreq, codec)
+            out = args.workdir / f"memory_{codec}.json"
+            subprocess.run([sys.executable, __file__, "--memory-child", str(big), "2", str(out)], check=True,
+                           env={**os.environ})
+            result = json.loads(out.read_text())
+            print(f"memory test ({codec}): store {folder_gb(big):.1f} GB, {result['n']} windows in "
+                  f"{result['seconds']:.0f} s ({result['n'] / result['seconds']:.0f} windows/s, 2 workers, zscore); "
+                  f"peak process tree RSS {result['peak_rss'] / 2**30:.2f} GiB, PSS {result['peak_pss'] / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":
