@@ -10,7 +10,8 @@ the .npy reader, which does not normalise) and ``"zscore"`` (what training uses)
 default chunk-aware shuffle; two more rows use uniform shuffling, the .npy reader's order.
 Every file is read once first, so that all readers start from the page cache. The machine
 is shared and noisy, so every configuration is measured ``--rounds`` times, interleaved
-(round-robin), and the median rate is reported with the range; ratios are of medians.
+(round-robin); the median rate is reported with its range, and each ratio is taken within
+a round, then the median over rounds is reported with its range.
 
 Usage (data is written under --workdir, outside the repository; never commit it)::
 
@@ -318,9 +319,9 @@ def main() -> None:
     parser.add_argument("--sfreq", type=float, default=256.0)
     parser.add_argument("--recording-min", type=float, default=30.0)
     parser.add_argument("--braindecode-python", default=None)
-    parser.add_argument("--max-batches", type=int, default=70, help="timed batches per reader (after one warm-up)")
-    parser.add_argument("--max-s", type=float, default=15.0, help="time limit per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements per configuration (median reported)")
+    parser.add_argument("--max-batches", type=int, default=50, help="timed batches per reader (after one warm-up)")
+    parser.add_argument("--max-s", type=float, default=10.0, help="time limit per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="measurements per configuration (median reported)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--big-gb", type=float, default=10.5, help="size of the memory-test stores; 0 skips them")
     parser.add_argument("--big-codecs", nargs="+", default=["lz4", "none"], help="codecs of the memory-test stores")
@@ -354,18 +355,25 @@ def main() -> None:
                 rates.setdefault((name, workers), []).append(rate)
         print(f"  round {round_ + 1}/{args.rounds} done", flush=True)
 
-    median = {key: float(np.median(values)) for key, values in rates.items()}
+    # Ratios are taken within each round (readers measured minutes apart on a shared machine
+    # drift together), then the median over rounds is reported with its range.
+    def ratios(name: str, workers: int, reference: str) -> list[float]:
+        return [a / b for a, b in zip(rates[(name, workers)], rates[(reference, workers)], strict=True)]
+
+    def cell(values: list[float]) -> str:
+        return f"{np.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
     print(f"\nwindows of {WINDOW_S:g} s ({window} samples x {args.channels} channels), batch {BATCH}; "
-          f"median of {args.rounds} rounds (range)")
-    print(f"{'reader':40s} {'workers':>7s} {'windows/s':>10s} {'range':>13s} {'vs npy':>7s} {'vs braindecode':>15s}")
+          f"medians of {args.rounds} rounds (range); ratios within each round")
+    print(f"{'reader':40s} {'workers':>7s} {'windows/s':>10s} {'range':>13s} {'vs .npy memmap':>20s} "
+          f"{'vs braindecode':>20s}")
+    reference_bd = "braindecode 1.8.1 FIF lazy"
     for workers in args.workers:
-        npy = median[("memory-mapped .npy", workers)]
-        bd = median.get(("braindecode 1.8.1 FIF lazy", workers))
         for name, _ in rows:
-            rate = median[(name, workers)]
-            low, high = min(rates[(name, workers)]), max(rates[(name, workers)])
-            vs_bd = f"{rate / bd:.1f}x" if bd else "-"
-            print(f"{name:40s} {workers:7d} {rate:10.0f} {f'{low:.0f}-{high:.0f}':>13s} {rate / npy:6.2f}x {vs_bd:>15s}")
+            values = rates[(name, workers)]
+            vs_bd = cell(ratios(name, workers, reference_bd)) if (reference_bd, workers) in rates else "-"
+            print(f"{name:40s} {workers:7d} {np.median(values):10.0f} {f'{min(values):.0f}-{max(values):.0f}':>13s} "
+                  f"{cell(ratios(name, workers, 'memory-mapped .npy')):>20s} {vs_bd:>20s}")
 
     if args.big_gb > 0:
         for codec in args.big_codecs:
