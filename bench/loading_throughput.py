@@ -172,13 +172,25 @@ def time_loader(loader, max_batches: int, max_s: float) -> tuple[float, int]:
 
 
 def bench_brainfm(store: Path, workers: int, shuffle: str, normalization: str, max_batches: int,
-                  max_s: float) -> tuple[float, int]:
+                  max_s: float, threads: int | None = None) -> tuple[float, int]:
+    """brainfm's data module; ``threads`` limits torch's and blosc's threads in this process meanwhile."""
+    import numcodecs.blosc
+    import torch
+
     from brainfm.loading import WindowDataModule
 
-    data = WindowDataModule(store, window_s=WINDOW_S, batch_size=BATCH, num_workers=workers, shuffle=shuffle,
-                            val_fraction=0.0, split_unit="window", normalization=normalization)
-    data.setup("fit")
-    return time_loader(data.train_dataloader(), max_batches, max_s)
+    before = torch.get_num_threads(), numcodecs.blosc.get_nthreads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+        numcodecs.blosc.set_nthreads(threads)
+    try:
+        data = WindowDataModule(store, window_s=WINDOW_S, batch_size=BATCH, num_workers=workers, shuffle=shuffle,
+                                val_fraction=0.0, split_unit="window", normalization=normalization)
+        data.setup("fit")
+        return time_loader(data.train_dataloader(), max_batches, max_s)
+    finally:
+        torch.set_num_threads(before[0])
+        numcodecs.blosc.set_nthreads(before[1])
 
 
 def bench_npy(folder: Path, window: int, workers: int, max_batches: int, max_s: float) -> tuple[float, int]:
@@ -293,21 +305,26 @@ def write_big_store(workdir: Path, min_gb: float, sfreq: float, compression: str
 CODECS = ("lz4", "zstd", "none")
 
 
-def plan_rows(workdir: Path, window: int, braindecode_python: str | None) -> list[tuple[str, object]]:
-    """(name, function of (workers, max_batches, max_s) -> (rate, n)) for every measured reader."""
-    rows: list[tuple[str, object]] = []
+def plan_rows(workdir: Path, window: int, braindecode_python: str | None) -> list[tuple[str, object, set[int] | None]]:
+    """(name, function of (workers, max_batches, max_s) -> (rate, n), worker counts or None for all)."""
+    rows: list[tuple[str, object, set[int] | None]] = []
     for codec in CODECS:
         for normalization in ("none", "zscore"):
             label = f"brainfm {codec} store, norm {normalization}"
             rows.append((label, lambda w, b, t, c=codec, n=normalization: bench_brainfm(
-                workdir / f"store_{c}", w, "chunk", n, b, t)))
+                workdir / f"store_{c}", w, "chunk", n, b, t), None))
+    # Without workers brainfm's gather and decoding use torch's and blosc's threads (2 here);
+    # the .npy reader copies in one thread. The same with one thread:
+    for codec in ("lz4", "none"):
+        rows.append((f"brainfm {codec} store, zscore, 1 thread", lambda w, b, t, c=codec: bench_brainfm(
+            workdir / f"store_{c}", w, "chunk", "zscore", b, t, threads=1), {0}))
     for codec in ("none", "lz4"):
         rows.append((f"brainfm {codec} store, zscore, uniform", lambda w, b, t, c=codec: bench_brainfm(
-            workdir / f"store_{c}", w, "uniform", "zscore", b, t)))
-    rows.append(("memory-mapped .npy", lambda w, b, t: bench_npy(workdir / "npy", window, w, b, t)))
+            workdir / f"store_{c}", w, "uniform", "zscore", b, t), None))
+    rows.append(("memory-mapped .npy", lambda w, b, t: bench_npy(workdir / "npy", window, w, b, t), None))
     if braindecode_python:
         rows.append(("braindecode 1.8.1 FIF lazy", lambda w, b, t: bench_braindecode(
-            braindecode_python, workdir / "fif", window, w, b, t)))
+            braindecode_python, workdir / "fif", window, w, b, t), None))
     return rows
 
 
@@ -350,9 +367,10 @@ def main() -> None:
     rates: dict[tuple[str, int], list[float]] = {}
     for round_ in range(args.rounds):
         for workers in args.workers:
-            for name, run in rows:
-                rate, _ = run(workers, args.max_batches, args.max_s)  # type: ignore[operator]
-                rates.setdefault((name, workers), []).append(rate)
+            for name, run, only in rows:
+                if only is None or workers in only:
+                    rate, _ = run(workers, args.max_batches, args.max_s)  # type: ignore[operator]
+                    rates.setdefault((name, workers), []).append(rate)
         print(f"  round {round_ + 1}/{args.rounds} done", flush=True)
 
     # Ratios are taken within each round (readers measured minutes apart on a shared machine
@@ -369,7 +387,9 @@ def main() -> None:
           f"{'vs braindecode':>20s}")
     reference_bd = "braindecode 1.8.1 FIF lazy"
     for workers in args.workers:
-        for name, _ in rows:
+        for name, _, only in rows:
+            if only is not None and workers not in only:
+                continue
             values = rates[(name, workers)]
             vs_bd = cell(ratios(name, workers, reference_bd)) if (reference_bd, workers) in rates else "-"
             print(f"{name:40s} {workers:7d} {np.median(values):10.0f} {f'{min(values):.0f}-{max(values):.0f}':>13s} "
