@@ -127,16 +127,12 @@ class _Source:
         assert self.root is not None
         return os.path.join(self.root, self.encode_key((0, chunk_index)))  # str: pathlib costs ~10 us per chunk
 
-    def _check_size(self, size: int, chunk_index: int) -> None:
-        if size != self.chunk_nbytes:
-            raise StoreFormatError(
-                f"{self.path(chunk_index)}: an uncompressed signal chunk must hold {self.chunk_nbytes} bytes "
-                f"({self.chunk_shape[0]} channels x {self.chunk_shape[1]} float32 samples), found {size}. "
-                "The store is damaged: rewrite this recording."
-            )
-
     def _map_file(self, chunk_index: int, access: int) -> mmap.mmap | None:
-        """Memory-map one chunk file; None when it does not exist (all fill value)."""
+        """Memory-map one chunk file; None when it does not exist (all fill value).
+
+        Zarr replaces chunk files atomically (a new file renamed over the old one), so a
+        mapping never sees a file shrink under it.
+        """
         try:
             fd = os.open(self.path(chunk_index), os.O_RDONLY)
         except FileNotFoundError:  # chunks equal to the fill value are not written
