@@ -214,6 +214,10 @@ class WindowDataset(torch.utils.data.Dataset):
         )
         if slot is not None:
             batch.slots_key, batch.slot = self._shared_slots.key, slot  # type: ignore[union-attr,attr-defined]
+            batch.channel_rows = (group_of, {  # type: ignore[attr-defined]
+                "channel_mask": channel_mask, "sensor_pos": sensor_pos, "sensor_type": sensor_type,
+                "channel_ids": channel_ids, "region_ids": region_ids,
+            })
         return batch
 
     def _cut(self, layout_index: int, starts: np.ndarray, out: torch.Tensor) -> None:

@@ -142,22 +142,30 @@ class SharedSlots:
 
 
 class SlotBatch(Batch):
-    """A batch whose signal lies in a :class:`SharedSlots` slot; pickles without the signal."""
+    """A batch whose signal lies in a :class:`SharedSlots` slot; pickles without the signal.
+
+    ``channel_rows``, when set, is ``(row_of_window, tables)``: the per-channel fields as one
+    row per recording (``tables[name][row_of_window]`` is the field), sent instead of the
+    (B, C) fields themselves.
+    """
 
     slots_key: str = ""
     slot: int = -1
+    channel_rows: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         if self.slot < 0:  # not in a slot (e.g. a copy made by dataclasses.replace): a plain Batch
             return Batch, tuple(getattr(self, f.name) for f in fields(self))
-        # The other fields are small: sent by value, they avoid a shared-memory segment and a
-        # file-descriptor handshake each (several ms per batch in the receiving process).
+        # The other fields are small: sent by value (numpy), they avoid a shared-memory segment
+        # and a file-descriptor handshake each (several ms per batch in the receiving process).
+        compact = self.channel_rows[1] if self.channel_rows is not None else {}
         others = {f.name: None if getattr(self, f.name) is None else getattr(self, f.name).numpy()
-                  for f in fields(self) if f.name != "signal"}
-        return _receive_batch, (self.slots_key, self.slot, tuple(self.signal.shape), others)
+                  for f in fields(self) if f.name != "signal" and f.name not in compact}
+        return _receive_batch, (self.slots_key, self.slot, tuple(self.signal.shape), others, self.channel_rows)
 
 
-def _receive_batch(key: str, slot: int, shape: tuple[int, ...], others: dict[str, Any]) -> Batch:
+def _receive_batch(key: str, slot: int, shape: tuple[int, ...], others: dict[str, Any],
+                   channel_rows: tuple[np.ndarray, dict[str, np.ndarray]] | None = None) -> Batch:
     slots = _REGISTRY.get(key)
     if slots is None:
         raise RuntimeError(
@@ -165,4 +173,7 @@ def _receive_batch(key: str, slot: int, shape: tuple[int, ...], others: dict[str
             "own; SharedSlots need the fork start method and the loader that created them."
         )
     tensors = {name: None if value is None else torch.from_numpy(value) for name, value in others.items()}
+    if channel_rows is not None:
+        row_of_window, tables = channel_rows
+        tensors.update({name: torch.from_numpy(table[row_of_window]) for name, table in tables.items()})
     return Batch(signal=slots.receive(slot, shape), **tensors)

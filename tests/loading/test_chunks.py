@@ -228,14 +228,21 @@ def test_worker_batches_equal_main_process_batches(stores, compression):
     from brainfm.loading import WindowDataModule
 
     windows = {}
+    fields = ("signal", "channel_mask", "sensor_pos", "sensor_type", "channel_ids", "region_ids")
     for workers in (0, 2):  # the sampler orders batches per worker: compare window by window
         data = WindowDataModule(stores[compression], window_s=1.5, stride_s=0.7, batch_size=5, num_workers=workers,
                                 val_fraction=0.0, split_unit="window", shuffle="uniform")
-        windows[workers] = {
-            (int(r), int(s)): signal.clone()
-            for batch in data.train_dataloader()
-            for r, s, signal in zip(batch.recording_ids, batch.start, batch.signal, strict=True)
-        }
+        widths = [layout.n_channels for layout in data.index.layouts]
+        windows[workers] = {}
+        for batch in data.train_dataloader():
+            for i, (r, s, subject) in enumerate(zip(batch.recording_ids.tolist(), batch.start.tolist(),
+                                                    batch.subject_ids.tolist(), strict=True)):
+                # channels beyond the recording's own are padding, whose width depends on the batch
+                values = [getattr(batch, name)[i, : widths[r]].clone() for name in fields]
+                assert not batch.channel_mask[i, widths[r]:].any()
+                windows[workers][(r, s)] = (subject, values)
     assert windows[0].keys() == windows[2].keys() and len(windows[0]) == len(data.index)
-    for key, signal in windows[0].items():
-        assert torch.equal(signal, windows[2][key]), key
+    for key, (subject, values) in windows[0].items():
+        assert subject == windows[2][key][0]
+        for name, a, b in zip(fields, values, windows[2][key][1], strict=True):
+            assert torch.equal(a, b), (key, name)
