@@ -80,7 +80,7 @@ def _crop(raw: Any, events: pd.DataFrame, recipe: Recipe, relpath: str) -> tuple
             f"{relpath}: the recording lasts {duration:.1f} s, but the recipe crops from {tmin:g} s "
             f"(crop.tmin_s). Lower crop.tmin_s or leave this file out."
         )
-    stop = min(tmax, duration) if tmax is not None else None
+    stop = tmax if tmax is not None and tmax < duration else None  # a later end keeps the rest
     raw.crop(tmin=tmin, tmax=stop, include_tmax=False)
     end = stop if stop is not None else duration
     shifted = events.copy()

@@ -206,3 +206,20 @@ def test_recordings_of_types_the_recipe_drops_are_excluded_not_failed(shared_dat
     assert "ecog" in summary.excluded[0]["reason"] and "brainomni" in summary.excluded[0]["reason"]
     assert summary.to_json()["excluded"][0]["path"].endswith("sample_ecog_ieeg.fif")
     assert "1 excluded by the recipe" in summary.table()
+
+
+def test_crop_window_is_clipped_to_the_recording(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = np.random.default_rng(0).standard_normal((4, 2500)) * 1e-5
+    _fif(folder / "ten_raw.fif", data, ["eeg"] * 4)  # 10 s at 250 Hz
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: crop\ncrop: {tmin_s: 2.0, tmax_s: 60.0}\nsteps: []\n")
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe=recipe)
+    assert summary.failed == []
+    stored = open_store(tmp_path / "s.zarr")["in_ten_raw"]
+    assert stored.n_times == 2000
+    np.testing.assert_allclose(stored.signal[:], data[:, 500:].astype(np.float32))
+    recipe.write_text("name: crop\ncrop: {tmin_s: 2.0, tmax_s: 6.0}\nsteps: []\n")
+    preprocess(folder, tmp_path / "s2.zarr", recipe=recipe)
+    assert open_store(tmp_path / "s2.zarr")["in_ten_raw"].n_times == 1000
