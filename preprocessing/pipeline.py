@@ -81,7 +81,7 @@ def _crop(raw: Any, events: pd.DataFrame, recipe: Recipe, relpath: str) -> tuple
             f"(crop.tmin_s). Lower crop.tmin_s or leave this file out."
         )
     stop = tmax if tmax is not None and tmax < duration else None  # a later end keeps the rest
-    raw.crop(tmin=tmin, tmax=stop, include_tmax=False)
+    raw.crop(tmin=tmin, tmax=stop, include_tmax=stop is None)  # to the end: keep the last sample
     end = stop if stop is not None else duration
     shifted = events.copy()
     shifted["onset_s"] = shifted["onset_s"] - tmin
