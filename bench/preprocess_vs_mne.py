@@ -184,6 +184,36 @@ def run_long(work: Path) -> dict:
     return {"float32_mib": float32_mib, **result, "ratio_to_float32": result["peak_mib"] / float32_mib}
 
 
+REF = "mne script (notch, filter, resample fft; save FIF)"
+REF_POLY = "mne script (resample polyphase first; save FIF)"
+ONE = "brainfm --jobs 1 (resample first, polyphase)"
+TWO = "brainfm --jobs 2 (resample first, polyphase)"
+
+
+def _ratio(runs: dict, a: str, b: str, field: str = "seconds") -> str:
+    """Median and range over repeats of a/b, each ratio taken within one repeat."""
+    values = sorted(x[field] / y[field] for x, y in zip(runs[a], runs[b], strict=True))
+    return f"{statistics.median(values):.2f} ({values[0]:.2f}-{values[-1]:.2f})"
+
+
+def report(comparison: dict) -> str:
+    """The comparison table: median seconds and peak memory, ratios taken within each repeat."""
+    runs, med = comparison["runs"], comparison["median"]
+    lines = [
+        f"{comparison['n_files']} recordings, {comparison['repeats']} interleaved repeats "
+        "(ratios within each repeat: median (range))",
+        f"{'case':<52} {'seconds':>8} {'peak MiB':>9} {'time / mne script':>20} {'memory / mne script':>20}",
+    ]
+    for name in runs:
+        lines.append(
+            f"{name:<52} {med[name]['seconds']:>8.2f} {med[name]['peak_mib']:>9.0f} "
+            f"{_ratio(runs, name, REF):>20} {_ratio(runs, name, REF, 'peak_mib'):>20}"
+        )
+    lines.append(f"brainfm --jobs 1 / mne script resampling first with polyphase: {_ratio(runs, ONE, REF_POLY)}")
+    lines.append(f"brainfm --jobs 1 / --jobs 2 (speed-up): {_ratio(runs, ONE, TWO)}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data" / "eeg" / "eegmat")
@@ -202,20 +232,8 @@ def main() -> None:
         if args.long:
             result["long"] = run_long(work)
     for key in ("comparison", "large"):
-        if key not in result:
-            continue
-        med = result[key]["median"]
-        ref = med["mne script (notch, filter, resample fft; save FIF)"]
-        ref_poly = med["mne script (resample polyphase first; save FIF)"]
-        one = med["brainfm --jobs 1 (resample first, polyphase)"]
-        two = med["brainfm --jobs 2 (resample first, polyphase)"]
-        print(f"\n{key}: {result[key]['n_files']} recordings, median of {args.repeats} interleaved repeats")
-        print(f"{'case':<52} {'seconds':>8} {'peak MiB':>9} {'time/ref':>9} {'mem/ref':>8}")
-        for name, values in med.items():
-            print(f"{name:<52} {values['seconds']:>8.2f} {values['peak_mib']:>9.0f} "
-                  f"{values['seconds'] / ref['seconds']:>9.2f} {values['peak_mib'] / ref['peak_mib']:>8.2f}")
-        print(f"brainfm jobs1 / mne script with the same polyphase resampler: {one['seconds'] / ref_poly['seconds']:.2f}")
-        print(f"jobs 2 speed-up over jobs 1: {one['seconds'] / two['seconds']:.2f}x")
+        if key in result:
+            print(report(result[key]))
     if "long" in result:
         long = result["long"]
         print(f"long recording (2 h, 64 ch, 512 Hz; float32 {long['float32_mib']:.0f} MiB): peak {long['peak_mib']:.0f} MiB "
