@@ -80,7 +80,8 @@ steps:
 def measure(command: list[str], cwd: Path | None = None) -> dict[str, float]:
     """Run a command; return wall seconds and the peak RSS (MiB) of its process tree."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # never from the checkout's root, where "python -m brainfm..." would import its unmapped brainfm/
+    process = subprocess.Popen(command, cwd=cwd or tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
     handle = psutil.Process(process.pid)
     while process.poll() is None:

@@ -150,7 +150,8 @@ def discover(
     discovery : Discovery
         Sources, ignored files and problems.
     """
-    root = Path(input_dir).expanduser().resolve()
+    # absolute and normalised, but symbolic links kept: recorded paths are the user's paths
+    root = Path(os.path.abspath(Path(input_dir).expanduser()))
     if not root.is_dir():
         raise FileNotFoundError(f"The input folder {root} does not exist or is not a folder.")
     compiled = _compile(pattern)

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,11 @@ from brainfm.cli.main import COMMANDS, main
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    # Never from the repository root: there "python -m" would import the checkout's brainfm/
+    # folder, which lacks the mapped stages, instead of the installed package.
     return subprocess.run(
-        [sys.executable, "-m", "brainfm.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+        [sys.executable, "-m", "brainfm.cli.main", *args], capture_output=True, text=True,
+        cwd=cwd or tempfile.gettempdir(), timeout=600,
     )
 
 

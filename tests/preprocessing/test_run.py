@@ -176,7 +176,7 @@ def test_killed_run_leaves_nothing_visible_and_next_run_completes(tmp_path):
     recipe.write_text("name: plain\nsteps: []\n")  # no resampling: the write is the long part
     process = subprocess.Popen(
         [sys.executable, "-m", "brainfm.cli.main", "preprocess", str(folder), str(store), "--config", str(recipe), "-q"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,  # not the checkout (see test_cli)
     )
     group = store / "recordings" / "in_big_raw" / "zarr.json"
     deadline = time.time() + 120
