@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,7 +265,8 @@ def preprocess(
         shard = parse_shard(shard)
     the_recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     discovery = discover(input_dir, dataset=dataset, pattern=pattern)
-    config_hash = the_recipe.config_hash(pattern=pattern, dataset=dataset)
+    # the resolved name: --dataset set to the folder's own name changes nothing stored
+    config_hash = the_recipe.config_hash(pattern=pattern, dataset=dataset or Path(os.path.abspath(input_dir)).name)
     writer = StoreWriter(store)  # creates the store before workers start
 
     sources = sorted(discovery.sources, key=lambda s: s.recording_id)
@@ -359,32 +361,91 @@ def _import_before_fork(sources: list[Source]) -> None:
     del mne
 
 
+def _limit_threads() -> None:
+    """Worker initializer: one BLAS/OpenMP thread per worker (the workers already run in
+    parallel; a forked worker inherits the parent's already-started BLAS thread pool, so
+    environment variables alone do not limit it)."""
+    global _THREAD_LIMITS
+    from threadpoolctl import threadpool_limits
+
+    _THREAD_LIMITS = threadpool_limits(limits=1)
+
+
+_THREAD_LIMITS: Any = None
+
+
+def _failed_row(source: Source, store: str, message: str, kind: str) -> dict[str, Any]:
+    """A failure found by the parent (the worker could not report it): record it in the store."""
+    from brainfm.store.writer import StoreWriter
+
+    try:
+        StoreWriter(store).record_failure(str(source.path), message, source.recording_id)
+    except Exception:  # noqa: BLE001
+        logger.warning("could not record the failure of %s in the store", source.path)
+    return {"id": source.recording_id, "path": str(source.path), "status": "failed", "error": message, "error_type": kind}
+
+
+def _pool_pass(
+    sources: list[Source], recipe: Recipe, store: str, config_hash: str, workers: int,
+    context: multiprocessing.context.BaseContext, bar: Any, results: list[dict[str, Any]],
+) -> list[Source]:
+    """Run sources in one pool; return those left unfinished when a worker process died."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_limit_threads)
+    unfinished: list[Source] = []
+    completed = False
+    try:
+        pending: dict[Future[dict[str, Any]], Source] = {
+            pool.submit(_process_one, source, recipe, store, config_hash): source for source in sources
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                source = pending.pop(future)
+                try:
+                    results.append(future.result())
+                except BrokenProcessPool:
+                    unfinished.append(source)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - e.g. a source that cannot be pickled
+                    results.append(_failed_row(source, store, f"{source.relpath}: {type(exc).__name__}: {exc}", type(exc).__name__))
+                if bar is not None:
+                    bar.update()
+        completed = True
+    finally:
+        # on an error in this process (Ctrl-C...), do not run the rest of the queue
+        pool.shutdown(wait=True, cancel_futures=not completed)
+    return unfinished
+
+
 def _run_pool(sources: list[Source], recipe: Recipe, store: str, config_hash: str, jobs: int, bar: Any) -> list[dict[str, Any]]:
+    """Run sources on ``jobs`` worker processes.
+
+    A worker process that dies (killed by the system, e.g. out of memory) breaks its pool:
+    the unfinished sources then run again in a fresh pool, and if that breaks too, one at a
+    time, each in its own process, so that only the source that kills its worker fails.
+    """
     context = _pool_context()
     if context.get_start_method() == "fork":
         _import_before_fork(sources)
     thread_vars = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     saved = {name: os.environ.get(name) for name in thread_vars}
-    for name in thread_vars:  # one core per worker; children inherit the environment
+    for name in thread_vars:  # spawned/forkserver children read these at start
         os.environ[name] = "1"
     results: list[dict[str, Any]] = []
     try:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(sources)), mp_context=context) as pool:
-            pending: dict[Future[dict[str, Any]], Source] = {
-                pool.submit(_process_one, source, recipe, store, config_hash): source for source in sources
-            }
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    source = pending.pop(future)
-                    try:
-                        results.append(future.result())
-                    except Exception as exc:  # a worker died (e.g. killed by the OOM killer)
-                        results.append({"id": source.recording_id, "path": str(source.path), "status": "failed",
-                                        "error": f"{source.relpath}: worker process failed: {exc}",
-                                        "error_type": type(exc).__name__})
-                    if bar is not None:
-                        bar.update()
+        unfinished = _pool_pass(sources, recipe, store, config_hash, min(jobs, len(sources)), context, bar, results)
+        if unfinished:
+            logger.warning("a worker process died; running %d unfinished recordings again", len(unfinished))
+            unfinished = _pool_pass(unfinished, recipe, store, config_hash, min(jobs, len(unfinished)), context, bar, results)
+        for source in unfinished:  # one at a time: a death now names its source
+            if _pool_pass([source], recipe, store, config_hash, 1, context, bar, results):
+                message = (
+                    f"{source.relpath}: the worker process preprocessing it died (killed by the system, most "
+                    f"likely out of memory). Run it alone with --jobs 1, or on a machine with more memory."
+                )
+                results.append(_failed_row(source, store, message, "WorkerDied"))
+                if bar is not None:
+                    bar.update()
     finally:
         for name, value in saved.items():
             if value is None:

@@ -223,3 +223,28 @@ def test_crop_window_is_clipped_to_the_recording(tmp_path):
     recipe.write_text("name: crop\ncrop: {tmin_s: 2.0, tmax_s: 6.0}\nsteps: []\n")
     preprocess(folder, tmp_path / "s2.zarr", recipe=recipe)
     assert open_store(tmp_path / "s2.zarr")["in_ten_raw"].n_times == 1000
+
+
+def _dies_on_run_04(source, recipe, store, config_hash):
+    """Stands in for the worker body: the process dies (as if killed) on one recording."""
+    if source.relpath.endswith("S001R04.edf"):
+        os._exit(9)
+    return _original_process_one(source, recipe, store, config_hash)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux" or sys.version_info >= (3, 12), reason="the patch reaches workers by fork")
+def test_a_dying_worker_fails_only_its_recording(small_folder, tmp_path, monkeypatch):
+    import brainfm.preprocessing.run as run_module
+
+    global _original_process_one
+    _original_process_one = run_module._process_one
+    _dies_on_run_04.__module__, _dies_on_run_04.__qualname__ = run_module.__name__, "_process_one"
+    monkeypatch.setattr(run_module, "_process_one", _dies_on_run_04)
+    for name in ("S001R05.edf", "S001R07.edf"):
+        (small_folder / name).unlink()
+    summary = preprocess(small_folder, tmp_path / "s.zarr", pattern=PATTERN, jobs=2, dataset="mmi")
+    assert summary.processed == ["mmi_sub-001_run-03", "mmi_sub-001_run-06"]
+    assert [f["recording_id"] for f in summary.failed] == ["mmi_sub-001_run-04"]
+    assert "died" in summary.failed[0]["error"] and "--jobs 1" in summary.failed[0]["error"]
+    assert [Path(f["path"]).name for f in open_store(tmp_path / "s.zarr").failed] == ["S001R04.edf"]
