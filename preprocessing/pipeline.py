@@ -81,11 +81,13 @@ def _crop(raw: Any, events: pd.DataFrame, recipe: Recipe, relpath: str) -> tuple
             f"(crop.tmin_s). Lower crop.tmin_s or leave this file out."
         )
     stop = tmax if tmax is not None and tmax < duration else None  # a later end keeps the rest
+    first_before = raw.first_samp
     raw.crop(tmin=tmin, tmax=stop, include_tmax=stop is None)  # to the end: keep the last sample
+    start_s = (raw.first_samp - first_before) / raw.info["sfreq"]  # MNE snaps tmin to a sample
     end = stop if stop is not None else duration
     shifted = events.copy()
-    shifted["onset_s"] = shifted["onset_s"] - tmin
-    keep = (shifted["onset_s"] + shifted["duration_s"] > 0) & (shifted["onset_s"] < end - tmin)
+    shifted["onset_s"] = shifted["onset_s"] - start_s
+    keep = (shifted["onset_s"] + shifted["duration_s"] > 0) & (shifted["onset_s"] < end - start_s)
     return raw, shifted[keep].reset_index(drop=True)
 
 

@@ -74,7 +74,11 @@ def run(args: argparse.Namespace, command: str) -> int:
         return 1 if problems else 0
     from brainfm.store.stats import dataset_stats, format_stats_table
 
-    rows = dataset_stats(store, window_s=args.window_s, stride_s=args.stride_s)
+    try:
+        rows = dataset_stats(store, window_s=args.window_s, stride_s=args.stride_s)
+    except ValueError as exc:  # --window-s 0 and the like
+        print_error(exc)
+        return 2
     if args.json:
         print_json(rows)
     else:

@@ -80,7 +80,10 @@ def check_recording(group: Any, *, read_values: bool = True) -> list[str]:
         for start in range(0, n_times, step):
             block = signal[:, start : start + step]
             if not np.isfinite(block).all():
-                problems.append(f"non-finite values in the signal from sample {start}")
+                problems.append(
+                    f"non-finite values in the signal from sample {start} (stored samples are always finite: "
+                    f"a chunk file is missing or damaged); delete the recording's group and run preprocess again"
+                )
                 break
     return problems
 

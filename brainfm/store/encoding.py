@@ -97,7 +97,7 @@ def bitround_(block: np.ndarray, keepbits: int) -> np.ndarray:
 QUANTILE_SAMPLES = 2**16
 
 
-def channel_stats(signal: Any, block_channels: int = 16) -> np.ndarray:
+def channel_stats(signal: Any, block_bytes: int = 64 * 2**20) -> np.ndarray:
     """Per-channel mean, standard deviation, median and interquartile range.
 
     Mean and standard deviation use every sample; median and IQR are exact for recordings of
@@ -108,17 +108,19 @@ def channel_stats(signal: Any, block_channels: int = 16) -> np.ndarray:
     Parameters
     ----------
     signal : array-like, shape (n_channels, n_times)
-        The signal; read ``block_channels`` rows at a time to bound memory.
-    block_channels : int
-        Rows processed together.
+        The signal, read a block of rows at a time.
+    block_bytes : int
+        Memory for one block of rows in float64 (the standard deviation's temporary), so that
+        the cost in memory does not grow with the recording's length beyond one row.
 
     Returns
     -------
     stats : numpy.ndarray, shape (n_channels, 4)
         float64 columns ``mean, std, median, iqr`` (see ``STAT_NAMES``).
     """
-    n_channels = signal.shape[0]
+    n_channels, n_times = signal.shape
     stats = np.zeros((n_channels, 4))
+    block_channels = max(1, block_bytes // (8 * max(n_times, 1)))
     for start in range(0, n_channels, block_channels):
         rows = np.asarray(signal[start : start + block_channels])
         if rows.shape[1] == 0:

@@ -67,30 +67,51 @@ class StoreWriter:
     """
 
     def __init__(self, path: str | Path) -> None:
-        import zarr
-
         self.path = Path(path)
-        exists = (self.path / "zarr.json").exists()
-        if self.path.exists() and not exists and any(self.path.iterdir()):
-            raise StoreFormatError(
-                f"{self.path} exists and is not empty, but holds no Zarr store. "
-                "Choose a new folder for the store."
-            )
-        self._root = zarr.open_group(str(self.path), mode="a")
-        version = self._root.attrs.get("brainfm_format_version")
-        if exists and version is None:
+        self._root = self._open_root()
+        self._recordings = self._require_group(RECORDINGS_GROUP)
+        self._failures = self._require_group(FAILURES_GROUP)
+
+    def _open_root(self) -> Any:
+        """Open the root group, creating it when absent.
+
+        Array jobs (``--shard``) may all start on an empty path at once: the root is written
+        in one atomic write with its attributes (Zarr writes a temporary ``*.partial`` file
+        and renames it), so a process sees either no store or a complete one.
+        """
+        import zarr
+        from zarr.errors import ContainsGroupError
+
+        metadata = self.path / "zarr.json"
+        if not metadata.exists():
+            others = [p.name for p in self.path.iterdir() if not p.name.endswith(".partial")] if self.path.is_dir() else []
+            if others and not metadata.exists():
+                raise StoreFormatError(
+                    f"{self.path} exists and is not empty, but holds no Zarr store. Choose a new folder for the store."
+                )
+            attributes = {"brainfm_format_version": FORMAT_VERSION, "written_by": software_versions(), "created": _now()}
+            try:
+                return zarr.create_group(str(self.path), attributes=attributes, overwrite=False)
+            except ContainsGroupError:
+                pass  # another process created it first: open theirs
+        root = zarr.open_group(str(self.path), mode="a")
+        version = root.attrs.get("brainfm_format_version")
+        if version is None:
             raise StoreFormatError(f"{self.path} is a Zarr group but not a brainfm store (no brainfm_format_version).")
-        if version is not None and version != FORMAT_VERSION:
+        if version != FORMAT_VERSION:
             raise StoreFormatError(
                 f"{self.path} is a brainfm store of format version {version}; this brainfm writes "
                 f"version {FORMAT_VERSION}. Write into a new store."
             )
-        if version is None:
-            self._root.update_attributes(
-                {"brainfm_format_version": FORMAT_VERSION, "written_by": software_versions(), "created": _now()}
-            )
-        self._recordings = self._root.require_group(RECORDINGS_GROUP)
-        self._failures = self._root.require_group(FAILURES_GROUP)
+        return root
+
+    def _require_group(self, name: str) -> Any:
+        from zarr.errors import ContainsGroupError
+
+        try:
+            return self._root.require_group(name)
+        except ContainsGroupError:  # created by another process between lookup and creation
+            return self._root[name]
 
     def recording_attrs(self, recording_id: str) -> dict[str, Any] | None:
         """Attributes of a stored recording, complete or not, or None when absent."""
@@ -172,7 +193,9 @@ class StoreWriter:
             chunks=(max(n_channels, 1), max(chunk_times, 1)),
             compressors=compressors,
             dimension_names=["channel", "time"],
-            fill_value=0.0,
+            # stored samples are always finite: a chunk lost on disk reads as NaN, which
+            # `brainfm store check` reports and the loader refuses, instead of silent zeros
+            fill_value=float("nan"),
         )
         block = chunk_times * 8
         for start in range(0, n_times, block):

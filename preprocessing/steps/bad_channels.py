@@ -105,7 +105,7 @@ class BadChannels(RecordingStep):
 
     For each sensor type (EEG, MAG and GRAD of one recording are judged separately):
 
-    1. **Metadata.** Channels the reader marked bad (``status_reason == "metadata"``, from
+    1. **Metadata.** Channels the reader marked bad (``status_reason`` starting with ``"metadata"``, from
        ``channels.tsv``, ``info["bads"]``, ...) stay bad unless ``keep_metadata`` is false,
        in which case they are reset to good and judged like the others.
     2. **Flat.** A good channel is flat when its standard deviation over the recording is
@@ -160,7 +160,7 @@ class BadChannels(RecordingStep):
         Fewest good channels of a type for which the noisy test runs (a median and an IQR
         over fewer channels say little).
     keep_metadata : bool
-        Keep bads declared by the file (reason ``"metadata"``).
+        Keep bads declared by the file or BIDS ``channels.tsv`` (reasons ``"metadata..."``).
     """
 
     name: ClassVar[str] = "bad_channels"
@@ -219,7 +219,7 @@ class BadChannels(RecordingStep):
             rows = state.rows([kind])
             status = channels["status"].to_numpy()[rows]
             reasons = channels["status_reason"].to_numpy()[rows]
-            metadata = (status == "bad") & (reasons == "metadata")
+            metadata = (status == "bad") & np.char.startswith(reasons.astype(str), "metadata")
             if not self.keep_metadata and metadata.any():
                 channels.iloc[rows[metadata], status_col] = "good"
                 channels.iloc[rows[metadata], reason_col] = ""

@@ -69,6 +69,8 @@ def test_preprocess_json_contract_and_exit_status(folder, tmp_path):
 
     check = _run("store", "check", str(store))
     assert check.returncode == 0 and "all sound" in check.stdout
+    bad_window = _run("store", "stats", str(store), "--window-s", "0")
+    assert bad_window.returncode == 2 and "window_s" in bad_window.stderr
     stats = _run("store", "stats", str(store), "--window-s", "2", "--json")
     assert stats.returncode == 0, stats.stderr
     rows = json.loads(stats.stdout)

@@ -131,3 +131,20 @@ def test_recipe_parameters_and_validation():
         BadChannels(psd_fmin=10.0, psd_fmax=5.0)
     with pytest.raises(TypeError, match="min_channels must be an int"):
         BadChannels(min_channels=True)
+
+
+def test_keep_metadata_false_also_resets_bids_reasons():
+    from brainfm.data import empty_channel_table, empty_events
+    from brainfm.preprocessing.steps import SignalState, build_step
+
+    rng = np.random.default_rng(0)
+    channels = empty_channel_table([f"E{i}" for i in range(6)], ["eeg"] * 6)
+    channels.loc[2, ["status", "status_reason"]] = ["bad", "metadata: continuously flat"]
+    channels.loc[3, ["status", "status_reason"]] = ["bad", "metadata"]
+    state = SignalState(
+        data=(rng.standard_normal((6, 5000)) * 1e-5).astype(np.float32), sfreq=250.0,
+        channels=channels, events=empty_events(),
+    )
+    effect = build_step("bad_channels", {"keep_metadata": False}).apply(state)
+    assert (state.channels["status"] == "good").all()
+    assert sorted(effect["metadata_reset"]) == ["E2", "E3"]

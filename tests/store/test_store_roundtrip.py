@@ -206,3 +206,38 @@ def test_quantiles_of_long_recordings_use_an_even_subsample():
     np.testing.assert_allclose(stats[:, 2], np.median(signal, axis=1), atol=0.02)  # about 1/sqrt(65536)
     q75, q25 = np.percentile(signal, [75, 25], axis=1)
     np.testing.assert_allclose(stats[:, 3], q75 - q25, rtol=0.02)
+
+
+def _open_writer_and_write(path: str, subject: str, barrier) -> None:
+    barrier.wait()  # all processes open the empty path at the same moment
+    StoreWriter(path).write(_recording(subject=subject))
+
+
+def test_array_jobs_creating_one_store_at_once(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    barrier = context.Barrier(4)
+    processes = [
+        context.Process(target=_open_writer_and_write, args=(str(tmp_path / "s.zarr"), f"{i:02d}", barrier)) for i in range(4)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    store = open_store(tmp_path / "s.zarr")
+    assert len(store) == 4 and check_store(store) == {}
+
+
+def test_a_lost_chunk_is_reported_not_read_as_zeros(tmp_path):
+    recording = _recording(n_times=300_000)
+    rid = StoreWriter(tmp_path / "s.zarr").write(recording, chunk_mib=0.25)
+    chunks = sorted((tmp_path / "s.zarr" / "recordings" / rid / "signal" / "c").rglob("*"))
+    chunk_files = [p for p in chunks if p.is_file()]
+    assert len(chunk_files) > 2
+    chunk_files[1].unlink()
+    stored = open_store(tmp_path / "s.zarr")[rid]
+    assert np.isnan(stored.signal[:, :]).any()
+    problems = check_store(open_store(tmp_path / "s.zarr"))
+    assert any("non-finite" in p for p in problems[rid])
