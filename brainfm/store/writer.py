@@ -259,6 +259,21 @@ class StoreWriter:
         logger.debug("stored %s (%d channels x %d samples)", rid, n_channels, n_times)
         return rid
 
+    def update_source(self, recording_id: str, fields: dict[str, Any]) -> None:
+        """Add or change fields of a complete recording's ``source`` attribute (one atomic write).
+
+        Parameters
+        ----------
+        recording_id : str
+            The recording.
+        fields : dict
+            JSON-ready fields, e.g. ``{"stamps": [...]}``.
+        """
+        group = self._recordings[recording_id]
+        source = dict(group.attrs["source"])
+        source.update(fields)
+        group.update_attributes({"source": to_json(source)})
+
     def record_failure(self, path: str, error: BaseException | str, recording_id: str | None = None) -> None:
         """Record in the store's manifest that ``path`` could not be stored, and why.
 
