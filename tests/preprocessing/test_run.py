@@ -71,7 +71,7 @@ def test_rerun_skips_unchanged_and_redoes_changed(small_folder, tmp_path):
     # touched but identical: re-hashed (stamps differ), still skipped
     os.utime(small_folder / "S001R03.edf", ns=(1_000_000_000, 1_000_000_000))
     assert preprocess(small_folder, store, pattern=PATTERN).skipped == first.processed
-    stamps = open_store(store)["mmi_sub-001_run-03"].source["stamps"]
+    stamps = open_store(store)["mixed_sub-001_run-03"].source["stamps"]
     assert stamps[0][2] == 1_000_000_000  # the new stamp was remembered
     # a changed source file is processed again
     data = bytearray((small_folder / "S001R06.edf").read_bytes())
