@@ -63,7 +63,7 @@ def dataset_stats(store: Store, window_s: float, stride_s: float | None = None) 
     -------
     rows : list of dict
         One dict per dataset, sorted by name, with ``dataset``, ``n_recordings``,
-        ``n_subjects``, ``hours``, ``bad_hours`` (time inside ``BAD`` spans),
+        ``n_subjects``, ``hours``, ``bad_hours`` (recording time inside ``BAD`` spans),
         ``n_channels_min``, ``n_channels_max``, ``channels_by_type`` (type -> [min, max]
         channels per recording), ``sfreqs`` (sorted distinct rates in Hz), ``window_s``,
         ``stride_s`` and ``n_windows``. JSON-ready.
@@ -90,8 +90,8 @@ def dataset_stats(store: Store, window_s: float, stride_s: float | None = None) 
         if recording.attrs.get("event_descriptions"):
             events = recording.events
             spans = bad_spans(events["onset_s"], events["duration_s"], events["description"], recording.sfreq)
-            entry["bad_seconds"] += float(np.minimum(spans[:, 1], recording.n_times).sum()
-                                          - np.minimum(spans[:, 0], recording.n_times).sum()) / recording.sfreq
+            inside = np.clip(spans, 0, recording.n_times)  # spans may start before the first sample or end after the last
+            entry["bad_seconds"] += float((inside[:, 1] - inside[:, 0]).sum()) / recording.sfreq
     rows = []
     for dataset in sorted(per_dataset):
         entry = per_dataset[dataset]

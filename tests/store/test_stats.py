@@ -41,3 +41,12 @@ def test_dataset_stats_and_table(tmp_path):
     assert "eeg:3 eog:0-1" in table and "100,200" in table
     with pytest.raises(ValueError, match="window_s"):
         dataset_stats(open_store(tmp_path / "store"), window_s=0.0)
+
+
+def test_bad_hours_count_only_time_inside_the_recording(tmp_path):
+    # a BAD span from -1 s to 0.5 s and one from 9.5 s to 11.5 s on a 10-s recording: 0.5 s + 0.5 s inside
+    writer = StoreWriter(tmp_path / "store")
+    writer.write(_recording("a", "01", 1000, 100.0, ["eeg"] * 2, events=[(-1.0, 1.5, "BAD_a"), (9.5, 2.0, "BAD_b")]))
+    (row,) = dataset_stats(open_store(tmp_path / "store"), window_s=2.0)
+    assert row["bad_hours"] == pytest.approx(1.0 / 3600)
+    assert row["n_windows"] == 3  # windows at 2, 4 and 6 s; 0 s and 8 s overlap the spans
