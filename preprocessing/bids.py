@@ -9,8 +9,11 @@ and reading :func:`mne_bids.read_raw_bids`, which applies ``channels.tsv`` types
   instead of an error from deep inside mne-bids;
 * ``electrodes.tsv`` + ``coordsystem.json`` are parsed here: coordinates are converted to
   metres from the declared unit, rows with ``n/a`` have no position, the space is recorded
-  (``CapTrak`` and ``ElektaNeuromag`` are MNE's head frame), and when several electrode
-  files exist the one whose ``space-`` entity matches its coordinate system is preferred.
+  (``CapTrak``, ``ElektaNeuromag`` and ``ChietiItab`` are MNE's head frame), and when several
+  electrode files exist the one whose ``space-`` entity matches its coordinate system is
+  preferred. EEG positions in any other space are not used as they are: the reader keeps the
+  head-frame positions mne-bids derived (``EEGLAB``, ``CTF``) or falls back to a template;
+  iEEG positions keep their declared space.
 """
 
 from __future__ import annotations
@@ -58,8 +61,10 @@ BIDS_EXTENSIONS: tuple[str, ...] = (
 #: Dataset-level BIDS files that are understood, hence never reported as ignored.
 BIDS_METADATA = ("dataset_description.json", "participants.tsv", "participants.json", "README", "README.md",
                  "README.rst", "README.txt", "CHANGES", "LICENSE", ".bidsignore")
-#: Coordinate systems that are MNE's head frame (LPA-RPA x axis, nasion on y).
-HEAD_SPACES = frozenset({"captrak", "elektaneuromag", "neuromag"})
+#: Coordinate systems (lower case) that are MNE's head frame (LPA-RPA x axis, nasion on y):
+#: those mne-bids maps to ``head``. EEG and MEG positions in any other space (``EEGLAB``,
+#: ``CTF``, ``Other``...) are not stored as they are (DESIGN: EEG/MEG positions are in the head frame).
+HEAD_SPACES = frozenset({"captrak", "elektaneuromag", "chietiitab"})
 _UNIT_SCALE = {"m": 1.0, "cm": 1e-2, "mm": 1e-3}
 _SIDECAR_SUFFIXES = {
     ("channels", ".tsv"): "channels",

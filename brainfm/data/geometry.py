@@ -12,11 +12,14 @@ MEG (``mag``, ``grad``)
     EEG-only FIF); no measured transform is exactly the identity, so an identity transform
     counts as "no transform".
 EEG
-    Measured positions given by the caller (BIDS ``electrodes.tsv``, a digitisation file
-    beside the recording), else positions in the file (``pos_source="measured"``, frame
-    ``head``), else a template montage after name normalisation (``pos_source="template"``):
-    the built-in MNE montage matching the most channel names, positions in the head frame
-    obtained by setting the montage on an :class:`mne.Info` of the matched names.
+    Always in the head frame. Measured positions given by the caller (BIDS ``electrodes.tsv``,
+    a digitisation file beside the recording) when they are in the head frame, else positions
+    in the file when the file puts them in the head frame (``pos_source="measured"``), else a
+    template montage after name normalisation (``pos_source="template"``): the built-in MNE
+    montage matching the most channel names, positions in the head frame obtained by setting
+    the montage on an :class:`mne.Info` of the matched names. Positions in another frame
+    (an ``electrodes.tsv`` in the ``EEGLAB`` or ``Other`` space, a file whose EEG channels are
+    in the ``unknown`` frame) are not used, with a warning naming the frame.
 iEEG (``seeg``, ``ecog``, ``dbs``)
     Measured positions given by the caller (``electrodes.tsv``, in its declared space) or
     positions in the file, in the frame of the channel's ``coord_frame``.
@@ -391,9 +394,10 @@ def fill_geometry(
         The measurement info of the recording.
     measured : dict of str to array-like | None
         Measured positions in metres by ``orig_name`` (from ``electrodes.tsv`` or a
-        digitisation file); they take precedence over positions in ``info``.
+        digitisation file); they take precedence over positions in ``info`` (for EEG
+        channels only when ``measured_frame`` is ``"head"``).
     measured_frame : str
-        Frame of ``measured`` (``"head"``, or an iEEG space such as ``"fsaverage"``).
+        Frame of ``measured`` (``"head"``, or a space such as ``"fsaverage"`` for iEEG).
     template : bool
         Whether EEG channels without a measured position get template positions.
 
@@ -416,22 +420,41 @@ def fill_geometry(
 
     implausible = []
     eeg_missing = []
+    eeg_measured_elsewhere = []  # measured positions not in the head frame
+    eeg_file_elsewhere: dict[str, list[str]] = {}  # file positions by their (non-head) frame
     for ch_type in ("eeg", *_IEEG):
         for row in by_type.get(ch_type, []):
             orig = channels.at[row, "orig_name"]
             if orig in measured and valid_position(measured[orig]):
-                columns.set_position(row, measured[orig], measured_frame, "measured")
-                continue
+                if ch_type != "eeg" or measured_frame == "head":
+                    columns.set_position(row, measured[orig], measured_frame, "measured")
+                    continue
+                eeg_measured_elsewhere.append(str(orig))
             ch = chs.get(orig)
             loc = np.asarray(ch["loc"][:3], dtype=float) if ch is not None else np.full(3, np.nan)
             if valid_position(loc):
-                frame = frame_name(ch["coord_frame"]) or ("head" if ch_type == "eeg" else "")
-                columns.set_position(row, loc, frame, "measured")
-                continue
-            if np.all(np.isfinite(loc)) and np.any(loc):
+                frame = frame_name(ch["coord_frame"])
+                if ch_type != "eeg" or frame == "head":
+                    columns.set_position(row, loc, frame, "measured")
+                    continue
+                eeg_file_elsewhere.setdefault(frame or "unknown", []).append(str(orig))
+            elif np.all(np.isfinite(loc)) and np.any(loc):
                 implausible.append(str(orig))
             if ch_type == "eeg":
                 eeg_missing.append(row)
+    if eeg_measured_elsewhere:
+        report.warnings.append(
+            f"The measured positions of {len(eeg_measured_elsewhere)} EEG channels are in the "
+            f"{measured_frame!r} space, not the head frame (EEG positions are stored in the head "
+            "frame only); they were not used: positions in the file in the head frame or "
+            "template positions instead."
+        )
+    for frame, names in eeg_file_elsewhere.items():
+        report.warnings.append(
+            f"The positions of {len(names)} EEG channels in the file are in the {frame!r} frame, "
+            f"not the head frame (EEG positions are stored in the head frame only); they were not "
+            f"used: {names[:5]}{' ...' if len(names) > 5 else ''}"
+        )
     if implausible:
         report.warnings.append(
             f"Positions of {len(implausible)} channels in the file are not plausible head "

@@ -171,6 +171,27 @@ def test_ieeg_positions_keep_their_frame():
     assert list(table.frame) == ["mri", "mri", "fsaverage"]
 
 
+def test_eeg_positions_outside_the_head_frame_are_not_used():
+    """EEG is stored in the head frame only: measured or file positions in another frame fall back."""
+    info = mne.create_info(["Fp1", "Fp2", "Cz", "SEEG1"], 100.0, ["eeg", "eeg", "eeg", "seeg"])
+    with info._unlock():
+        for ch, xyz in zip(info["chs"], ([-0.03, 0.1, 0.05], [0.03, 0.1, 0.05], [0.0, 0.0, 0.0], [0.01, 0.0, 0.0]),
+                           strict=True):
+            ch["loc"][:3] = xyz
+        info["chs"][1]["coord_frame"] = FIFF.FIFFV_COORD_UNKNOWN
+        info["chs"][3]["coord_frame"] = FIFF.FIFFV_COORD_UNKNOWN
+    table = _table(info)
+    measured = {"Fp1": [0.1, -0.03, 0.05], "Cz": [0.0, 0.0, 0.1], "SEEG1": [0.02, 0.0, 0.0]}
+    report = fill_geometry(table, info, measured=measured, measured_frame="EEGLAB")
+    # Fp1: the file's head-frame position; Fp2: file in the unknown frame, so a template; Cz: template
+    assert list(table.pos_source) == ["measured", "template", "template", "measured"]
+    assert list(table.frame) == ["head", "head", "head", "EEGLAB"]  # iEEG keeps its declared space
+    assert [table.x[0], table.y[0], table.z[0]] == pytest.approx([-0.03, 0.1, 0.05])
+    assert any("2 EEG channels are in the 'EEGLAB' space, not the head frame" in w for w in report.warnings)
+    assert any("1 EEG channels in the file are in the 'unknown' frame" in w and "'Fp2'" in w
+               for w in report.warnings)
+
+
 def test_best_template_montage():
     assert best_template_montage(["Fp1", "Fp2", "Cz"]) == ("colin27_1005", 3)
     assert best_template_montage([f"E{i}" for i in range(1, 129)]) == ("GSN-HydroCel-128", 128)

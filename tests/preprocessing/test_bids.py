@@ -258,3 +258,49 @@ def test_bids_folder_recordings_splits_and_duplicates(tmp_path):
                        r"recording ids use no other BIDS entity"):
         raise error
     assert found.ignored == {}
+
+
+def _single_space(root: Path, space: str) -> Path:
+    """Keep only the electrodes file without a space entity and declare ``space`` for it."""
+    eeg_dir = root / "sub-01" / "ses-eeg" / "eeg"
+    for name in ("sub-01_ses-eeg_space-CapTrak_electrodes.tsv", "sub-01_ses-eeg_space-CapTrak_coordsystem.json"):
+        (eeg_dir / name).unlink()
+    coords = eeg_dir / "sub-01_ses-eeg_coordsystem.json"
+    content = json.loads(coords.read_text(encoding="utf-8-sig"))
+    content.update(EEGCoordinateSystem=space, AnatomicalLandmarkCoordinateSystem=space)
+    coords.write_text(json.dumps(content))
+    return eeg_dir / "sub-01_ses-eeg_electrodes.tsv"
+
+
+def test_head_spaces_are_those_mne_bids_reads_as_head():
+    from mne_bids.config import BIDS_TO_MNE_FRAMES
+
+    from brainfm.preprocessing.bids import HEAD_SPACES
+
+    assert HEAD_SPACES == {k.lower() for k, v in BIDS_TO_MNE_FRAMES.items() if v == "head"}
+
+
+def test_eeg_electrodes_in_eeglab_space_use_the_head_frame_of_mne_bids(tmp_path, shared_data):
+    """EEGLAB (ALS) positions are not head-frame positions: mne-bids' head-frame ones are stored."""
+    root = _copy(shared_data / "bids" / "tiny-eeg", tmp_path / "tiny")
+    tsv = _single_space(root, "EEGLAB")
+    result = read_source(discover(root).sources[0])
+    eeg = result.channels[result.channels["type"] == "eeg"]
+    assert set(eeg["pos_source"]) == {"measured"} and set(eeg["frame"]) == {"head"}
+    xyz = eeg[["x", "y", "z"]].to_numpy(float)
+    chs = {ch["ch_name"]: ch["loc"][:3] for ch in result.raw.info["chs"]}
+    assert np.allclose(xyz, [chs[n] for n in eeg["orig_name"]])  # what mne-bids put in the head frame
+    table = pd.read_csv(tsv, sep="\t", encoding="utf-8-sig").set_index("name")
+    assert not np.allclose(xyz, table.loc[eeg["orig_name"], ["x", "y", "z"]].to_numpy(float))  # not the ALS numbers
+    assert result.info["space"] == "EEGLAB"
+    assert any("'EEGLAB' space" in w and "not the head frame" in w for w in result.warnings)
+
+
+def test_eeg_electrodes_in_other_space_fall_back_to_a_template(tmp_path, shared_data):
+    root = _copy(shared_data / "bids" / "tiny-eeg", tmp_path / "tiny")
+    _single_space(root, "Other")
+    result = read_source(discover(root).sources[0])
+    eeg = result.channels[result.channels["type"] == "eeg"]
+    assert set(eeg["pos_source"]) == {"template"} and set(eeg["frame"]) == {"head"}
+    assert result.info["template_montage"] is not None
+    assert any("'Other' space" in w and "not the head frame" in w for w in result.warnings)
