@@ -273,6 +273,12 @@ def build_window_index(
         assert tmin is not None and tmax is not None
         offset = int(round(tmin * sfreq))
         size = int(round(tmax * sfreq)) - offset
+        if size < 1:
+            raise ConfigError(
+                f"Event-locked windows [onset + tmin, onset + tmax) with tmin={tmin!r} s and tmax={tmax!r} s hold "
+                f"{size} samples at {sfreq:g} Hz; they must hold at least one sample: widen tmax - tmin to at "
+                f"least {1 / sfreq:g} s."
+            )
         descriptions = [
             d for layout in layouts for d in layout.events.get("description", []) if not d.upper().startswith("BAD")
         ]

@@ -95,3 +95,11 @@ def test_mixed_sampling_rates_are_refused(make_recording, make_store):
     with pytest.raises(ConfigError, match="several sampling rates"):
         build_window_index(store, window_s=1.0)
     assert len(build_window_index(store, window_s=1.0, recording_ids=["syn_sub-01"])) == 10
+
+
+def test_event_locked_windows_of_less_than_one_sample_are_refused(make_recording, make_store):
+    store = make_store([make_recording(n_times=1000, events=[(1.0, 0.0, "T0")])])  # 100 Hz
+    for tmin, tmax in ((0.0, 0.004), (0.006, 0.009)):  # 0.4 and 0.3 samples: both round to an empty window
+        with pytest.raises(ConfigError, match=rf"tmin={tmin} s and tmax={tmax} s hold 0 samples at 100 Hz"):
+            build_window_index(store, tmin=tmin, tmax=tmax)
+    assert build_window_index(store, tmin=0.0, tmax=0.006).window_size_samples == 1
