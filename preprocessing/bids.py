@@ -14,6 +14,13 @@ and reading :func:`mne_bids.read_raw_bids`, which applies ``channels.tsv`` types
   preferred. EEG positions in any other space are not used as they are: the reader keeps the
   head-frame positions mne-bids derived (``EEGLAB``, ``CTF``) or falls back to a template;
   iEEG positions keep their declared space.
+
+The sidecars of a recording are looked up once, at discovery: they are the ``.json``/``.tsv``
+files of :attr:`Source.files` plus the ``scans`` companion (:func:`source_sidecars`). The
+session's ``scans.tsv`` is not one of the files hashed as the recording's identity, so adding
+a run to a session does not make its other recordings look changed (nor do ``participants.tsv``
+and ``dataset_description.json``, which are not among the files either). The price: editing
+only a recording's ``acq_time`` row (its measurement date) does not make it look changed.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ __all__ = [
     "read_json_sidecar",
     "read_tsv_sidecar",
     "recording_sidecars",
+    "source_sidecars",
 ]
 
 #: Datatype folders brainfm reads.
@@ -219,14 +227,11 @@ def recording_sidecars(bids_root: Path, data_path: Path) -> dict[str, list[Path]
         for path in sorted(folder.iterdir()):
             if not path.is_file() or path == data_path:
                 continue
-            file_entities, suffix, ext = parse_bids_name(path.name)
-            if suffix == "scans" and ext == ".tsv":
+            file_entities, role = _sidecar_role(path.name, datatype_suffix)
+            if role == "scans":
                 if file_entities.items() <= entities.items():
                     out.setdefault("scans", []).append(path)
                 continue
-            role = _SIDECAR_SUFFIXES.get((suffix, ext))
-            if role is None and suffix == datatype_suffix and ext == ".json":
-                role = "sidecar"
             if role is None:
                 continue
             if depth > 0 and role in out and role in ("channels", "events_tsv", "electrodes"):
@@ -234,6 +239,51 @@ def recording_sidecars(bids_root: Path, data_path: Path) -> dict[str, list[Path]
             comparable = {k: v for k, v in file_entities.items() if k != "space"}
             if comparable.items() <= entities.items():
                 out.setdefault(role, []).append(path)
+    return out
+
+
+def _sidecar_role(name: str, datatype_suffix: str) -> tuple[dict[str, str], str | None]:
+    """The entities of a file name and its sidecar role (``None``: not a sidecar)."""
+    entities, suffix, ext = parse_bids_name(name)
+    if suffix == "scans" and ext == ".tsv":
+        return entities, "scans"
+    role = _SIDECAR_SUFFIXES.get((suffix, ext))
+    if role is None and suffix == datatype_suffix and ext == ".json":
+        role = "sidecar"
+    return entities, role
+
+
+def source_sidecars(source: Source) -> dict[str, list[Path]]:
+    """The sidecars of a discovered BIDS recording, by role, without listing any folder.
+
+    Discovery (:func:`discover_bids`) looks them up once with :func:`recording_sidecars`
+    and puts them into :attr:`Source.files` (the ``scans.tsv`` into
+    ``Source.companions["scans"]``, since it is not one of the recording's own files); this
+    recovers their roles from their names, in the order discovery found them.
+
+    Parameters
+    ----------
+    source : Source
+        A source from :func:`discover_bids`.
+
+    Returns
+    -------
+    sidecars : dict of str to list of pathlib.Path
+        As :func:`recording_sidecars` returns them.
+    """
+    path = Path(source.path)
+    _, datatype_suffix, _ = parse_bids_name(path.name)
+    out: dict[str, list[Path]] = {}
+    for file in source.files:
+        file = Path(file)
+        if file == path or path in file.parents or file.suffix not in (".json", ".tsv"):
+            continue  # the recording itself, or a file inside a recording folder
+        _, role = _sidecar_role(file.name, datatype_suffix)
+        if role is not None and role != "scans":
+            out.setdefault(role, []).append(file)
+    scans = source.companions.get("scans")
+    if scans is not None:
+        out["scans"] = [Path(scans)]
     return out
 
 
@@ -311,8 +361,9 @@ def discover_bids(root: Path, dataset: str) -> BidsScan:
         files = list(entry.files)
         companions = dict(entry.companions)
         for role, role_paths in sidecars.items():
-            companions.setdefault("sidecar" if role == "sidecar" else role, role_paths[0])
-            files.extend(p for p in role_paths if p not in files)
+            companions.setdefault(role, role_paths[0])
+            if role != "scans":  # shared by every run of the session: not hashed with this one
+                files.extend(p for p in role_paths if p not in files)
         identity = Identity(
             dataset=dataset,
             subject=bids_path.subject,
@@ -345,13 +396,15 @@ def discover_bids(root: Path, dataset: str) -> BidsScan:
     return scan
 
 
-def check_sidecars(source: Source) -> dict[str, Any]:
-    """Parse every sidecar of a BIDS recording before mne-bids reads it.
+def check_sidecars(source: Source, sidecars: dict[str, list[Path]] | None = None) -> dict[str, Any]:
+    """Parse every sidecar of a BIDS recording (and ``participants.tsv``) before mne-bids reads it.
 
     Parameters
     ----------
     source : Source
         A source with ``bids_root`` set.
+    sidecars : dict | None
+        Its sidecars by role; default :func:`source_sidecars`.
 
     Returns
     -------
@@ -363,10 +416,10 @@ def check_sidecars(source: Source) -> dict[str, Any]:
         "electrodes": ("name", "x", "y", "z"), "scans": ("filename",),
     }
     parsed: dict[str, Any] = {}
-    sidecars = recording_sidecars(source.bids_root or source.path.parent, source.path)
+    sidecars = dict(source_sidecars(source) if sidecars is None else sidecars)
     participants = Path(source.bids_root or source.path.parent) / "participants.tsv"
     if participants.is_file():
-        sidecars.setdefault("participants", []).append(participants)
+        sidecars["participants"] = [participants]
     for role, paths in sidecars.items():
         for path in paths:
             if path.suffix == ".json":
@@ -412,7 +465,9 @@ def _coordsystem_for(electrodes: Path, coordsystems: Sequence[Path]) -> Path | N
     return None
 
 
-def electrode_positions(source: Source, parsed: dict[str, Any] | None = None) -> tuple[ElectrodePositions | None, list[str]]:
+def electrode_positions(
+    source: Source, parsed: dict[str, Any] | None = None, sidecars: dict[str, list[Path]] | None = None
+) -> tuple[ElectrodePositions | None, list[str]]:
     """Read ``electrodes.tsv`` + ``coordsystem.json`` of a BIDS recording.
 
     Parameters
@@ -421,6 +476,8 @@ def electrode_positions(source: Source, parsed: dict[str, Any] | None = None) ->
         A BIDS source.
     parsed : dict | None
         Output of :func:`check_sidecars`, to avoid parsing twice.
+    sidecars : dict | None
+        Its sidecars by role; default :func:`source_sidecars`.
 
     Returns
     -------
@@ -429,8 +486,8 @@ def electrode_positions(source: Source, parsed: dict[str, Any] | None = None) ->
     warnings : list of str
         Why a file was not used.
     """
-    parsed = parsed if parsed is not None else check_sidecars(source)
-    sidecars = recording_sidecars(source.bids_root or source.path.parent, source.path)
+    sidecars = source_sidecars(source) if sidecars is None else sidecars
+    parsed = parsed if parsed is not None else check_sidecars(source, sidecars)
     notes: list[str] = []
     pairs = []
     for electrodes in sidecars.get("electrodes", []):
@@ -516,8 +573,8 @@ def read_bids_raw(source: Source, extra_params: dict[str, Any] | None = None) ->
     """
     import mne_bids
 
-    parsed = check_sidecars(source)
-    sidecars = recording_sidecars(source.bids_root or source.path.parent, source.path)
+    sidecars = source_sidecars(source)
+    parsed = check_sidecars(source, sidecars)
     bids_path = mne_bids.get_bids_path_from_fname(source.path, check=False)
     bids_path.update(root=source.bids_root, check=False)
     reading = BidsReading(raw=None, has_events_tsv=bool(sidecars.get("events_tsv")))
@@ -542,6 +599,6 @@ def read_bids_raw(source: Source, extra_params: dict[str, Any] | None = None) ->
     channels = sidecars.get("channels")
     if channels:
         reading.channels_tsv = parsed[str(channels[0])]
-    reading.electrodes, notes = electrode_positions(source, parsed)
+    reading.electrodes, notes = electrode_positions(source, parsed, sidecars)
     reading.warnings.extend(notes)
     return reading

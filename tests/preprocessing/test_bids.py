@@ -62,10 +62,10 @@ def test_tiny_eeg_discovery(tiny, shared_data):
         "sub-01_ses-eeg_task-rest_events.tsv", "sub-01_ses-eeg_task-rest_events.json",
         "sub-01_ses-eeg_electrodes.tsv", "sub-01_ses-eeg_space-CapTrak_electrodes.tsv",
         "sub-01_ses-eeg_coordsystem.json", "sub-01_ses-eeg_space-CapTrak_coordsystem.json",
-        "sub-01_ses-eeg_scans.tsv",
-    ])
+    ])  # not the session's scans.tsv: it is shared by every run of the session
     assert source.companions["channels"].name == "sub-01_ses-eeg_task-rest_channels.tsv"
     assert source.companions["sidecar"].name == "sub-01_ses-eeg_task-rest_eeg.json"
+    assert source.companions["scans"].name == "sub-01_ses-eeg_scans.tsv"
     assert discover(root, dataset="tiny").sources[0].recording_id == "tiny_sub-01_ses-eeg_task-rest"
 
 
@@ -304,3 +304,42 @@ def test_eeg_electrodes_in_other_space_fall_back_to_a_template(tmp_path, shared_
     assert set(eeg["pos_source"]) == {"template"} and set(eeg["frame"]) == {"head"}
     assert result.info["template_montage"] is not None
     assert any("'Other' space" in w and "not the head frame" in w for w in result.warnings)
+
+
+def test_new_run_or_subject_leaves_the_other_recordings_unchanged(tmp_path, shared_data):
+    """Only the recording's own files are hashed: a new run (a scans.tsv row) or subject changes nothing else."""
+    from brainfm.preprocessing.run import hash_files
+
+    root = _copy(shared_data / "bids" / "tiny-eeg", tmp_path / "tiny")
+    before = discover(root).sources
+    files, sha256 = list(before[0].files), hash_files(before[0].files)
+    assert not {"scans.tsv", "participants.tsv", "dataset_description.json"} & {p.name.rsplit("_", 1)[-1] for p in files}
+    session = root / "sub-01" / "ses-eeg"
+    run2 = "sub-01_ses-eeg_task-rest_run-2_eeg.edf"
+    shutil.copyfile(shared_data / "eeg" / "eegmat" / "Subject00_2.edf", session / "eeg" / run2)
+    with (session / "sub-01_ses-eeg_scans.tsv").open("a") as fh:
+        fh.write(f"eeg/{run2}\t2000-01-01T13:00:00.000000Z\n")
+    with (root / "participants.tsv").open("a") as fh:
+        fh.write("sub-02" + "\tn/a" * (len((root / "participants.tsv").read_text().splitlines()[0].split("\t")) - 1) + "\n")
+    after = discover(root).sources
+    assert [s.recording_id for s in after] == [before[0].recording_id, "tiny_sub-01_ses-eeg_task-rest_run-2"]
+    assert after[0].files == files and hash_files(after[0].files) == sha256
+    assert after[0].companions["scans"] == session / "sub-01_ses-eeg_scans.tsv"  # still parsed before reading
+
+
+def test_sidecars_are_looked_up_once(tmp_path, shared_data, monkeypatch):
+    """Discovery finds a recording's sidecars; checking, reading and electrodes reuse them."""
+    import brainfm.preprocessing.bids as bids
+
+    root = _copy(shared_data / "bids" / "tiny-eeg", tmp_path / "tiny")
+    calls = []
+    lookup = bids.recording_sidecars
+    monkeypatch.setattr(bids, "recording_sidecars", lambda *a, **k: calls.append(a) or lookup(*a, **k))
+    source = discover(root).sources[0]
+    assert len(calls) == 1
+    sidecars = bids.source_sidecars(source)
+    assert {k: [p.name for p in v] for k, v in sidecars.items()} == {
+        k: [p.name for p in v] for k, v in lookup(root, source.path).items()}
+    result = read_source(source)
+    assert len(calls) == 1
+    assert result.info["electrodes"] == "sub-01_ses-eeg_space-CapTrak_electrodes.tsv"
