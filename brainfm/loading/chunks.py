@@ -92,7 +92,8 @@ class _Source:
         self.chunk_shape = (self.shape[0], int(chunk_times))
         grid = meta["chunk_grid"]
         grid_shape = tuple(int(s) for s in (grid.get("configuration") or {}).get("chunk_shape", ()))
-        self.fill_value = float(meta.get("fill_value") or 0.0)
+        fill = meta.get("fill_value")
+        self.fill_value = 0.0 if fill is None else float(fill)  # "NaN" (format v1) parses as nan
         self.chunk_nbytes = self.chunk_shape[0] * self.chunk_shape[1] * 4
         self.decoders: list[Any] = []
         self.root: str | None = None
@@ -136,6 +137,7 @@ class _Source:
         try:
             fd = os.open(self.path(chunk_index), os.O_RDONLY)
         except FileNotFoundError:  # chunks equal to the fill value are not written
+            self.check_missing(chunk_index)
             return None
         try:
             size = os.fstat(fd).st_size
@@ -150,6 +152,20 @@ class _Source:
             return mmap.mmap(fd, size, access=access)
         finally:
             os.close(fd)
+
+    def check_missing(self, chunk_index: int) -> None:
+        """Refuse a chunk file that is absent when the fill value is NaN.
+
+        Store format v1 writes signals with a NaN fill value and finite samples only, so
+        every chunk file exists; a missing one was lost (a copy cut short, a deleted file),
+        and reading it as NaN would feed NaN to training.
+        """
+        if np.isnan(self.fill_value):
+            raise StoreFormatError(
+                f"{self.path(chunk_index)}: this signal chunk file is missing (the store is damaged: "
+                "a partial copy or a deleted file). Run `brainfm store check` and re-run "
+                "`brainfm preprocess` on this recording's source to rewrite it."
+            )
 
     def map(self, chunk_index: int) -> np.ndarray | None:
         """An uncompressed chunk file as a (n_channels, chunk_times) array, without a copy.

@@ -145,9 +145,12 @@ class WindowDataLoader(torch.utils.data.DataLoader):
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         sampler: WindowBatchSampler = self.batch_sampler  # type: ignore[assignment]
         self._prepare_shared_slots()
-        iterator = super().__iter__()  # starts the sampler's pass (and moves its epoch on)
-        start = sampler._resume if sampler._resume is not None else 0
-        progress = {"epoch": sampler.epoch, "start": start, "delivered": 0, "total": len(sampler) - start}
+        # Calls iter() on the sampler, which fixes the pass's epoch and first batch at once
+        # (whether or not workers have started consuming it).
+        iterator = super().__iter__()
+        start = sampler._pass_start
+        progress = {"epoch": sampler._pass_epoch, "start": start, "delivered": 0,
+                    "total": len(sampler.plan(sampler._pass_epoch)) - start}
         self._progress = progress
         slots = self._shared_slots
         for batch in iterator:

@@ -194,6 +194,8 @@ class WindowBatchSampler:
         self.position = 0
         self._resume: int | None = None
         self._complete = False
+        #: Epoch and first batch of the pass the last ``iter()`` started (read by WindowDataLoader).
+        self._pass_epoch, self._pass_start = 0, 0
         self._plan_cache: tuple[int, list[np.ndarray]] | None = None
 
     def __repr__(self) -> str:
@@ -268,6 +270,14 @@ class WindowBatchSampler:
         return len(self.plan())
 
     def __iter__(self) -> Iterator[list[int]]:
+        """Start a pass: decide its epoch and first batch now, then yield batches lazily.
+
+        Not a generator function: a DataLoader calls ``iter()`` on its sampler when its
+        iterator is made, but runs the generator only when it fetches indices (at once with
+        workers, which prefetch; at the first batch without). Moving the epoch on and taking
+        a pending resume position here makes both known, in ``_pass_epoch`` and
+        ``_pass_start``, as soon as ``iter()`` returns, whatever the number of workers.
+        """
         # An epoch whose last batch was yielded is complete even when the consumer stops
         # without exhausting the iterator (Lightning stops at len()): the next pass moves on.
         if self._resume is None and self._complete:
@@ -275,8 +285,14 @@ class WindowBatchSampler:
         self._complete = False
         batches = self.plan()
         start = self._resume if self._resume is not None else 0
-        self._resume = None
+        # The resume position is dropped once the pass runs, not here: a DataLoader with
+        # workers calls iter() twice while making its iterator and runs only the second.
         self.position = start
+        self._pass_epoch, self._pass_start = self.epoch, start
+        return self._batches(batches, start)
+
+    def _batches(self, batches: list[np.ndarray], start: int) -> Iterator[list[int]]:
+        self._resume = None
         for i in range(start, len(batches)):
             self.position = i + 1
             self._complete = self.position == len(batches)

@@ -106,13 +106,14 @@ def test_batches_equal_the_zarr_reference(stores, compression, normalization):
         assert torch.equal(batch.signal, expected)
 
 
-def test_fast_paths_are_taken_and_fill_chunks_read_as_zeros(stores):
+def test_fast_paths_are_taken_and_zero_chunks_are_stored(stores):
     kinds = {}
     for compression, store in stores.items():
         index = build_window_index(store, window_s=1.0)
         reader = ChunkReader(store)
-        layout = index.layouts[1]  # recording b: every row, chunk 1 absent
-        assert not (store / "recordings" / layout.recording_id / "signal" / "c" / "0" / "1").exists()
+        layout = index.layouts[1]  # recording b: every row, chunk 1 all zeros
+        # The fill value is NaN: a chunk of zeros is a real chunk, written like any other.
+        assert (store / "recordings" / layout.recording_id / "signal" / "c" / "0" / "1").exists()
         assert (reader.chunk(layout, 1) == 0).all()
         kinds[compression] = reader._sources[layout.recording_id].kind
         chunk = reader.chunk(layout, 0)
@@ -120,6 +121,22 @@ def test_fast_paths_are_taken_and_fill_chunks_read_as_zeros(stores):
         np.testing.assert_array_equal(chunk, expected)
         assert (chunk.base is not None) == (compression == "none")  # a view of the memory-mapped file
     assert kinds == {"lz4": "decode", "zstd": "decode", "none": "raw"}
+
+
+@pytest.mark.parametrize("compression", ["lz4", "none"])
+def test_a_lost_chunk_file_is_an_error_naming_it(stores, tmp_path, compression):
+    import shutil
+
+    store = tmp_path / "damaged.zarr"
+    shutil.copytree(stores[compression], store)
+    index = build_window_index(store, window_s=1.0)
+    layout = index.layouts[1]
+    lost = store / "recordings" / layout.recording_id / "signal" / "c" / "0" / "1"
+    lost.unlink()
+    reader = ChunkReader(store)
+    reader.chunk(layout, 0)  # the others still read
+    with pytest.raises(StoreFormatError, match=r"signal/c/0/1: this signal chunk file is missing"):
+        reader.chunk(layout, 1)
 
 
 def test_other_layouts_fall_back_to_zarr(stores, tmp_path):

@@ -172,3 +172,59 @@ def test_two_ddp_ranks_receive_disjoint_windows_covering_the_epoch(index_and_sto
     everything = set(zip(index.recording.tolist(), index.start.tolist(), strict=True))
     assert ranks[0] and ranks[1] and not (ranks[0] & ranks[1])
     assert ranks[0] | ranks[1] == everything
+
+
+def _windows(batch) -> list[tuple[int, int]]:
+    return sorted(zip(batch.recording_ids.tolist(), batch.start.tolist(), strict=True))
+
+
+def _planned(index, batches) -> list[list[tuple[int, int]]]:
+    return [sorted(zip(index.recording[b].tolist(), index.start[b].tolist(), strict=True)) for b in batches]
+
+
+def test_loader_state_after_a_full_epoch_without_set_epoch(index_and_store):
+    # A plain loop, no workers, no set_epoch: the second pass is epoch 1, and its state says so.
+    index, store = index_and_store
+    dataset = WindowDataset(index, store, "none")
+    loader = WindowDataLoader(dataset, WindowBatchSampler(index, 16, seed=0))
+    epoch0 = [_windows(b) for b in loader]
+    iterator = iter(loader)
+    head = [_windows(next(iterator)) for _ in range(2)]
+    state = loader.state_dict()
+    assert (state["epoch"], state["position"]) == (1, 2)
+    del iterator
+    reference = WindowBatchSampler(index, 16, seed=0)
+    assert epoch0 == _planned(index, reference.plan(0))
+    epoch1 = _planned(index, reference.plan(1))
+    assert head == epoch1[:2]
+    resumed = WindowDataLoader(dataset, WindowBatchSampler(index, 16, seed=0))
+    resumed.load_state_dict(state)
+    assert [_windows(b) for b in resumed] == epoch1[2:]
+
+
+def test_loader_with_workers_resumes_twice_in_a_row(index_and_store):
+    # Workers prefetch as soon as the iterator starts: the resume position must not be lost to them.
+    index, store = index_and_store
+    dataset = WindowDataset(index, store, "none")
+
+    def loader(state=None) -> WindowDataLoader:
+        made = WindowDataLoader(dataset, WindowBatchSampler(index, 16, seed=0, num_workers=2), num_workers=2)
+        if state is not None:
+            made.load_state_dict(state)
+        return made
+
+    plan = _planned(index, WindowBatchSampler(index, 16, seed=0, num_workers=2).plan(0))
+    first = loader()
+    iterator = iter(first)
+    head = [_windows(next(iterator)) for _ in range(2)]
+    state = first.state_dict()
+    del iterator
+    assert (state["epoch"], state["position"]) == (0, 2)
+    second = loader(state)
+    iterator = iter(second)
+    middle = [_windows(next(iterator)) for _ in range(2)]
+    state = second.state_dict()
+    del iterator
+    assert (state["epoch"], state["position"]) == (0, 4)
+    rest = [_windows(b) for b in loader(state)]
+    assert head + middle + rest == plan
