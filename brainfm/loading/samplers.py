@@ -20,9 +20,12 @@ An epoch is planned in four vectorised steps, identically on every rank from
    ``num_workers`` DataLoader workers so that each worker receives a contiguous run of
    batches (the DataLoader hands batch *k* to worker *k* mod *n*) and reuses its decoded chunks.
 
-``state_dict()`` holds ``epoch`` and ``position`` (batches already yielded this epoch);
-a sampler given that state by ``load_state_dict`` yields exactly the remaining batches of
-that epoch, then continues with the next epochs as if never interrupted.
+``state_dict()`` holds ``epoch`` and ``position`` (batches already yielded this epoch),
+and under ``plan`` every setting that decides which windows land in which batch
+(:data:`PLAN_SETTINGS`). A sampler given that state by ``load_state_dict`` yields exactly
+the remaining batches of that epoch, then continues with the next epochs as if never
+interrupted; it refuses a mid-epoch state planned with other settings, whose remaining
+batches would repeat some windows and skip others.
 """
 
 from __future__ import annotations
@@ -36,9 +39,17 @@ from brainfm._check import check_option, ensure_int
 from brainfm.errors import ConfigError
 from brainfm.loading.windows import WindowIndex
 
-__all__ = ["SHUFFLES", "WindowBatchSampler", "epoch_order"]
+__all__ = ["PLAN_SETTINGS", "SHUFFLES", "WindowBatchSampler", "epoch_order"]
 
 SHUFFLES: tuple[str, ...] = ("chunk", "uniform", "none")
+#: The settings that decide which windows land in which batch of an epoch on this rank;
+#: ``state_dict()["plan"]`` records them and ``load_state_dict`` compares them.
+PLAN_SETTINGS: tuple[str, ...] = (
+    "batch_size", "shuffle", "shuffle_chunks", "seed", "drop_last", "bucket_by_channels", "dataset_weights",
+    "epoch_size", "world_size", "rank", "num_workers", "n_windows",
+)
+#: What the states saved before ``plan`` existed recorded (checked when ``plan`` is absent).
+_LEGACY_SETTINGS: tuple[str, ...] = ("seed", "n_windows", "batch_size", "world_size")
 
 
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -313,15 +324,41 @@ class WindowBatchSampler:
         self.epoch = epoch
         self._complete = False
 
+    def plan_settings(self) -> dict[str, Any]:
+        """The settings that decide this rank's batches (:data:`PLAN_SETTINGS`), JSON-ready.
+
+        Returns
+        -------
+        settings : dict
+            ``num_workers`` as interleaved (0 and 1 both give 1), ``dataset_weights`` as
+            floats sorted by dataset, ``n_windows`` the number of windows in the index.
+        """
+        weights = self.dataset_weights
+        return {
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "shuffle_chunks": self.shuffle_chunks,
+            "seed": self.seed,
+            "drop_last": self._drop_last,
+            "bucket_by_channels": self.bucket_by_channels,
+            "dataset_weights": {str(k): float(weights[k]) for k in sorted(weights)} if weights is not None else None,
+            "epoch_size": None if self.epoch_size is None else int(self.epoch_size),
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "num_workers": self.num_workers,
+            "n_windows": len(self.index),
+        }
+
     def state_dict(self) -> dict[str, Any]:
-        """``epoch``, ``position`` (batches yielded this epoch) and what they refer to.
+        """``epoch``, ``position`` (batches yielded this epoch) and the settings they refer to.
 
         A complete epoch is saved as position 0 of the next one.
 
         Returns
         -------
         state : dict
-            JSON-ready.
+            JSON-ready: ``epoch``, ``position``, ``plan`` (:meth:`plan_settings`), and
+            ``seed``, ``rank``, ``world_size``, ``n_windows``, ``batch_size`` as before ``plan``.
         """
         epoch, position = (self.epoch + 1, 0) if self._complete else (self.epoch, self.position)
         return {
@@ -332,6 +369,7 @@ class WindowBatchSampler:
             "world_size": self.world_size,
             "n_windows": len(self.index),
             "batch_size": self.batch_size,
+            "plan": self.plan_settings(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -341,22 +379,33 @@ class WindowBatchSampler:
         ----------
         state : mapping
             As returned by :meth:`state_dict`.
+
+        Raises
+        ------
+        ValueError
+            When the state lies inside an epoch (``position`` > 0) and was planned with other
+            settings (``state["plan"]``; for a state saved without it, ``seed``, ``n_windows``,
+            ``batch_size`` and ``world_size``). A state at an epoch boundary (``position`` 0)
+            starts that epoch with this sampler's settings.
         """
-        for key in ("seed", "n_windows", "batch_size", "world_size"):
-            if key in state and state[key] != getattr(self, key if key != "n_windows" else "_n_windows"):
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if position > 0:
+            now = self.plan_settings()
+            saved = state["plan"] if "plan" in state else {k: state[k] for k in _LEGACY_SETTINGS if k in state}
+            differ = [k for k in PLAN_SETTINGS if k in saved and saved[k] != now[k]]
+            if differ:
+                changes = "; ".join(f"{k}: saved {saved[k]!r}, now {now[k]!r}" for k in differ)
                 raise ValueError(
-                    f"Cannot resume: the saved sampler state has {key}={state[key]!r} but this sampler has "
-                    f"{getattr(self, key if key != 'n_windows' else '_n_windows')!r}; the same data, seed, "
-                    "batch size and number of ranks are needed to continue an epoch exactly."
+                    f"Cannot resume epoch {epoch} at batch {position}: the saved sampler state was planned with "
+                    f"other settings ({changes}), so the batches left would not be the rest of that epoch (some "
+                    "windows would repeat, others be skipped). Resume with the same settings as the saved run, "
+                    f"or start epoch {epoch} afresh with the new ones: call set_epoch({epoch}) instead of "
+                    "load_state_dict, or load the state with position 0."
                 )
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
+        self.epoch = epoch
+        self.position = position
         self._resume = self.position
         self._complete = False
-
-    @property
-    def _n_windows(self) -> int:
-        return len(self.index)
 
 
 def _distributed_rank() -> tuple[int, int]:

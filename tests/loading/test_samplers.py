@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -87,7 +88,7 @@ def test_sampler_resumes_exactly_where_it_stopped(index_and_store):
     rest = list(restored)
     assert seen + rest == epoch0
     assert list(restored) == epoch1  # and the next epoch follows as usual
-    with pytest.raises(ValueError, match="batch_size=16"):
+    with pytest.raises(ValueError, match="batch_size: saved 16, now 8"):
         WindowBatchSampler(index, 8, seed=5).load_state_dict(state)
 
 
@@ -228,3 +229,75 @@ def test_loader_with_workers_resumes_twice_in_a_row(index_and_store):
     assert (state["epoch"], state["position"]) == (0, 4)
     rest = [_windows(b) for b in loader(state)]
     assert head + middle + rest == plan
+
+
+def _state_after(sampler: WindowBatchSampler, n_batches: int) -> dict:
+    iterator = iter(sampler)
+    for _ in range(n_batches):
+        next(iterator)
+    return json.loads(json.dumps(sampler.state_dict()))  # as a checkpoint stores it
+
+
+def test_resume_refuses_other_plan_settings_naming_each(index_and_store):
+    index, _ = index_and_store
+    state = _state_after(WindowBatchSampler(index, 16, seed=5), 3)
+    with pytest.raises(ValueError, match=r"batch_size: saved 16, now 32") as info:
+        WindowBatchSampler(index, 32, seed=5).load_state_dict(state)
+    message = str(info.value)
+    assert "same settings" in message and "afresh" in message and "set_epoch(0)" in message
+    # Settings the old checks did not cover: each changes which windows land in which batch.
+    changed = {
+        "shuffle": ({"shuffle": "uniform"}, "saved 'chunk', now 'uniform'"),
+        "shuffle_chunks": ({"shuffle_chunks": 4}, "saved 32, now 4"),
+        "drop_last": ({"drop_last": True}, "saved False, now True"),
+        "bucket_by_channels": ({"bucket_by_channels": True}, "saved False, now True"),
+        "dataset_weights": ({"dataset_weights": {"a": 1, "b": 1}}, "saved None, now {'a': 1.0, 'b': 1.0}"),
+        "rank": ({"rank": 1, "world_size": 2}, "saved 0, now 1"),
+        "num_workers": ({"num_workers": 2}, "saved 1, now 2"),
+    }
+    for name, (kwargs, values) in changed.items():
+        with pytest.raises(ValueError, match=rf"{name}: {re.escape(values)}"):
+            WindowBatchSampler(index, 16, seed=5, **kwargs).load_state_dict(state)
+    weighted = _state_after(WindowBatchSampler(index, 16, seed=5, dataset_weights={"a": 2, "b": 1}, epoch_size=300), 2)
+    with pytest.raises(ValueError, match=r"epoch_size: saved 300, now 200"):
+        WindowBatchSampler(index, 16, seed=5, dataset_weights={"a": 2, "b": 1}, epoch_size=200).load_state_dict(weighted)
+    # every differing setting is named in one error
+    with pytest.raises(ValueError, match=r"batch_size: saved 16, now 8; .*seed: saved 5, now 6"):
+        WindowBatchSampler(index, 8, seed=6).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"n_windows: saved \d+, now \d+"):
+        WindowBatchSampler(index.subset(np.arange(len(index) - 1)), 16, seed=5).load_state_dict(state)
+
+
+def test_resume_with_the_same_settings_continues_exactly(index_and_store):
+    index, _ = index_and_store
+    settings = dict(seed=3, shuffle="chunk", shuffle_chunks=2, drop_last=True, dataset_weights={"a": 2, "b": 1},
+                    epoch_size=330, rank=1, world_size=2, num_workers=2)
+    reference = WindowBatchSampler(index, 12, **settings)
+    epoch0 = list(reference)
+    sampler = WindowBatchSampler(index, 12, **settings)
+    state = _state_after(sampler, 4)
+    assert state["plan"]["dataset_weights"] == {"a": 2.0, "b": 1.0} and state["plan"]["num_workers"] == 2
+    resumed = WindowBatchSampler(index, 12, **settings)
+    resumed.load_state_dict(state)
+    assert epoch0[:4] + list(resumed) == epoch0
+
+
+def test_state_at_an_epoch_boundary_may_start_the_epoch_with_new_settings(index_and_store):
+    # Position 0: no batch of the epoch has been used, so any plan covers it exactly once.
+    index, _ = index_and_store
+    sampler = WindowBatchSampler(index, 16, seed=5)
+    list(sampler)
+    state = sampler.state_dict()
+    assert (state["epoch"], state["position"]) == (1, 0)
+    other = WindowBatchSampler(index, 32, seed=5, shuffle="uniform")
+    other.load_state_dict(state)
+    assert list(other) == [b.tolist() for b in WindowBatchSampler(index, 32, seed=5, shuffle="uniform").plan(1)]
+
+
+def test_state_without_fingerprint_gets_the_old_checks(index_and_store):
+    index, _ = index_and_store
+    state = _state_after(WindowBatchSampler(index, 16, seed=5), 3)
+    del state["plan"]
+    WindowBatchSampler(index, 16, seed=5, shuffle="uniform").load_state_dict(state)  # not recorded: accepted
+    with pytest.raises(ValueError, match=r"batch_size: saved 16, now 8"):
+        WindowBatchSampler(index, 8, seed=5).load_state_dict(state)
