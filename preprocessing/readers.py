@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import io
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,7 +53,7 @@ from brainfm.errors import (
 from brainfm.preprocessing.bids import read_bids_raw
 from brainfm.preprocessing.formats import get_format, read_function
 from brainfm.preprocessing.source import Override, RawInput, Source
-from brainfm.preprocessing.validation import validate_source
+from brainfm.preprocessing.validation import eeglab_data_error, validate_source
 
 __all__ = [
     "MAXSHIELD_WARNING",
@@ -101,6 +102,11 @@ def _reason(exc: BaseException | None) -> str:
 def _translate(source: Source, exc: Exception) -> BrainFMError:
     spec = get_format(source.format)
     if isinstance(exc, FileNotFoundError):
+        # MNE: "Could not find the .fdt data file, tried <EEG.data> and <stem>.fdt." or, when
+        # EEG.data is <stem>.fdt, "File <stem>.fdt not found.": the first .fdt is the one named.
+        fdt = re.search(r"(?:tried |File |[/\\])([^/\\]+?\.fdt)\b", str(exc)) if source.format == "eeglab" else None
+        if fdt:
+            return eeglab_data_error(source.path, fdt.group(1))
         missing = exc.filename or str(exc)
         return ReadError(
             f"Could not read {source.path} as {spec.name}: a file it needs is missing ({missing}). "

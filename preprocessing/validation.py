@@ -5,7 +5,9 @@
   gives 57 of 125 s); brainfm raises :class:`~brainfm.errors.TruncatedFileError` with the
   declared and actual durations.
 * BrainVision: the data and marker files the header names must exist.
-* EEGLAB: a ``.set`` whose data live in a separate ``.fdt`` needs that file.
+* EEGLAB: the ``.set`` must be a MATLAB file. Whether its data live in a separate ``.fdt``
+  only a full decode of the ``.set`` says; the reader does that decode once and a missing
+  ``.fdt`` is reported from its error (:func:`eeglab_data_error`).
 * Persyst / Nicolet: the ``.dat`` / ``.head`` file must exist.
 * Every file-based format: an empty file, or a file whose first bytes are not the format's
   signature (GDF, FIF, MATLAB for EEGLAB), is an :class:`~brainfm.errors.UnsupportedFormatError`
@@ -27,6 +29,7 @@ __all__ = [
     "check_edf",
     "check_eeglab",
     "describe_bytes",
+    "eeglab_data_error",
     "validate_source",
 ]
 
@@ -180,7 +183,12 @@ def check_brainvision(path: Path) -> None:
 
 
 def check_eeglab(path: Path) -> None:
-    """Check that an EEGLAB ``.set`` is a MATLAB file and that its ``.fdt`` exists if it needs one.
+    """Check that an EEGLAB ``.set`` is a MATLAB file, from its first bytes only.
+
+    Whether the ``.set`` keeps its data in a separate ``.fdt`` is written inside the MATLAB
+    struct, which only a full decode of the ``.set`` reveals; the reader decodes it anyway,
+    so a missing ``.fdt`` is reported from the reader's error (:func:`eeglab_data_error`)
+    instead of decoding the file a second time here.
 
     Parameters
     ----------
@@ -191,8 +199,6 @@ def check_eeglab(path: Path) -> None:
     ------
     UnsupportedFormatError
         When the file is not a MATLAB file.
-    ReadError
-        When the data file the ``.set`` names is missing.
     """
     path = Path(path)
     head = _read_head(path, 128)
@@ -202,33 +208,28 @@ def check_eeglab(path: Path) -> None:
             f"'MATLAB 5.0 MAT-file' or 'MATLAB 7.3 MAT-file', but its first bytes are "
             f"{describe_bytes(head)}."
         )
-    if any(p.suffix.lower() == ".fdt" and p.stem.lower() == path.stem.lower() for p in path.parent.iterdir()):
-        return
-    data_file = _eeglab_data_file(path)
-    if data_file and not (path.parent / data_file).is_file():
-        raise ReadError(
-            f"The EEGLAB dataset {path} keeps its data in {data_file!r}, which does not exist "
-            f"({path.parent / data_file}). Put the .fdt file next to the .set file."
-        )
 
 
-def _eeglab_data_file(path: Path) -> str | None:
-    """The name of the separate data file a .set names, if it names one (MATLAB v5 only)."""
-    import scipy.io
+def eeglab_data_error(path: Path, data_file: str) -> ReadError:
+    """The error for an EEGLAB dataset whose separate data file is missing.
 
-    try:
-        content = scipy.io.loadmat(
-            str(path), variable_names=["EEG", "data", "datfile"], squeeze_me=True,
-            struct_as_record=False, verify_compressed_data_integrity=False,
-        )
-    except Exception:  # noqa: BLE001 - v7.3 (HDF5) or damaged: the reader will say
-        return None
-    eeg = content.get("EEG")
-    for value in (getattr(eeg, "data", None), getattr(eeg, "datfile", None),
-                  content.get("data"), content.get("datfile")):
-        if isinstance(value, str) and value.lower().endswith((".fdt", ".dat")):
-            return Path(value.replace("\\", "/")).name
-    return None
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.set`` file.
+    data_file : str
+        The name of the data file the ``.set`` names (``EEG.data``).
+
+    Returns
+    -------
+    error : ReadError
+        Naming both files.
+    """
+    path = Path(path)
+    return ReadError(
+        f"The EEGLAB dataset {path} keeps its data in {data_file!r}, which does not exist "
+        f"({path.parent / data_file}). Put the .fdt file next to the .set file."
+    )
 
 
 def _check_member(path: Path, source: Source, ext: str, what: str) -> None:

@@ -131,10 +131,15 @@ def test_brainvision_missing_marker_file(tmp_path, shared_data):
         check_brainvision(tmp_path / "bv_dig_test.vhdr")
 
 
-def test_eeglab_without_its_fdt(tmp_path, shared_data):
-    shutil.copyfile(shared_data / "eeg" / "eeglab" / "test_raw_chanloc.set", tmp_path / "renamed.set")
-    with pytest.raises(ReadError, match=r"keeps its data in 'test_raw_chanloc\.fdt', which does not exist"):
-        validate_source(_source(tmp_path / "renamed.set", "eeglab"))
+@pytest.mark.parametrize("set_name", ["renamed.set", "test_raw_chanloc.set"])
+def test_eeglab_without_its_fdt(tmp_path, shared_data, set_name):
+    # renamed.set: MNE refuses it (no .fdt under either name); test_raw_chanloc.set: MNE opens
+    # it and would fail only when loading the data. Both fail on reading, naming the .fdt.
+    shutil.copyfile(shared_data / "eeg" / "eeglab" / "test_raw_chanloc.set", tmp_path / set_name)
+    assert validate_source(_source(tmp_path / set_name, "eeglab")) == []  # the header is fine
+    with pytest.raises(ReadError, match=rf"EEGLAB dataset .*{set_name} keeps its data in "
+                       r"'test_raw_chanloc\.fdt', which does not exist"):
+        _read_eeglab(tmp_path)
 
 
 def test_persyst_without_its_dat(tmp_path):
@@ -153,3 +158,51 @@ def test_describe_bytes():
     assert describe_bytes(b"") == "nothing (the file is empty)"
     assert describe_bytes(b"hello world\n") == "text: 'hello world'"
     assert describe_bytes(bytes([0, 1, 255])) == "binary: 00 01 ff"
+
+
+# --- each recording is read once ---------------------------------------------------------------
+
+@pytest.fixture
+def count_eeglab_decodes(monkeypatch):
+    """Count how often scipy decodes the ``EEG`` struct of a MATLAB v5 file (every .set
+    loader, MNE's pymatreader path and a direct ``scipy.io.loadmat``, goes through it)."""
+    from scipy.io.matlab import _mio5
+
+    counts = {"EEG": 0}
+    original = _mio5.MatFile5Reader.read_var_array
+
+    def read_var_array(self, header, process=True):
+        if header.name == b"EEG":
+            counts["EEG"] += 1
+        return original(self, header, process)
+
+    monkeypatch.setattr(_mio5.MatFile5Reader, "read_var_array", read_var_array)
+    return counts
+
+
+def _read_eeglab(folder: Path):
+    from brainfm.preprocessing.discover import discover
+    from brainfm.preprocessing.readers import read_source
+
+    (source,) = [s for s in discover(folder).sources if s.format == "eeglab"]
+    return read_source(source)
+
+
+@pytest.mark.parametrize("set_name", ["test_raw_chanloc.set", "renamed.set"])
+def test_eeglab_set_is_read_once(tmp_path, shared_data, count_eeglab_decodes, set_name):
+    """Validation must not decode the .set a second time: MNE's one read is all there is.
+
+    ``renamed.set`` keeps naming ``test_raw_chanloc.fdt`` inside, so no .fdt has its stem:
+    the case where validation used to load the whole struct to find the data file's name.
+    """
+    src = shared_data / "eeg" / "eeglab"
+    reference = _read_eeglab(src)
+    count_eeglab_decodes["EEG"] = 0
+    shutil.copyfile(src / "test_raw_chanloc.set", tmp_path / set_name)
+    shutil.copyfile(src / "test_raw_chanloc.fdt", tmp_path / "test_raw_chanloc.fdt")
+    result = _read_eeglab(tmp_path)
+    assert count_eeglab_decodes["EEG"] == 1
+    assert result.channels.equals(reference.channels)
+    assert result.events.equals(reference.events)
+    assert result.warnings == reference.warnings
+    assert np.array_equal(result.raw.get_data(), reference.raw.get_data())
