@@ -56,13 +56,37 @@ def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), 0x6272])
 
 
+def _dataset_codes(index: WindowIndex) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The datasets that have windows, sorted, and the windows of each, found without string work per window.
+
+    Returns
+    -------
+    present : list of str
+        Names of the datasets with at least one window, sorted.
+    members : numpy.ndarray of int64, shape (n_windows,)
+        Window indices grouped by dataset (in ``present`` order), ascending within a group.
+    bounds : numpy.ndarray of int64, shape (len(present) + 1,)
+        ``members[bounds[k]:bounds[k + 1]]`` are the windows of ``present[k]``.
+    """
+    # Names are compared once per recording; the windows only carry integer codes.
+    names, recording_code = np.unique(np.array([str(layout.dataset) for layout in index.layouts], dtype=str),
+                                      return_inverse=True)
+    window_code = recording_code.reshape(-1)[index.recording] if len(index.layouts) else np.zeros(0, np.int64)
+    counts = np.bincount(window_code, minlength=len(names))
+    used = np.flatnonzero(counts)
+    dense = np.zeros(len(names), dtype=np.int64)
+    dense[used] = np.arange(len(used))
+    members = np.argsort(dense[window_code], kind="stable").astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(counts[used])]).astype(np.int64)
+    return names[used].tolist(), members, bounds
+
+
 def _select(index: WindowIndex, rng: np.random.Generator, dataset_weights: Mapping[str, float] | None,
             epoch_size: int | None) -> np.ndarray:
     n_windows = len(index)
     if dataset_weights is None:
         return np.arange(n_windows, dtype=np.int64)
-    datasets = index.recording_field("dataset")
-    present = sorted(set(datasets.tolist()))
+    present, grouped, bounds = _dataset_codes(index)
     missing = [d for d in present if d not in dataset_weights]
     if missing:
         raise ConfigError(
@@ -75,9 +99,9 @@ def _select(index: WindowIndex, rng: np.random.Generator, dataset_weights: Mappi
     total = n_windows if epoch_size is None else int(epoch_size)
     shares = np.round(total * weights / weights.sum()).astype(np.int64)
     parts = []
-    for dataset, share in zip(present, shares, strict=True):
-        members = np.flatnonzero(datasets == dataset)
-        if share == 0 or not len(members):
+    for k, share in enumerate(shares.tolist()):
+        members = grouped[bounds[k] : bounds[k + 1]]
+        if share == 0:
             continue
         full, remainder = divmod(int(share), len(members))
         picks = [members] * full + [rng.choice(members, size=remainder, replace=False)]

@@ -301,3 +301,66 @@ def test_state_without_fingerprint_gets_the_old_checks(index_and_store):
     WindowBatchSampler(index, 16, seed=5, shuffle="uniform").load_state_dict(state)  # not recorded: accepted
     with pytest.raises(ValueError, match=r"batch_size: saved 16, now 8"):
         WindowBatchSampler(index, 8, seed=5).load_state_dict(state)
+
+
+def _reference_selection(index, weights: dict[str, float], total: int, rng: np.random.Generator) -> np.ndarray:
+    """The documented rule, spelt out per dataset name: shares round(total * w / sum(w)), whole passes + a draw."""
+    datasets = np.array([index.layouts[r].dataset for r in index.recording], dtype=object)
+    present = sorted(set(datasets.tolist()))
+    w = np.array([weights[d] for d in present], dtype=float)
+    parts = []
+    for name, share in zip(present, np.round(total * w / w.sum()).astype(int), strict=True):
+        members = np.flatnonzero(datasets == name)
+        if share:
+            full, remainder = divmod(int(share), len(members))
+            parts += [members] * full + [rng.choice(members, size=remainder, replace=False)]
+    return np.sort(np.concatenate(parts))
+
+
+def test_weighted_mixing_draws_datasets_in_the_requested_proportions(index_and_store):
+    index, _ = index_and_store  # dataset a: 240 windows, b: 60
+    datasets = index.recording_field("dataset")
+    for epoch in range(3):
+        order = epoch_order(index, seed=11, epoch=epoch, shuffle="none", dataset_weights={"a": 3, "b": 1},
+                            epoch_size=400)
+        picked = datasets[order]
+        assert ((picked == "a").sum(), (picked == "b").sum()) == (300, 100)
+        # a: one whole pass + 60 drawn without replacement; b: one pass + 40 drawn
+        times_a = np.bincount(order, minlength=len(index))[datasets == "a"]
+        assert ((times_a == 1).sum(), (times_a == 2).sum()) == (180, 60)
+        expected = _reference_selection(index, {"a": 3, "b": 1}, 400, np.random.default_rng([11, epoch, 0x6272]))
+        assert np.array_equal(order, expected)
+    # over many epochs, a shares drawn inside a dataset stay uniform (within tolerance)
+    counts = np.zeros(len(index))
+    for epoch in range(200):
+        np.add.at(counts, epoch_order(index, seed=0, epoch=epoch, shuffle="none", dataset_weights={"a": 1, "b": 1},
+                                      epoch_size=100), 1)
+    assert np.allclose(counts[datasets == "a"] / 200, 50 / 240, atol=0.12)
+    assert np.allclose(counts[datasets == "b"] / 200, 50 / 60, atol=0.12)
+
+
+class _CountingName(str):
+    comparisons = 0
+
+    def __eq__(self, other):
+        type(self).comparisons += 1
+        return str.__eq__(self, other)
+
+    def __lt__(self, other):
+        type(self).comparisons += 1
+        return str.__lt__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_weighted_selection_compares_dataset_names_per_recording_not_per_window(index_and_store):
+    # Large corpora have millions of windows but thousands of recordings: names are mapped to
+    # integer codes once per recording, the windows are grouped by code.
+    index, _ = index_and_store
+    expected = epoch_order(index, seed=2, epoch=0, dataset_weights={"a": 1, "b": 2}, epoch_size=250)
+    for layout in index.layouts:
+        layout.dataset = _CountingName(layout.dataset)
+    _CountingName.comparisons = 0
+    order = epoch_order(index, seed=2, epoch=0, dataset_weights={"a": 1, "b": 2}, epoch_size=250)
+    assert np.array_equal(order, expected)
+    assert _CountingName.comparisons <= 4 * len(index.layouts) < len(index)
