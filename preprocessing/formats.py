@@ -18,6 +18,10 @@ Rules worth knowing:
   ``-trans``, ``-src``, ``-bem``, ``-sol``, ``-proj``, ``-ica``...) are not recordings; split
   parts (``x_raw-1.fif`` beside ``x_raw.fif``, BIDS ``_split-02``) are members of the first
   part; ``-eve.fif``/``_eve.fif`` attach to their raw FIF.
+* A BrainVision header is parsed once, here (:func:`read_brainvision_header`): the files it
+  names are its members when they exist, and its ``data`` and ``markers`` companions whether
+  they exist or not, so that validation can say which one is missing without parsing the
+  header again. A file that is not a BrainVision header gets no such companions.
 * ``.cnt`` files starting with ``RIFF``/``RF64`` are ANT Neuro, the others Neuroscan.
 * A digitisation file (``.bvct``, ``.elc``, ``.sfp``, ``.hpts``...) with the same stem as an
   EEG recording, or the only one in the folder, is that recording's ``montage`` companion.
@@ -37,11 +41,13 @@ from brainfm._check import check_option
 __all__ = [
     "FORMATS",
     "MONTAGE_EXTENSIONS",
+    "BrainVisionHeader",
     "Entry",
     "FolderScan",
     "FormatSpec",
     "fif_kind",
     "get_format",
+    "read_brainvision_header",
     "read_function",
     "scan_folder",
 ]
@@ -135,7 +141,8 @@ class Entry:
         Data files that belong to the recording (never recordings themselves).
     companions : dict of str to pathlib.Path
         Extra files by role (``"events"``, ``"mrk"``, ``"mrk2"``, ``"elp"``, ``"hsp"``,
-        ``"montage"``, ``"config"``, ``"head_shape"``).
+        ``"montage"``, ``"config"``, ``"head_shape"``; for BrainVision ``"data"`` and
+        ``"markers"``, the files its header names, which may be missing).
     """
 
     path: Path
@@ -146,10 +153,13 @@ class Entry:
     @property
     def files(self) -> list[Path]:
         """Every file of the recording: the entry (or the files of an entry folder),
-        members and companions, without repeats."""
+        members and the companions that exist, without repeats."""
         files = sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() else [self.path]
-        for path in [*self.members, *self.companions.values()]:
+        for path in self.members:
             if path not in files:
+                files.append(path)
+        for path in self.companions.values():
+            if path not in files and path.exists():
                 files.append(path)
         return files
 
@@ -285,16 +295,84 @@ class _Listing:
         return [n for n in self.names if n not in self.claimed]
 
 
-def _brainvision_parts(listing: _Listing, name: str) -> list[str]:
-    """The data and marker file names a BrainVision header gives (that exist here)."""
-    text = _read_text_head(listing.folder / name)
-    parts = []
-    for key, default_ext in (("DataFile", ".eeg"), ("MarkerFile", ".vmrk")):
-        value = _ini_value(text, key) or _stem(name) + default_ext
-        found = listing.find(Path(value.replace("\\", "/")).name)
-        if found is not None:
-            parts.append(found)
-    return parts
+@dataclass(frozen=True)
+class BrainVisionHeader:
+    """What a BrainVision header says about its files (:func:`read_brainvision_header`).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.vhdr`` / ``.ahdr`` header.
+    is_header : bool
+        Whether its first line names a BrainVision header.
+    head : bytes
+        Its first bytes, for error messages.
+    data_file : pathlib.Path
+        The data file it names (``DataFile=``, default ``<stem>.eeg``), beside the header.
+    marker_file : pathlib.Path
+        The marker file it names (``MarkerFile=``, default ``<stem>.vmrk``), beside the header.
+    """
+
+    path: Path
+    is_header: bool
+    head: bytes
+    data_file: Path
+    marker_file: Path
+
+
+def read_brainvision_header(path: Path) -> BrainVisionHeader:
+    """Parse the first line and the file names of a BrainVision header.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.vhdr`` / ``.ahdr`` file; must be readable.
+
+    Returns
+    -------
+    header : BrainVisionHeader
+        File names are taken as base names (a Windows path in the header keeps only its last
+        part) in the header's folder, spelled as the header spells them.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be read.
+    """
+    path = Path(path)
+    with path.open("rb") as fh:
+        return _parse_brainvision_header(path, fh.read(1 << 20))
+
+
+def _parse_brainvision_header(path: Path, head: bytes) -> BrainVisionHeader:
+    text = head.decode("latin-1")
+    first = text.lstrip("\ufeff\xef\xbb\xbf").splitlines()[0] if text.strip() else ""
+    names = [
+        _ini_value(text, key) or _stem(path.name) + default_ext
+        for key, default_ext in (("DataFile", ".eeg"), ("MarkerFile", ".vmrk"))
+    ]
+    data_file, marker_file = (path.parent / Path(n.replace("\\", "/")).name for n in names)
+    return BrainVisionHeader(
+        path=path, is_header=bool(re.search(r"brain\s*vision", first, re.IGNORECASE)), head=head[:64],
+        data_file=data_file, marker_file=marker_file,
+    )
+
+
+def _brainvision_entry(listing: _Listing, name: str) -> Entry:
+    """A BrainVision recording: the files its header names are members (when they exist here)
+    and, for a real header, its ``data`` and ``markers`` companions (even when missing)."""
+    entry = Entry(listing.claim(name), "brainvision")
+    try:
+        header = read_brainvision_header(listing.folder / name)
+    except OSError:  # unreadable: the default names; validation reports the header itself
+        header = _parse_brainvision_header(listing.folder / name, b"")
+    for role, path in (("data", header.data_file), ("markers", header.marker_file)):
+        found = listing.find(path.name)
+        if found is not None and found != name:
+            entry.members.append(listing.claim(found))
+        if header.is_header:
+            entry.companions[role] = path
+    return entry
 
 
 def _same_stem(listing: _Listing, name: str, extensions: Sequence[str]) -> list[str]:
@@ -389,8 +467,7 @@ def _claim_headers(listing: _Listing, entries: list[Entry]) -> None:
     for name in listing.unclaimed():
         ext = _ext(name)
         if ext in (".vhdr", ".ahdr"):
-            entry = Entry(listing.claim(name), "brainvision")
-            entry.members = [listing.claim(p) for p in _brainvision_parts(listing, name)]
+            entry = _brainvision_entry(listing, name)
         elif ext == ".set":
             entry = Entry(listing.claim(name), "eeglab")
             entry.members = [listing.claim(p) for p in _same_stem(listing, name, [".fdt"])]

@@ -4,7 +4,9 @@
   the header declares. MNE opens a file cut in half without a word (``truncated_S001R05.edf``
   gives 57 of 125 s); brainfm raises :class:`~brainfm.errors.TruncatedFileError` with the
   declared and actual durations.
-* BrainVision: the data and marker files the header names must exist.
+* BrainVision: the data and marker files the header names must exist. Discovery parsed the
+  header and kept those names as the ``data`` and ``markers`` companions; the header is not
+  parsed again unless a source lacks them.
 * EEGLAB: the ``.set`` must be a MATLAB file. Whether its data live in a separate ``.fdt``
   only a full decode of the ``.set`` says; the reader does that decode once and a missing
   ``.fdt`` is reported from its error (:func:`eeglab_data_error`).
@@ -16,12 +18,11 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from brainfm.errors import ReadError, TruncatedFileError, UnsupportedFormatError
-from brainfm.preprocessing.formats import get_format
+from brainfm.preprocessing.formats import get_format, read_brainvision_header
 from brainfm.preprocessing.source import Source
 
 __all__ = [
@@ -145,13 +146,17 @@ def check_edf(path: Path, *, bdf: bool | None = None) -> None:
         )
 
 
-def check_brainvision(path: Path) -> None:
+def check_brainvision(path: Path, files: Mapping[str, Path] | None = None) -> None:
     """Check that a BrainVision header is one and that its data and marker files exist.
 
     Parameters
     ----------
     path : pathlib.Path
         The ``.vhdr`` / ``.ahdr`` header.
+    files : mapping of str to pathlib.Path | None
+        The ``"data"`` and ``"markers"`` files the header names, as discovery read them from
+        it (:attr:`Source.companions`); the header is then not parsed again. ``None`` (or a
+        mapping without both) parses it here.
 
     Raises
     ------
@@ -161,18 +166,19 @@ def check_brainvision(path: Path) -> None:
         When the data or marker file it names is missing.
     """
     path = Path(path)
-    head = _read_head(path, 1 << 20)
-    text = head.decode("latin-1")
-    first = text.lstrip("\ufeff\xef\xbb\xbf").splitlines()[0] if text.strip() else ""
-    if not re.search(r"brain\s*vision", first, re.IGNORECASE):
-        raise UnsupportedFormatError(
-            f"{path} is not a BrainVision header: it should start with 'Brain Vision Data "
-            f"Exchange Header File', but its first bytes are {describe_bytes(head)}."
-        )
-    for key, default_ext, what in (("DataFile", ".eeg", "data"), ("MarkerFile", ".vmrk", "marker")):
-        match = re.search(rf"^\s*{key}\s*=\s*(.+?)\s*$", text, re.MULTILINE | re.IGNORECASE)
-        name = match.group(1) if match else path.stem + default_ext
-        target = path.parent / Path(name.replace("\\", "/")).name
+    if files is None or "data" not in files or "markers" not in files:
+        try:
+            header = read_brainvision_header(path)
+        except OSError as exc:
+            raise ReadError(f"Could not open {path}: {exc.strerror or exc}.") from exc
+        if not header.is_header:
+            raise UnsupportedFormatError(
+                f"{path} is not a BrainVision header: it should start with 'Brain Vision Data "
+                f"Exchange Header File', but its first bytes are {describe_bytes(header.head)}."
+            )
+        files = {"data": header.data_file, "markers": header.marker_file}
+    for role, key, what in (("data", "DataFile", "data"), ("markers", "MarkerFile", "marker")):
+        target = Path(files[role])
         if not target.is_file():
             raise ReadError(
                 f"The BrainVision header {path} names the {what} file {target.name!r}, which does "
@@ -255,7 +261,6 @@ def _check_signature(signature: tuple[bytes, ...], what: str) -> Callable[[Path]
 _CHECKS: dict[str, Callable[[Path], None]] = {
     "edf": lambda p: check_edf(p, bdf=False),
     "bdf": lambda p: check_edf(p, bdf=True),
-    "brainvision": check_brainvision,
     "eeglab": check_eeglab,
     "gdf": _check_signature((b"GDF",), "GDF"),
     # FIF files start with the FIFF_FILE_ID tag (kind 100); .fif.gz with the gzip magic.
@@ -296,6 +301,8 @@ def validate_source(source: Source) -> list[str]:
     check = _CHECKS.get(source.format)
     if check is not None:
         check(path)
+    elif source.format == "brainvision":
+        check_brainvision(path, source.companions)  # the files discovery read from the header
     if source.format == "persyst":
         _check_member(path, source, ".dat", "Persyst data (.dat)")
     elif source.format == "nicolet":

@@ -221,11 +221,23 @@ def test_registry_brainvision_and_nihon_kohden(tmp_path):
     _touch(tmp_path, "nk2.eeg", content=b"EEG-1200A V01.00" + b"\0" * 32)
     entries, ignored, _ = _scan(tmp_path)
     assert entries == {
-        "rec.vhdr": ("brainvision", ["DATA.EEG", "marks.vmrk"], {}),
+        "rec.vhdr": ("brainvision", ["DATA.EEG", "marks.vmrk"], {"data": "DATA.EEG", "markers": "marks.vmrk"}),
         "NK1.EEG": ("nihon_kohden", ["NK1.21E", "NK1.LOG", "NK1.PNT"], {}),
         "nk2.eeg": ("nihon_kohden", [], {}),
     }
     assert ignored == ["plain.eeg"]  # a lower-case .eeg nobody names and without NK signature
+
+
+def test_brainvision_header_naming_a_missing_file(tmp_path):
+    # The header's names are kept as companions even when missing (validation names them
+    # without parsing the header again), but a missing file is not one of the recording's files.
+    header = "Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nDataFile=gone.eeg\n"
+    (tmp_path / "rec.vhdr").write_text(header)
+    _touch(tmp_path, "rec.vmrk", "not_a_header.vhdr")
+    (other, source) = discover(tmp_path).sources  # in path order
+    assert source.companions == {"data": tmp_path / "gone.eeg", "markers": tmp_path / "rec.vmrk"}
+    assert sorted(p.name for p in source.files) == ["rec.vhdr", "rec.vmrk"]
+    assert other.path.name == "not_a_header.vhdr" and other.companions == {}
 
 
 def test_registry_cnt_flavours(tmp_path):

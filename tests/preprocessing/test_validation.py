@@ -206,3 +206,41 @@ def test_eeglab_set_is_read_once(tmp_path, shared_data, count_eeglab_decodes, se
     assert result.events.equals(reference.events)
     assert result.warnings == reference.warnings
     assert np.array_equal(result.raw.get_data(), reference.raw.get_data())
+
+
+@pytest.fixture
+def count_opens(monkeypatch):
+    """Count the opens of files by suffix (``open`` and ``Path.open``, which calls ``io.open``)."""
+    import builtins
+    import io
+
+    counts: dict[str, int] = {}
+    original = io.open
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, Path)):
+            suffix = Path(file).suffix.lower()
+            counts[suffix] = counts.get(suffix, 0) + 1
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    return counts
+
+
+@pytest.mark.parametrize("folder", ["eeg/brainvision", "bids/tiny-eeg"])
+def test_brainvision_header_is_parsed_once_by_brainfm(shared_data, count_opens, folder):
+    """Discovery parses the .vhdr for its data and marker files; validation reuses that."""
+    import mne
+
+    from brainfm.preprocessing.discover import discover
+    from brainfm.preprocessing.readers import read_source
+
+    (source,) = [s for s in discover(shared_data / folder).sources if s.format == "brainvision"]
+    by_brainfm_discovery = count_opens.pop(".vhdr")
+    read_source(source)
+    by_read_source = count_opens.pop(".vhdr")
+    mne.io.read_raw_brainvision(source.path, verbose="error")
+    by_mne = count_opens.pop(".vhdr")
+    assert by_brainfm_discovery == 1
+    assert by_read_source == by_mne  # reading opens the header only as often as MNE itself does
