@@ -1,4 +1,10 @@
-"""Read a store: ``open_store(path)`` gives a read-only mapping of recording id -> recording."""
+"""Read a store: ``open_store(path)`` gives a read-only mapping of recording id -> recording.
+
+Attributes are read once: opening a store reads the root's and every recording's
+``zarr.json`` (one listing of the recordings group), and :class:`Store` keeps one
+:class:`StoredRecording` per id, whose attributes, channel table and signal array are
+parsed on first use and kept. Signal, events and statistics values are read on access.
+"""
 
 from __future__ import annotations
 
@@ -24,13 +30,16 @@ class StoredRecording:
     id : str
         The recording id.
     attrs : dict
-        All attributes of the recording group (see ``docs/store-format.md``).
+        All attributes of the recording group (see ``docs/store-format.md``), parsed once
+        when the group was opened.
     """
 
     def __init__(self, group: Any) -> None:
         self._group = group
-        self.attrs: dict[str, Any] = dict(group.attrs)
+        self.attrs: dict[str, Any] = dict(group.attrs)  # the metadata read when the group was opened
         self.id: str = self.attrs["id"]
+        self._signal: Any = None
+        self._channels: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
         return (
@@ -44,7 +53,9 @@ class StoredRecording:
 
         Slicing reads only the chunks it touches: ``rec.signal[:, 0:1000]`` is a numpy array.
         """
-        return self._group["signal"]
+        if self._signal is None:
+            self._signal = self._group["signal"]  # reads the array's metadata once
+        return self._signal
 
     @property
     def sfreq(self) -> float:
@@ -108,12 +119,14 @@ class StoredRecording:
 
     @property
     def channels(self) -> pd.DataFrame:
-        """The channel table (:mod:`brainfm.data.channels`) as a DataFrame."""
-        table = self.attrs["channels"]
-        frame = pd.DataFrame({col: table[col] for col in CHANNEL_COLUMNS})
-        for col in FLOAT_COLUMNS:
-            frame[col] = pd.to_numeric(frame[col]).astype(np.float64)
-        return frame
+        """The channel table (:mod:`brainfm.data.channels`) as a DataFrame (a copy: edits stay the caller's)."""
+        if self._channels is None:
+            table = self.attrs["channels"]
+            frame = pd.DataFrame({col: table[col] for col in CHANNEL_COLUMNS})
+            for col in FLOAT_COLUMNS:
+                frame[col] = pd.to_numeric(frame[col]).astype(np.float64)
+            self._channels = frame
+        return self._channels.copy()
 
     @property
     def events(self) -> pd.DataFrame:
@@ -166,23 +179,30 @@ class StoredRecording:
 class Store:
     """A read-only brainfm store: iterate for recording ids, index for recordings.
 
-    Use :func:`open_store` to make one.
+    Use :func:`open_store` to make one. ``store[id]`` returns the same
+    :class:`StoredRecording` each time (its attributes are read once, when the store is opened).
     """
 
     def __init__(self, path: Path, root: Any) -> None:
         self.path = path
         self._root = root
         self.attrs: dict[str, Any] = dict(root.attrs)
-        group = root[RECORDINGS_GROUP] if RECORDINGS_GROUP in root else None
-        self._ids: list[str] = []
+        self._groups: dict[str, Any] = {}  # complete recordings' groups, attributes already parsed
         self._incomplete: list[str] = []
-        if group is not None:
-            for key in sorted(group.group_keys()):
-                if group[key].attrs.get("complete"):
-                    self._ids.append(key)
+        self._opened: dict[str, StoredRecording] = {}
+        self._failed: list[dict[str, Any]] | None = None
+        try:
+            recordings = root[RECORDINGS_GROUP]
+        except KeyError:
+            recordings = None
+        if recordings is not None:
+            # One listing opens every recording group, reading each zarr.json once.
+            for key, group in sorted(recordings.groups(), key=lambda item: item[0]):
+                if group.attrs.get("complete"):
+                    self._groups[key] = group
                 else:
                     self._incomplete.append(key)
-        self._recordings = group
+        self._ids: list[str] = list(self._groups)
 
     def __repr__(self) -> str:
         return f"<Store {str(self.path)!r} | {len(self)} recordings>"
@@ -194,16 +214,19 @@ class Store:
         return len(self._ids)
 
     def __contains__(self, recording_id: object) -> bool:
-        return recording_id in self._ids
+        return recording_id in self._groups
 
     def __getitem__(self, recording_id: str) -> StoredRecording:
-        if recording_id not in self._ids:
+        if recording_id not in self._groups:
             from brainfm._check import suggest
 
             raise KeyError(
                 f"No complete recording {recording_id!r} in {self.path}.{suggest(recording_id, self._ids)}"
             )
-        return StoredRecording(self._recordings[recording_id])
+        recording = self._opened.get(recording_id)
+        if recording is None:
+            recording = self._opened[recording_id] = StoredRecording(self._groups[recording_id])
+        return recording
 
     @property
     def format_version(self) -> int:
@@ -218,11 +241,15 @@ class Store:
     @property
     def failed(self) -> list[dict[str, Any]]:
         """Files that could not be stored: ``path``, ``error``, ``error_type``, ``recording_id``."""
-        if FAILURES_GROUP not in self._root:
-            return []
-        group = self._root[FAILURES_GROUP]
-        entries = [dict(group[key].attrs) for key in group.group_keys()]
-        return sorted(entries, key=lambda e: e.get("path", ""))
+        if self._failed is None:
+            try:
+                group = self._root[FAILURES_GROUP]
+            except KeyError:
+                entries: list[dict[str, Any]] = []
+            else:
+                entries = [dict(child.attrs) for _, child in group.groups()]
+            self._failed = sorted(entries, key=lambda e: e.get("path", ""))
+        return [dict(entry) for entry in self._failed]
 
 
 def open_store(path: str | Path) -> Store:
@@ -253,7 +280,8 @@ def open_store(path: str | Path) -> Store:
             f"{path} is not a brainfm store (no zarr.json). Create one with "
             f"'brainfm preprocess INPUT_DIR {path}'."
         )
-    root = zarr.open_group(zarr.storage.LocalStore(str(path), read_only=True), mode="r")
+    # zarr_format=3: a brainfm store is Zarr v3 (zarr.json checked above); no v2 metadata to probe.
+    root = zarr.open_group(zarr.storage.LocalStore(str(path), read_only=True), mode="r", zarr_format=3)
     version = root.attrs.get("brainfm_format_version")
     if version is None:
         raise StoreFormatError(f"{path} is a Zarr group but not a brainfm store (no brainfm_format_version).")
