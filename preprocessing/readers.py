@@ -74,21 +74,31 @@ MAX_EVENT_CODES = 255
 _MAIN_STIM = ("STI101", "STI 014", "STI014")
 
 
+def _note(messages: list[str], text: str) -> None:
+    """Add a message once (MNE's MaxShield warning as :data:`MAXSHIELD_WARNING`)."""
+    text = text.strip()
+    if "Internal Active Shielding" in text:
+        text = MAXSHIELD_WARNING
+    if text and text not in messages:
+        messages.append(text)
+
+
 @contextlib.contextmanager
 def _capture(messages: list[str]) -> Iterator[None]:
-    """Collect Python warnings and stdout prints (some MNE readers print) into ``messages``."""
+    """Collect Python warnings and stdout prints (some MNE readers print) into ``messages``.
+
+    Each message is added once: MNE's ``warn`` also logs the warning (to stdout) when its
+    logger has a file handler, so the same text can arrive both ways.
+    """
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out:
         warnings.simplefilter("always")
         try:
             yield
         finally:
             for w in caught:
-                text = str(w.message).strip()
-                if "Internal Active Shielding" in text:
-                    text = MAXSHIELD_WARNING
-                if text not in messages:
-                    messages.append(text)
-            messages.extend(line.strip() for line in out.getvalue().splitlines() if line.strip())
+                _note(messages, str(w.message))
+            for line in out.getvalue().splitlines():
+                _note(messages, line)
 
 
 def _reason(exc: BaseException | None) -> str:
@@ -158,8 +168,9 @@ def open_raw(source: Source) -> tuple[Any, list[str], dict[str, Any]]:
         attempts = [dict(options, data_format=f) for f in ("auto", "int32", "int16")]
     last: Exception | None = None
     for i, kwargs in enumerate(attempts):
+        said: list[str] = []  # what this attempt warned and printed: recorded if it worked
         try:
-            with _capture(messages):
+            with _capture(said):
                 raw = reader(source.path, preload=False, verbose="warning", **kwargs)
         except BrainFMError:
             raise
@@ -168,9 +179,9 @@ def open_raw(source: Source) -> tuple[Any, list[str], dict[str, Any]]:
             if i + 1 < len(attempts):
                 continue
             raise _translate(source, exc) from exc
+        for text in said:
+            _note(messages, text)
         if i > 0:
-            # The failed attempt's advice to try read_raw_ant does not apply: this one worked.
-            messages[:] = [m for m in messages if "read_raw_ant" not in m]
             messages.append(
                 f"Neuroscan CNT data format auto-detection failed ({_reason(last)}); read with "
                 f"data_format={kwargs['data_format']!r}."
@@ -431,8 +442,8 @@ def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
         extra.pop("ch_type", None)
         reading = read_bids_raw(source, extra_params=extra or None)
         raw = reading.raw
-        messages.extend(reading.warnings)
-        messages[:] = [MAXSHIELD_WARNING if "Internal Active Shielding" in m else m for m in messages]
+        for text in reading.warnings:
+            _note(messages, text)
         info: dict[str, Any] = {"reader": "mne_bids.read_raw_bids", "options": extra}
         channels_tsv = reading.channels_tsv
         use_stim = not reading.has_events_tsv

@@ -343,3 +343,28 @@ def test_sidecars_are_looked_up_once(tmp_path, shared_data, monkeypatch):
     result = read_source(source)
     assert len(calls) == 1
     assert result.info["electrodes"] == "sub-01_ses-eeg_space-CapTrak_electrodes.tsv"
+
+
+def test_maxshield_fif_in_bids_is_read_with_allow_maxshield(tmp_path, shared_data):
+    """mne-bids gets allow_maxshield, and MNE's MaxShield warning is recorded once, in brainfm's words."""
+    import warnings
+
+    import mne
+    import mne_bids
+
+    from brainfm.preprocessing.readers import MAXSHIELD_WARNING
+
+    raw = mne.io.read_raw_fif(shared_data / "meg" / "fif" / "test_move_anon_erm_raw.fif",
+                              allow_maxshield=True, verbose="error")
+    bids_path = mne_bids.BIDSPath(subject="01", task="noise", datatype="meg", root=tmp_path / "bids")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mne_bids.write_raw_bids(raw, bids_path, verbose="error")
+    (source,) = discover(tmp_path / "bids").sources
+    with pytest.raises(ValueError, match="Internal Active Shielding"):  # what allow_maxshield avoids
+        mne.io.read_raw_fif(source.path, verbose="error")
+    result = read_source(source)
+    assert result.info["reader"] == "mne_bids.read_raw_bids"
+    assert result.info["options"] == {"allow_maxshield": True}
+    assert result.warnings.count(MAXSHIELD_WARNING) == 1
+    assert [w for w in result.warnings if "Shielding" in w or "MaxFilter" in w] == [MAXSHIELD_WARNING]

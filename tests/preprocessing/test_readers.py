@@ -12,7 +12,7 @@ import pytest
 
 from brainfm.errors import ConfigError, ReadError, TruncatedFileError, UnsupportedFormatError
 from brainfm.preprocessing.discover import discover
-from brainfm.preprocessing.readers import MAXSHIELD_WARNING, read_source
+from brainfm.preprocessing.readers import MAXSHIELD_WARNING, open_raw, read_source
 from brainfm.preprocessing.source import Override
 
 ECOG_OVERRIDE = Override("*acq-ecog*", {"*": "ecog"})
@@ -55,7 +55,8 @@ def test_meg_fif_maxshield(read):
     ch = result.channels
     assert _types(result) == {"grad": 204, "mag": 102, "eeg": 60, "eog": 2, "ecg": 1, "misc": 12}
     assert not ch["orig_name"].str.startswith("STI").any()  # 11 stim channels left out
-    assert MAXSHIELD_WARNING in result.warnings
+    assert result.info["options"] == {"allow_maxshield": True}
+    assert [w for w in result.warnings if "Shielding" in w or "MaxFilter" in w] == [MAXSHIELD_WARNING]
     assert result.warnings[0].startswith("Internal Active Shielding data (MaxShield): not MaxFiltered")
     meg = ch[ch["type"].isin(["mag", "grad"])]
     # empty-room recording: no device-to-head transform, so the device frame
@@ -372,3 +373,29 @@ def test_mne_export_round_trip(tmp_path, module, fmt, ext):
     # BrainVision markers come back with their type: "Comment/go"
     assert [d.rsplit("/", 1)[-1] for d in result.events["description"]] == ["go"]
     assert result.events["onset_s"].tolist() == pytest.approx([1.0])
+
+
+def test_cnt_fallback_records_only_the_warnings_of_the_read_that_worked(shared_sources, monkeypatch):
+    """Each attempt of the CNT fallback warns and prints as MNE readers do; what a failed
+    attempt said is dropped with it, and what every attempt says is recorded once."""
+    import warnings
+
+    real = mne.io.read_raw_cnt
+
+    def read_raw_cnt(fname, *, data_format, **kwargs):
+        warnings.warn("Could not parse meas date from the header.", RuntimeWarning, stacklevel=2)
+        print("Setting channel info structure...")
+        if data_format == "auto":
+            warnings.warn("Guessed 4 bytes per sample.", RuntimeWarning, stacklevel=2)
+        return real(fname, data_format=data_format, **kwargs)
+
+    monkeypatch.setattr(mne.io, "read_raw_cnt", read_raw_cnt)
+    source = shared_sources["eeg/cnt/test_CNT_events_mne_JWoess_clipped.cnt"]
+    _, opened, info = open_raw(source)
+    assert info["options"]["data_format"] == "int32"
+    assert len(opened) == len(set(opened))
+    result = read_source(source)
+    assert "Guessed 4 bytes per sample." not in result.warnings
+    assert result.warnings.count("Could not parse meas date from the header.") == 1
+    assert result.warnings.count("Setting channel info structure...") == 1
+    assert "Omitted 6 annotation(s) that were outside data range." in result.warnings
