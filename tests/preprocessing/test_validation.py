@@ -244,3 +244,56 @@ def test_brainvision_header_is_parsed_once_by_brainfm(shared_data, count_opens, 
     by_mne = count_opens.pop(".vhdr")
     assert by_brainfm_discovery == 1
     assert by_read_source == by_mne  # reading opens the header only as often as MNE itself does
+
+
+# --- validate_source returns a list for every format -------------------------------------------
+
+_VHDR = "Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nDataFile=x.eeg\nMarkerFile=x.vmrk\n"
+#: For each format, a folder that discovery turns into one recording of it and that passes
+#: validation (signatures and member files only: the readers would refuse most of these).
+_PASSING_FILES: dict[str, dict[str, bytes]] = {
+    "edf": {},  # written by write_edf
+    "bdf": {},  # written by write_edf, BioSemi header
+    "gdf": {"x.gdf": b"GDF 2.20" + bytes(248)},
+    "brainvision": {"x.vhdr": _VHDR.encode(), "x.eeg": bytes(8), "x.vmrk": b"Brain Vision Data Exchange Marker File\n"},
+    "eeglab": {"x.set": b"MATLAB 5.0 MAT-file" + bytes(109), "x.fdt": bytes(8)},
+    "fif": {"x_raw.fif": b"\x00\x00\x00\x64" + bytes(60)},
+    "cnt": {"x.cnt": b"Version 3.0\0" + bytes(60)},
+    "ant": {"x.cnt": b"RIFF" + bytes(60)},
+    "egi_mff": {"x.mff/info.xml": b"<info/>"},
+    "egi_raw": {"x.raw": bytes(64)},
+    "ctf": {"x.ds/x.meg4": bytes(8), "x.ds/x.res4": bytes(8)},
+    "kit": {"x.sqd": bytes(64)},
+    "bti": {"c,rfDC": bytes(64), "config": bytes(64)},
+    "persyst": {"x.lay": b"[FileInfo]\nFile=x.dat\n", "x.dat": bytes(8)},
+    "nihon_kohden": {"x.EEG": b"EEG-1200A V01.00" + bytes(48)},
+    "nedf": {"x.nedf": b"<nedf/>"},
+    "eximia": {"x.nxe": bytes(64)},
+    "nicolet": {"x.data": bytes(64), "x.head": b"num_channels=1\n"},
+    "curry": {"x.cdt": bytes(64), "x.cdt.dpa": b"x"},
+    "nsx": {"x.ns5": bytes(64)},
+}
+
+
+def test_every_format_has_a_passing_example():
+    from brainfm.preprocessing.formats import FORMATS
+
+    assert set(_PASSING_FILES) == set(FORMATS)
+
+
+@pytest.mark.parametrize("fmt", sorted(_PASSING_FILES))
+def test_validate_source_returns_a_list(tmp_path, fmt):
+    from brainfm.preprocessing.discover import discover
+
+    if fmt in ("edf", "bdf"):
+        path = write_edf(tmp_path / f"x.{fmt}", 2)
+        if fmt == "bdf":  # same layout, BioSemi version field and 3 bytes per sample
+            data = bytearray(path.read_bytes()[:768])
+            data[:8] = b"\xffBIOSEMI"
+            path.write_bytes(bytes(data) + bytes(2 * 2 * 10 * 3))
+    for name, content in _PASSING_FILES[fmt].items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    (source,) = discover(tmp_path).sources
+    assert source.format == fmt
+    assert validate_source(source) == []
