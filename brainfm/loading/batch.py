@@ -10,8 +10,10 @@ field                     shape            dtype   meaning
                                                    direction for planar gradiometers, zeros for EEG/iEEG
 ``sensor_type``           (B, C)           int64   EEG 0, MAG 1, GRAD 2, sEEG 3, ECoG 4, DBS 5 (...);
                                                    :data:`PAD_SENSOR_TYPE` (-1) on padding
-``channel_ids``           (B, C)           int64   shared channel vocabulary; 0 on padding
-``region_ids``            (B, C)           int64   region vocabulary; 0 for unknown and padding
+``channel_ids``           (B, C)           int64   shared channel vocabulary; 0 on padding, 1 for
+                                                   a name a frozen vocabulary lacks
+``region_ids``            (B, C)           int64   region vocabulary; 0 for no region and padding,
+                                                   1 for a region a frozen vocabulary lacks
 ``subject_ids``           (B,)             int64   subject index (``WindowDataModule.subjects``)
 ``recording_ids``         (B,)             int64   recording index (``WindowDataModule.recording_names``)
 ``start``                 (B,)             int64   first sample of the window in its recording

@@ -20,7 +20,6 @@ Multi-device training: the sampler shards windows by rank itself, so run the Tra
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +38,12 @@ from brainfm.loading.normalization import NORMALIZATIONS
 from brainfm.loading.samplers import SHUFFLES, WindowBatchSampler
 from brainfm.loading.shared_slots import SharedSlots
 from brainfm.loading.splits import SPLIT_UNITS, split_index
-from brainfm.loading.vocabulary import Vocabulary
+from brainfm.loading.vocabulary import (
+    load_vocabularies,
+    save_vocabularies,
+    vocabularies_from_dict,
+    vocabularies_to_dict,
+)
 from brainfm.loading.windows import WindowIndex, build_window_index
 
 __all__ = ["WindowDataLoader", "WindowDataModule"]
@@ -251,11 +255,20 @@ class WindowDataModule(L.LightningDataModule):
     cache_mib : float
         Decoded-chunk cache per process in MiB.
     vocabulary : str | pathlib.Path | None
-        JSON file of the channel vocabulary: read (and extended with new names) when it
-        exists, written when it does not. None keeps the vocabulary in memory (it is also
-        saved in Lightning checkpoints through :meth:`state_dict`).
+        JSON file of the channel and region vocabularies: read (and extended with new names,
+        unless ``freeze_vocabulary``) when it exists, written when it does not or when it
+        grew. None keeps the vocabularies in memory. Either way they are also saved in
+        Lightning checkpoints through :meth:`state_dict`; a loaded checkpoint's
+        vocabularies take precedence over the file.
     sensortype_eps : dict of str to float | None
         ``eps`` by channel type for ``normalization="sensortype"``.
+    freeze_vocabulary : bool
+        Use the saved vocabularies (from ``vocabulary``, or a checkpoint through
+        :meth:`load_state_dict`) as they are: channel and region names they lack get
+        ``<unk>`` (1) instead of new ids, so ``vocabulary_size`` and ``n_regions`` stay
+        those of the pretrained model; an existing file is never rewritten. A region
+        vocabulary missing from an older, channel-only file or checkpoint is built from the
+        store (not frozen).
     """
 
     def __init__(
@@ -290,6 +303,7 @@ class WindowDataModule(L.LightningDataModule):
         cache_mib: float = 128.0,
         vocabulary: str | Path | None = None,
         sensortype_eps: dict[str, float] | None = None,
+        freeze_vocabulary: bool = False,
     ) -> None:
         super().__init__()
         self.store = Path(store)
@@ -321,9 +335,10 @@ class WindowDataModule(L.LightningDataModule):
         self.cache_mib = float(cache_mib)
         self.vocabulary = Path(vocabulary) if vocabulary is not None else None
         self.sensortype_eps = sensortype_eps
+        self.freeze_vocabulary = bool(freeze_vocabulary)
         self._index: WindowIndex | None = None
         self._splits: dict[str, WindowIndex] = {}
-        self._loaded_vocabulary: Vocabulary | None = None
+        self._loaded_vocabularies: dict[str, Any] | None = None  # from load_state_dict
 
     # -- the index and the facts it gives ------------------------------------------------------
 
@@ -335,10 +350,24 @@ class WindowDataModule(L.LightningDataModule):
         return self._index
 
     def _build_index(self) -> WindowIndex:
-        vocabulary = self._loaded_vocabulary
-        if vocabulary is None and self.vocabulary is not None and self.vocabulary.is_file():
-            vocabulary = Vocabulary.load(self.vocabulary, kind="channel")
-        size_before = len(vocabulary) if vocabulary is not None else None
+        channel = region = None
+        path = self.vocabulary
+        if self._loaded_vocabularies is not None:
+            channel, region = vocabularies_from_dict(self._loaded_vocabularies)
+        elif path is not None and path.is_file():
+            channel, region = load_vocabularies(path)
+        if self.freeze_vocabulary:
+            if channel is None:
+                where = f"{path} does not exist" if path is not None else "no vocabulary file is given"
+                raise ConfigError(
+                    f"freeze_vocabulary=True needs saved vocabularies, but {where} and no checkpoint state was "
+                    "loaded. Give vocabulary= the file saved with the pretrained model, load its checkpoint "
+                    "(load_state_dict) before the data is indexed, or set freeze_vocabulary=False."
+                )
+            channel.freeze()
+            if region is not None:
+                region.freeze()
+        sizes = (len(channel) if channel is not None else None, len(region) if region is not None else None)
         index = build_window_index(
             self.store,
             self.window_s,
@@ -350,14 +379,16 @@ class WindowDataModule(L.LightningDataModule):
             recording_labels=self.recording_labels,
             channel_types=self.channel_types,
             datasets=self.datasets,
-            channel_vocabulary=vocabulary,
+            channel_vocabulary=channel,
+            region_vocabulary=region,
         )
-        if self.vocabulary is not None and len(index.channel_vocabulary) != size_before:
-            # Write atomically: every DDP rank builds the same vocabulary and may write it.
-            tmp = self.vocabulary.with_name(f".{self.vocabulary.name}.{os.getpid()}.tmp")
-            index.channel_vocabulary.save(tmp)
-            os.replace(tmp, self.vocabulary)
-            logger.info("channel vocabulary (%d tokens) written to %s", len(index.channel_vocabulary), self.vocabulary)
+        grown = (len(index.channel_vocabulary), len(index.region_vocabulary)) != sizes
+        # A frozen run leaves an existing file (the pretrained model's) as it is.
+        if path is not None and (not path.is_file() or (grown and not self.freeze_vocabulary)):
+            # Written atomically: every DDP rank builds the same vocabularies and may write them.
+            save_vocabularies(path, index.channel_vocabulary, index.region_vocabulary)
+            logger.info("vocabularies (%d channel, %d region tokens) written to %s", len(index.channel_vocabulary),
+                        len(index.region_vocabulary), path)
         return index
 
     @property
@@ -508,14 +539,29 @@ class WindowDataModule(L.LightningDataModule):
         return self.make_dataloader("test")
 
     def state_dict(self) -> dict[str, Any]:
-        """The vocabularies, so that a checkpoint restores the same channel ids."""
+        """The channel and region vocabularies, so that a checkpoint restores the same ids.
+
+        Returns
+        -------
+        state : dict
+            :func:`~brainfm.loading.vocabulary.vocabularies_to_dict` output; empty before
+            the store is indexed.
+        """
         if self._index is None:
             return {}
-        return {"channel_vocabulary": self._index.channel_vocabulary.to_dict()}
+        return vocabularies_to_dict(self._index.channel_vocabulary, self._index.region_vocabulary)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Use the channel vocabulary saved in a checkpoint (extended with names it lacks)."""
+        """Use the vocabularies saved in a checkpoint (extended with names they lack unless ``freeze_vocabulary``).
+
+        Parameters
+        ----------
+        state_dict : dict
+            As returned by :meth:`state_dict` (a channel vocabulary alone, from older
+            checkpoints, is accepted: the region vocabulary is then built from the store).
+        """
         if "channel_vocabulary" in state_dict:
-            self._loaded_vocabulary = Vocabulary.from_dict(state_dict["channel_vocabulary"], kind="channel")
+            vocabularies_from_dict(state_dict)  # fail here, not at the first access, on a broken state
+            self._loaded_vocabularies = dict(state_dict)
             self._index = None
             self._splits = {}

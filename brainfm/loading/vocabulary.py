@@ -12,23 +12,41 @@ The channel vocabulary lets corpora with different montages share one model (LaB
    content, not on the order recordings were written.
 
 Ids never change once saved: :meth:`Vocabulary.extend` appends new tokens at the end, so a
-model trained with a saved vocabulary keeps its embeddings' meaning on new stores.
+model trained with a saved vocabulary keeps its embeddings' meaning on new stores. A
+*frozen* vocabulary (:meth:`Vocabulary.freeze`, e.g. a pretrained model's, whose embedding
+table has exactly its size) is never extended: names it lacks map to ``<unk>``.
+
+The region vocabulary (atlas labels) has the same specials; an empty region is ``<pad>``.
+The two are saved together (:func:`vocabularies_to_dict`, :func:`save_vocabularies`): in a
+vocabulary file and in a checkpoint's data-module state.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from brainfm.data.channel_names import EEG_ALIASES, canonical_eeg_name, ten_five_names
 
-__all__ = ["PAD", "UNK", "Vocabulary", "channel_key", "region_key"]
+__all__ = [
+    "PAD",
+    "UNK",
+    "Vocabulary",
+    "channel_key",
+    "load_vocabularies",
+    "region_key",
+    "save_vocabularies",
+    "vocabularies_from_dict",
+    "vocabularies_to_dict",
+]
 
 PAD = "<pad>"
 UNK = "<unk>"
 _FORMAT = "brainfm-vocabulary"
+_PAIR_FORMAT = "brainfm-vocabularies"
 
 
 def channel_key(name: str, channel_type: str) -> str:
@@ -69,9 +87,12 @@ class Vocabulary:
         Tokens in id order, starting with ``<pad>`` and ``<unk>``.
     kind : str
         What the tokens name (``"channel"`` or ``"region"``), checked when loading.
+    frozen : bool
+        Refuse :meth:`extend`: the window index then maps names the vocabulary lacks to
+        ``<unk>`` instead of appending them. A usage mode, not saved by :meth:`to_dict`.
     """
 
-    def __init__(self, tokens: Sequence[str], kind: str = "channel") -> None:
+    def __init__(self, tokens: Sequence[str], kind: str = "channel", *, frozen: bool = False) -> None:
         tokens = list(tokens)
         if tokens[:2] != [PAD, UNK]:
             raise ValueError(f"A vocabulary starts with {[PAD, UNK]}, got {tokens[:2]}.")
@@ -81,6 +102,7 @@ class Vocabulary:
             raise ValueError(f"Vocabulary tokens must be unique; repeated: {repeated[:10]}.")
         self.kind = kind
         self.tokens: list[str] = tokens
+        self.frozen = bool(frozen)
         self._ids: dict[str, int] = {t: i for i, t in enumerate(tokens)}
 
     def __len__(self) -> int:
@@ -93,7 +115,7 @@ class Vocabulary:
         return isinstance(other, Vocabulary) and other.kind == self.kind and other.tokens == self.tokens
 
     def __repr__(self) -> str:
-        return f"<Vocabulary {self.kind} | {len(self)} tokens>"
+        return f"<Vocabulary {self.kind} | {len(self)} tokens{', frozen' if self.frozen else ''}>"
 
     def id(self, token: str | None) -> int:
         """Id of a token: ``<pad>`` (0) for None, ``<unk>`` (1) for a token not in the vocabulary."""
@@ -117,10 +139,34 @@ class Vocabulary:
         -------
         self : Vocabulary
             The vocabulary, extended in place.
+
+        Raises
+        ------
+        ValueError
+            When the vocabulary is frozen and a token is new.
         """
+        if self.frozen:
+            new = sorted(set(tokens) - set(self._ids))
+            if new:
+                raise ValueError(
+                    f"The {self.kind} vocabulary is frozen ({len(self)} tokens); it cannot take {new[:10]}. Map "
+                    f"names it lacks to {UNK!r} with .id(), or extend an unfrozen copy (Vocabulary.from_dict(...))."
+                )
+            return self
         for token in sorted(set(tokens) - set(self._ids)):
             self._ids[token] = len(self.tokens)
             self.tokens.append(token)
+        return self
+
+    def freeze(self) -> Vocabulary:
+        """Refuse further :meth:`extend` calls (names not in the vocabulary then get ``<unk>``).
+
+        Returns
+        -------
+        self : Vocabulary
+            The vocabulary, frozen in place.
+        """
+        self.frozen = True
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,15 +180,21 @@ class Vocabulary:
         Parameters
         ----------
         data : dict
-            The JSON form.
+            The JSON form; or that of :func:`vocabularies_to_dict`, from which ``kind`` picks
+            one (None: the channel vocabulary, all such data held before regions were saved).
         kind : str | None
             The expected kind; a mismatch raises a ValueError.
 
         Returns
         -------
         vocabulary : Vocabulary
-            The vocabulary.
+            The vocabulary (not frozen).
         """
+        if data.get("format") == _PAIR_FORMAT:
+            key = f"{kind or 'channel'}_vocabulary"
+            if key not in data:
+                raise ValueError(f"No {kind!r} vocabulary here; it holds {sorted(k for k in data if k != 'format')}.")
+            data = data[key]
         if data.get("format") != _FORMAT:
             raise ValueError(f"Not a brainfm vocabulary (format {data.get('format')!r}, expected {_FORMAT!r}).")
         if kind is not None and data.get("kind") != kind:
@@ -174,7 +226,8 @@ class Vocabulary:
         Parameters
         ----------
         path : str | pathlib.Path
-            The JSON file.
+            The JSON file; from one written by :func:`save_vocabularies`, the vocabulary of
+            that ``kind`` (None: the channel vocabulary).
         kind : str | None
             The expected kind.
 
@@ -193,5 +246,86 @@ class Vocabulary:
 
     @classmethod
     def base_regions(cls) -> Vocabulary:
-        """The region vocabulary before any store: specials only (``<pad>`` doubles as unknown)."""
+        """The region vocabulary before any store: specials only (an empty region gets ``<pad>``)."""
         return cls([PAD, UNK], kind="region")
+
+
+def vocabularies_to_dict(channel: Vocabulary, region: Vocabulary) -> dict[str, Any]:
+    """The JSON form of a channel and a region vocabulary together.
+
+    Parameters
+    ----------
+    channel, region : Vocabulary
+        The vocabularies behind ``channel_ids`` and ``region_ids``.
+
+    Returns
+    -------
+    data : dict
+        ``format``, ``channel_vocabulary`` and ``region_vocabulary`` (each :meth:`Vocabulary.to_dict`).
+    """
+    return {"format": _PAIR_FORMAT, "channel_vocabulary": channel.to_dict(), "region_vocabulary": region.to_dict()}
+
+
+def vocabularies_from_dict(data: Mapping[str, Any]) -> tuple[Vocabulary, Vocabulary | None]:
+    """Rebuild the vocabularies of :func:`vocabularies_to_dict`, or of an older channel-only form.
+
+    Parameters
+    ----------
+    data : mapping
+        :func:`vocabularies_to_dict` output; a mapping with only ``channel_vocabulary``
+        (checkpoints written before region vocabularies were saved); or one channel
+        vocabulary's :meth:`Vocabulary.to_dict` (an older vocabulary file).
+
+    Returns
+    -------
+    channel : Vocabulary
+        The channel vocabulary.
+    region : Vocabulary | None
+        The region vocabulary; None when the data predates saving it.
+    """
+    if "channel_vocabulary" not in data:
+        return Vocabulary.from_dict(dict(data), kind="channel"), None
+    channel = Vocabulary.from_dict(data["channel_vocabulary"], kind="channel")
+    region = data.get("region_vocabulary")
+    return channel, (Vocabulary.from_dict(region, kind="region") if region is not None else None)
+
+
+def save_vocabularies(path: str | Path, channel: Vocabulary, region: Vocabulary) -> Path:
+    """Write both vocabularies to one JSON file, atomically (several ranks may write the same file).
+
+    Parameters
+    ----------
+    path : str | pathlib.Path
+        The file to write.
+    channel, region : Vocabulary
+        The vocabularies.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(vocabularies_to_dict(channel, region), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_vocabularies(path: str | Path) -> tuple[Vocabulary, Vocabulary | None]:
+    """Read a file of :func:`save_vocabularies` (or an older one holding one channel vocabulary).
+
+    Parameters
+    ----------
+    path : str | pathlib.Path
+        The JSON file.
+
+    Returns
+    -------
+    channel : Vocabulary
+        The channel vocabulary.
+    region : Vocabulary | None
+        The region vocabulary; None for an older, channel-only file.
+    """
+    return vocabularies_from_dict(json.loads(Path(path).read_text()))

@@ -195,8 +195,10 @@ def build_window_index(
     recording_ids : sequence of str | None
         Keep only these recordings.
     channel_vocabulary, region_vocabulary : Vocabulary | None
-        Vocabularies to use (and extend with names they lack); None builds them from the
-        store (see :mod:`brainfm.loading.vocabulary`).
+        Vocabularies to use, extended in place with the names they lack, unless frozen
+        (:meth:`~brainfm.loading.vocabulary.Vocabulary.freeze`): then those names get
+        ``<unk>`` (1) and a warning lists them. None builds them from the store (see
+        :mod:`brainfm.loading.vocabulary`).
 
     Returns
     -------
@@ -253,13 +255,23 @@ def build_window_index(
     channel_vocabulary = Vocabulary.base_channels() if channel_vocabulary is None else channel_vocabulary
     region_vocabulary = Vocabulary.base_regions() if region_vocabulary is None else region_vocabulary
     tables = [r.channels for r in recordings]
-    channel_vocabulary.extend(
+    channel_keys = {
         channel_key(n, t) for table in tables for n, t in zip(table["name"], table["type"], strict=True) if t in types
-    )
-    region_vocabulary.extend(
+    }
+    region_keys = {
         key for table in tables for r, t in zip(table["region"], table["type"], strict=True) if t in types
         for key in [region_key(r)] if key is not None
-    )
+    }
+    for vocabulary, keys in ((channel_vocabulary, channel_keys), (region_vocabulary, region_keys)):
+        if not vocabulary.frozen:
+            vocabulary.extend(keys)
+            continue
+        unknown = sorted(k for k in keys if k not in vocabulary)
+        if unknown:
+            logger.warning(
+                "%d %s names are not in the frozen %s vocabulary and map to <unk> (id 1): %s%s",
+                len(unknown), vocabulary.kind, vocabulary.kind, unknown[:10], " ..." if len(unknown) > 10 else "",
+            )
     layouts = [
         read_layout(r, i, types, channel_vocabulary, region_vocabulary) for i, r in enumerate(recordings)
     ]
