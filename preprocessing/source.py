@@ -37,8 +37,10 @@ class Source:
         Id of the recording group in the store.
     companions : dict of str to pathlib.Path
         Extra files by role: ``"events"`` (MNE ``-eve.fif``), ``"mrk"``, ``"elp"``, ``"hsp"``
-        (KIT), ``"montage"`` (digitisation such as ``.bvct``), and for BIDS ``"channels"``,
-        ``"electrodes"``, ``"coordsystem"``, ``"events_tsv"``, ``"sidecar"``.
+        (KIT), ``"montage"`` (digitisation such as ``.bvct``), ``"data"`` and ``"markers"``
+        (BrainVision: the files its ``.vhdr`` names, recorded even when missing so that
+        validation can name them), and for BIDS ``"channels"``, ``"electrodes"``,
+        ``"coordsystem"``, ``"events_tsv"``, ``"sidecar"``.
     bids_root : pathlib.Path | None
         The BIDS root when the source comes from a BIDS dataset.
     """
