@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS
+from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS, MEG_TYPES
 from brainfm.errors import StoreFormatError, StoreNotFoundError
 from brainfm.store.format import FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROUP, STAT_NAMES
 
@@ -149,21 +149,47 @@ class StoredRecording:
         return pd.DataFrame(values, columns=list(STAT_NAMES), index=self.attrs["channels"]["name"])
 
     def to_raw(self) -> Any:
-        """Load the recording as an :class:`mne.io.RawArray` (positions and events included).
+        """Load the recording as an :class:`mne.io.RawArray` (geometry and events included).
 
         Returns
         -------
         raw : mne.io.RawArray
-            The signal in SI units with channel types, montage-free positions in ``loc``,
-            bad channels in ``info['bads']`` and events as annotations.
+            The signal in SI units with channel types, bad channels in ``info['bads']``
+            and events as annotations. Positions go into each channel's ``loc`` when they
+            are in MNE's frames: EEG in the head frame; MEG with its coil orientation
+            (``loc[3:12]``, the gradient direction of planar gradiometers in ``loc[3:6]``)
+            and coil type. MEG positions stored in the head frame come with an identity
+            device-to-head transform (MNE keeps MEG coils in device coordinates); in the
+            device frame ``info['dev_head_t']`` is None, as in an empty-room recording.
+            Contacts in another space (an iEEG ``electrodes.tsv`` in ``MNI305`` or
+            ``fsaverage``, say) keep NaN in ``loc``: their coordinates stay in
+            :attr:`channels` with the space in its ``frame`` column.
         """
         import mne
+        from mne.io.constants import FIFF
 
         channels = self.channels
-        mne_types = channels["type"].tolist()
-        info = mne.create_info(channels["name"].tolist(), self.sfreq, mne_types)
+        info = mne.create_info(channels["name"].tolist(), self.sfreq, channels["type"].tolist())
+        meg_frames = set(channels.loc[channels["type"].isin(MEG_TYPES) & (channels["pos_source"] != "none"), "frame"])
         for ch, row in zip(info["chs"], channels.itertuples(), strict=True):
-            ch["loc"][:3] = [row.x, row.y, row.z]
+            position = np.array([row.x, row.y, row.z], dtype=float)
+            placed = row.frame in ("head", "device") and np.isfinite(position).all()
+            ch["loc"][:3] = position if placed else np.nan
+            if row.type not in MEG_TYPES:
+                continue
+            normal = np.array([row.ox, row.oy, row.oz], dtype=float)
+            if placed and np.linalg.norm(normal) > 0:
+                ez = normal / np.linalg.norm(normal)
+                ex = np.array([row.gx, row.gy, row.gz], dtype=float)
+                if not np.linalg.norm(ex) > 0:  # a magnetometer: any direction across the normal
+                    ex = np.cross(ez, [1.0, 0.0, 0.0] if abs(ez[0]) < 0.9 else [0.0, 1.0, 0.0])
+                ex = ex - ez * (ex @ ez)
+                ex /= np.linalg.norm(ex)
+                ch["loc"][3:12] = np.concatenate([ex, np.cross(ez, ex), ez])
+            if row.coil_type and hasattr(FIFF, row.coil_type):
+                ch["coil_type"] = int(getattr(FIFF, row.coil_type))
+        if meg_frames == {"head"}:
+            info["dev_head_t"] = mne.transforms.Transform("meg", "head")  # identity
         info["bads"] = channels.loc[channels["status"] == "bad", "name"].tolist()
         if self.attrs.get("line_freq"):
             info["line_freq"] = float(self.attrs["line_freq"])
