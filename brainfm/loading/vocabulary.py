@@ -214,10 +214,7 @@ class Vocabulary:
         path : pathlib.Path
             The file written.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        return _write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path, kind: str | None = None) -> Vocabulary:
@@ -305,10 +302,15 @@ def save_vocabularies(path: str | Path, channel: Vocabulary, region: Vocabulary)
     path : pathlib.Path
         The file written.
     """
+    return _write_json(path, vocabularies_to_dict(channel, region))
+
+
+def _write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write JSON atomically (several ranks may write the same file at once)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(vocabularies_to_dict(channel, region), indent=1) + "\n")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
     return path
 
