@@ -7,13 +7,13 @@ memory stays a small, fixed amount however long the recording is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
-from brainfm.store.encoding import QUANTILE_SAMPLES
+from brainfm.store.encoding import channel_stats
 
-__all__ = ["BLOCK_BYTES", "channel_robust_amplitude", "channel_std", "row_blocks", "time_blocks"]
+__all__ = ["BLOCK_BYTES", "row_blocks", "row_stats", "time_blocks"]
 
 #: Bytes of float64 a step works on at once.
 BLOCK_BYTES = 16 * 2**20
@@ -63,43 +63,24 @@ def row_blocks(rows: np.ndarray, n_times: int, block_bytes: int = BLOCK_BYTES) -
         yield rows[a : a + step]
 
 
-def _reduce_rows(data: np.ndarray, rows: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Apply ``reduce`` (a (n, n_times) float32 block -> (n,) values) per block of ``rows``."""
-    rows = np.asarray(rows, dtype=int)
-    out = np.zeros(len(rows))
-    if data.shape[1] == 0:
-        return out
-    done = 0
-    for group in row_blocks(rows, data.shape[1]):
-        out[done : done + len(group)] = reduce(data[group])  # a copy of this group only
-        done += len(group)
-    return out
+class _Rows:
+    """The listed rows of a signal, sliced a block of rows at a time as ``channel_stats`` reads it."""
+
+    def __init__(self, data: np.ndarray, rows: np.ndarray) -> None:
+        self._data = data
+        self._rows = np.asarray(rows, dtype=int)
+        self.shape = (len(self._rows), data.shape[1])
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return self._data[self._rows[key]]  # a copy of this block of rows only
 
 
-def channel_std(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Standard deviation over time of each listed row (float64 accumulation, per block).
+def row_stats(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per-channel mean, standard deviation, median and IQR of the listed rows, per block.
 
-    Parameters
-    ----------
-    data : numpy.ndarray, shape (n_channels, n_times)
-        The signal.
-    rows : numpy.ndarray of int
-        Rows to measure.
-
-    Returns
-    -------
-    std : numpy.ndarray of float64, shape (len(rows),)
-        One value per row, in the signal's unit.
-    """
-    return _reduce_rows(data, rows, lambda block: block.std(axis=1, dtype=np.float64))
-
-
-def channel_robust_amplitude(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Robust amplitude of each listed row: 0.7413 times its interquartile range over time.
-
-    For Gaussian samples this equals the standard deviation; brief large transients (eye
-    blinks, movement) barely change it, unlike the standard deviation. Long recordings use
-    65,536 evenly spaced samples per channel.
+    :func:`brainfm.store.encoding.channel_stats` (the statistics stored with every
+    recording) over ``data[rows]``, read :data:`BLOCK_BYTES` at a time, so the rows are never
+    copied as a whole.
 
     Parameters
     ----------
@@ -110,14 +91,8 @@ def channel_robust_amplitude(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    amplitude : numpy.ndarray of float64, shape (len(rows),)
-        One value per row, in the signal's unit.
+    stats : numpy.ndarray of float64, shape (len(rows), 4)
+        Columns :data:`~brainfm.store.format.STAT_NAMES` (``mean, std, median, iqr``), in
+        the signal's unit.
     """
-    step = -(-data.shape[1] // QUANTILE_SAMPLES) if data.shape[1] else 1
-
-    def robust(block: np.ndarray) -> np.ndarray:
-        q1, q3 = np.percentile(block[:, ::step], [25, 75], axis=1)
-        return 0.7413 * (np.asarray(q3, dtype=np.float64) - q1)
-
-    return _reduce_rows(data, rows, robust)
-
+    return channel_stats(_Rows(data, rows), block_bytes=BLOCK_BYTES)

@@ -14,8 +14,9 @@ import numpy as np
 
 from brainfm._check import check_option, check_range, ensure_int, validate_type
 from brainfm.data.channels import CHANNEL_TYPES, DATA_CHANNEL_TYPES
-from brainfm.preprocessing.steps._blocks import channel_robust_amplitude, channel_std, row_blocks
+from brainfm.preprocessing.steps._blocks import row_blocks, row_stats
 from brainfm.preprocessing.steps.base import RecordingStep, SignalState
+from brainfm.store.format import STAT_NAMES
 
 __all__ = ["FLAT_FLOOR", "BadChannels", "psd_distance", "robust_z"]
 
@@ -28,6 +29,9 @@ FLAT_FLOOR: dict[str, float] = {
     "mag": 1e-16, "grad": 1e-15,
 }
 _MAD_TO_STD = 1.4826
+#: Robust amplitude = 0.7413 * IQR: the standard deviation for Gaussian samples.
+_IQR_TO_STD = 0.7413
+_STD, _IQR = STAT_NAMES.index("std"), STAT_NAMES.index("iqr")
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -234,7 +238,8 @@ class BadChannels(RecordingStep):
                 info["skipped"] = "no good channel"
                 continue
 
-            std = channel_std(state.data, rows)
+            stats = row_stats(state.data, rows)  # one read: std for the flat test, IQR for the noisy one
+            std = stats[:, _STD]
             median_std = float(np.median(std[good]))
             floor = floors.get(kind, 0.0)
             flat_limit = max(floor, self.flat_ratio * median_std)
@@ -248,7 +253,7 @@ class BadChannels(RecordingStep):
                 info["noisy_skipped"] = f"{n_candidates} good channels, fewer than min_channels={self.min_channels}"
             elif self.noisy == "robust_z":
                 cand_rows = rows[candidates]
-                amplitude = np.maximum(channel_robust_amplitude(state.data, cand_rows), np.finfo(np.float64).tiny)
+                amplitude = np.maximum(_IQR_TO_STD * stats[candidates, _IQR], np.finfo(np.float64).tiny)
                 z = robust_z(np.log10(amplitude))
                 ratio = amplitude / np.median(amplitude)
                 noisy = (z > self.z_threshold) & (ratio >= self.noisy_ratio)

@@ -16,8 +16,9 @@ import numpy as np
 from brainfm._check import check_option, validate_type
 from brainfm.data.channels import CHANNEL_TYPES, UNITS
 from brainfm.errors import DataQualityError
-from brainfm.preprocessing.steps._blocks import channel_std
+from brainfm.preprocessing.steps._blocks import row_stats
 from brainfm.preprocessing.steps.base import RecordingStep, SignalState
+from brainfm.store.format import STAT_NAMES
 
 __all__ = ["PLAUSIBLE_RANGES", "TYPICAL_AMPLITUDE", "UnitCheck", "likely_cause"]
 
@@ -139,7 +140,7 @@ class UnitCheck(RecordingStep):
                 effect[kind] = {"skipped": "no good channel"}
                 continue
             low, high = ranges[kind]
-            value = float(np.median(channel_std(state.data, rows)))
+            value = float(np.median(row_stats(state.data, rows)[:, STAT_NAMES.index("std")]))
             unit = UNITS.get(kind, "unknown")
             plausible = low <= value <= high
             effect[kind] = {"median_std": value, "range": [low, high], "unit": unit, "n_channels": int(len(rows)), "plausible": plausible}
