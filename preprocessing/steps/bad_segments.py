@@ -178,8 +178,7 @@ class BadSegments(RecordingStep):
         effect: dict[str, Any] = {"n_segments": len(edges), "per_type": {}, "events": []}
         marked = np.zeros(len(edges), dtype=bool)
         for kind in self.types:
-            rows = state.rows([kind])
-            rows = rows[state.channels["status"].to_numpy()[rows] == "good"]
+            rows = state.rows([kind], good_only=True)
             if not len(rows):
                 continue
             info: dict[str, Any] = {"n_channels": int(len(rows))}

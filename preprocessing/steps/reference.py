@@ -203,7 +203,7 @@ class Reference(RecordingStep):
 
     def _average(self, state: SignalState, kind: str, rows: np.ndarray) -> dict[str, Any]:
         names = state.channels["name"].to_numpy()
-        good = rows[state.channels["status"].to_numpy()[rows] == "good"]
+        good = state.rows([kind], good_only=True)
         if not len(good):
             state.warnings.append(f"reference: every {kind} channel is bad; {kind} left unreferenced")
             return {"scheme": "none", "reason": "no good channel"}

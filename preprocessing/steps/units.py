@@ -134,8 +134,7 @@ class UnitCheck(RecordingStep):
         effect: dict[str, Any] = {"implausible": []}
         problems: list[str] = []
         for kind in [t for t in present if t in ranges]:
-            rows = state.rows([kind])
-            rows = rows[state.channels["status"].to_numpy()[rows] == "good"]
+            rows = state.rows([kind], good_only=True)
             if not len(rows):
                 effect[kind] = {"skipped": "no good channel"}
                 continue
