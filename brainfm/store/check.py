@@ -9,13 +9,20 @@ import numpy as np
 from brainfm.data.channels import CHANNEL_COLUMNS, CHANNEL_TYPES
 from brainfm.store.format import (
     EVENT_FIELDS,
-    RECORDINGS_GROUP,
     REQUIRED_RECORDING_ATTRS,
     STAT_NAMES,
 )
 from brainfm.store.reader import Store
 
 __all__ = ["check_recording", "check_store"]
+
+
+def _member(group: Any, name: str) -> Any:
+    """The array ``name`` of ``group``, or None when absent (one metadata read, not two)."""
+    try:
+        return group[name]
+    except KeyError:
+        return None
 
 
 def check_recording(group: Any, *, read_values: bool = True) -> list[str]:
@@ -49,9 +56,9 @@ def check_recording(group: Any, *, read_values: bool = True) -> list[str]:
     for key in ("path", "sha256"):
         if not attrs["source"].get(key):
             problems.append(f"source lacks {key!r}")
-    if "signal" not in group:
+    signal = _member(group, "signal")
+    if signal is None:
         return [*problems, "no signal array"]
-    signal = group["signal"]
     if tuple(signal.shape) != (n_channels, n_times):
         problems.append(f"signal shape {tuple(signal.shape)} != attributes (n_channels, n_times) = {(n_channels, n_times)}")
     if str(signal.dtype) != "float32":
@@ -67,12 +74,14 @@ def check_recording(group: Any, *, read_values: bool = True) -> list[str]:
     unknown = sorted(set(table.get("type", [])) - set(CHANNEL_TYPES))
     if unknown:
         problems.append(f"unknown channel types {unknown}")
-    if "channel_stats" not in group or tuple(group["channel_stats"].shape) != (n_channels, len(STAT_NAMES)):
+    stats = _member(group, "channel_stats")
+    if stats is None or tuple(stats.shape) != (n_channels, len(STAT_NAMES)):
         problems.append("channel_stats missing or of the wrong shape")
-    if "events" not in group or group["events"].ndim != 2 or group["events"].shape[1] != len(EVENT_FIELDS):
+    events = _member(group, "events")
+    if events is None or events.ndim != 2 or events.shape[1] != len(EVENT_FIELDS):
         problems.append(f"events array missing or not of shape (n_events, {len(EVENT_FIELDS)})")
-    elif group["events"].shape[0]:
-        codes = group["events"][:, 2]
+    elif events.shape[0]:
+        codes = events[:, 2]
         if codes.min() < 0 or codes.max() >= len(attrs["event_descriptions"]) or not np.all(codes == np.round(codes)):
             problems.append("event codes outside the event_descriptions list")
     if read_values and not problems:
@@ -103,12 +112,10 @@ def check_store(store: Store, *, read_values: bool = True) -> dict[str, list[str
     problems : dict of str to list of str
         Recording id -> problems, for recordings with problems only.
     """
-    group = store._root[RECORDINGS_GROUP] if RECORDINGS_GROUP in store._root else None
-    if group is None:
-        return {}
     found = {}
-    for key in sorted(group.group_keys()):
-        problems = check_recording(group[key], read_values=read_values)
+    # the groups the store opened: their metadata is not read again
+    for key, group in sorted({**store._groups, **store._incomplete}.items()):
+        problems = check_recording(group, read_values=read_values)
         if problems:
             found[key] = problems
     return found

@@ -214,7 +214,7 @@ class Store:
         self._root = root
         self.attrs: dict[str, Any] = dict(root.attrs)
         self._groups: dict[str, Any] = {}  # complete recordings' groups, attributes already parsed
-        self._incomplete: list[str] = []
+        self._incomplete: dict[str, Any] = {}  # groups whose write did not finish
         self._opened: dict[str, StoredRecording] = {}
         self._failed: list[dict[str, Any]] | None = None
         try:
@@ -227,7 +227,7 @@ class Store:
                 if group.attrs.get("complete"):
                     self._groups[key] = group
                 else:
-                    self._incomplete.append(key)
+                    self._incomplete[key] = group
         self._ids: list[str] = list(self._groups)
 
     def __repr__(self) -> str:
