@@ -15,6 +15,7 @@ Peak memory is therefore about the float32 input plus the float32 output plus on
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import time
 import warnings
@@ -138,11 +139,7 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
         state.log.append({"step": "inspect", "params": {}, "effect": facts})
     sfreq = state.sfreq
     for step in steps:
-        probe = SignalState(
-            data=state.data, sfreq=sfreq, channels=state.channels, events=state.events,
-            line_freq=state.line_freq, relpath=state.relpath, boundaries_s=state.boundaries_s,
-            warnings=state.warnings,
-        )
+        probe = dataclasses.replace(state, sfreq=sfreq, log=[])  # the rate this step will see
         effect = step.prepare(probe)
         state.line_freq = probe.line_freq
         state.log.append({"step": step.name, "params": step.params(), "effect": effect})
@@ -159,11 +156,9 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
     for start in range(0, n_channels, rows_per_block):
         stop = min(start + rows_per_block, n_channels)
         block = state.data[start:stop].astype(np.float64)
-        block_sfreq = state.sfreq
         for step, step_sfreq in active:
             segments = segments_between(state.boundaries_s, step_sfreq, block.shape[1])
             block = step.apply_block(block, step_sfreq, types[start:stop], segments)
-            block_sfreq = step.output_sfreq(step_sfreq)
         if output is None:
             if block.shape[1] == state.n_times:
                 output = state.data  # same length: overwrite in place, no second array
@@ -173,7 +168,7 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
         del block
     assert output is not None
     state.data = output
-    state.sfreq = block_sfreq
+    state.sfreq = sfreq
 
 
 def run_steps(state: SignalState, steps: list[Step]) -> None:
