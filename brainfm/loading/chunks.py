@@ -280,14 +280,8 @@ class ChunkReader:
             if len(self._spare) > _MAX_SPARE:
                 del self._spare[0]
 
-    def chunk(
-        self,
-        layout: RecordingLayout,
-        chunk_index: int,
-        scale: np.ndarray | None = None,
-        shift: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """The selected channels of one chunk, decoded (and scaled) once, then cached.
+    def chunk(self, layout: RecordingLayout, chunk_index: int) -> np.ndarray:
+        """The selected channels of one chunk, decoded once, then cached.
 
         Parameters
         ----------
@@ -295,10 +289,6 @@ class ChunkReader:
             The recording.
         chunk_index : int
             Chunk number along time.
-        scale, shift : numpy.ndarray of float32, shape (C,) | None
-            Per-channel affine map applied right after decoding, while the chunk is in
-            cache (``x * scale + shift``); None leaves the stored values. A reader must
-            always be called with the same map for a recording (the cache keys ignore it).
 
         Returns
         -------
@@ -313,19 +303,16 @@ class ChunkReader:
             return cached
         source = self._source(layout)
         n_rows, chunk_times = layout.n_channels, source.chunk_shape[1]
-        plain = layout.all_rows and scale is None and shift is None
         if source.kind == "raw":
             mapped = source.map(int(chunk_index))
-            if mapped is not None and plain:
+            if mapped is None:
+                decoded = self._buffer((n_rows, chunk_times))
+                decoded.fill(source.fill_value)
+            elif layout.all_rows:
                 decoded = mapped  # no copy: windows are gathered from the page cache
             else:
                 decoded = self._buffer((n_rows, chunk_times))
-                if mapped is None:
-                    decoded.fill(source.fill_value)
-                elif layout.all_rows:
-                    np.copyto(decoded, mapped)
-                else:
-                    np.take(mapped, layout.rows, axis=0, out=decoded)
+                np.take(mapped, layout.rows, axis=0, out=decoded)
             del mapped
         else:
             full = self._buffer(source.chunk_shape)
@@ -337,10 +324,6 @@ class ChunkReader:
                 np.take(full, layout.rows, axis=0, out=decoded)
                 self._recycle(full)
             del full
-        if scale is not None:
-            decoded *= scale[:, None]
-        if shift is not None:
-            decoded += shift[:, None]
         self.n_decoded += 1
         self._cache[key] = decoded
         self._cached_bytes += decoded.nbytes
