@@ -191,7 +191,9 @@ def read_tsv_sidecar(path: Path, required: Sequence[str] = ()) -> pd.DataFrame:
     return table
 
 
-def recording_sidecars(bids_root: Path, data_path: Path) -> dict[str, list[Path]]:
+def recording_sidecars(
+    bids_root: Path, data_path: Path, *, listings: dict[Path, list[Path]] | None = None
+) -> dict[str, list[Path]]:
     """Find the sidecars that apply to a BIDS recording.
 
     A sidecar applies when its entities are a subset of the recording's (``space-`` may
@@ -204,6 +206,10 @@ def recording_sidecars(bids_root: Path, data_path: Path) -> dict[str, list[Path]
         The dataset root.
     data_path : pathlib.Path
         The recording (``..._eeg.vhdr``, ``..._meg.ds``).
+    listings : dict of pathlib.Path to list of pathlib.Path | None
+        The sorted files of each folder already listed, filled in here; discovery passes
+        one dict for a whole dataset so that each folder is listed once, not once per
+        recording below it.
 
     Returns
     -------
@@ -223,9 +229,12 @@ def recording_sidecars(bids_root: Path, data_path: Path) -> dict[str, list[Path]
         if folder == bids_root or bids_root not in folder.parents:
             break
         folder = folder.parent
+    listings = {} if listings is None else listings
     for depth, folder in enumerate(folders):
-        for path in sorted(folder.iterdir()):
-            if not path.is_file() or path == data_path:
+        if folder not in listings:
+            listings[folder] = [path for path in sorted(folder.iterdir()) if path.is_file()]
+        for path in listings[folder]:
+            if path == data_path:
                 continue
             file_entities, role = _sidecar_role(path.name, datatype_suffix)
             if role == "scans":
@@ -340,6 +349,7 @@ def discover_bids(root: Path, dataset: str) -> BidsScan:
         root, datatypes=list(BIDS_DATATYPES), extensions=list(BIDS_EXTENSIONS), ignore_json=True
     )
     folders: dict[Path, dict[Path, Any]] = {}
+    listings: dict[Path, list[Path]] = {}
     for bids_path in sorted(paths, key=lambda p: str(p.fpath)):
         fpath = Path(bids_path.fpath)
         if bids_path.suffix not in BIDS_DATATYPES or not fpath.exists():
@@ -357,7 +367,7 @@ def discover_bids(root: Path, dataset: str) -> BidsScan:
         entry = folders[fpath.parent].get(fpath)
         if entry is None:
             continue
-        sidecars = recording_sidecars(root, fpath)
+        sidecars = recording_sidecars(root, fpath, listings=listings)
         files = list(entry.files)
         companions = dict(entry.companions)
         for role, role_paths in sidecars.items():
