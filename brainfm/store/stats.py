@@ -16,34 +16,23 @@ from brainfm._check import check_range
 from brainfm.data.windows import bad_spans, fixed_window_starts, overlaps_spans, seconds_to_samples
 from brainfm.store.reader import Store, StoredRecording
 
-__all__ = ["dataset_stats", "format_stats_table", "recording_window_count"]
+__all__ = ["dataset_stats", "format_stats_table"]
 
 
-def recording_window_count(recording: StoredRecording, window_s: float, stride_s: float | None = None) -> int:
-    """Number of fixed windows a recording yields (last partial window dropped, bad spans skipped).
+def _bad_spans(recording: StoredRecording) -> np.ndarray:
+    """The recording's ``BAD`` spans in samples (events are read only when it has any)."""
+    if not recording.attrs.get("event_descriptions"):
+        return np.zeros((0, 2), dtype=np.int64)
+    events = recording.events
+    return bad_spans(events["onset_s"], events["duration_s"], events["description"], recording.sfreq)
 
-    Parameters
-    ----------
-    recording : StoredRecording
-        The recording.
-    window_s : float
-        Window length in seconds.
-    stride_s : float | None
-        Seconds between window starts; None means ``window_s`` (no overlap).
 
-    Returns
-    -------
-    n_windows : int
-        The count.
-    """
+def _window_count(recording: StoredRecording, spans: np.ndarray, window_s: float, stride_s: float | None) -> int:
+    """Fixed windows of the recording (last partial window dropped) that overlap none of ``spans``."""
     sfreq = recording.sfreq
     size = seconds_to_samples("window_s", window_s, sfreq)
     stride = seconds_to_samples("stride_s", window_s if stride_s is None else stride_s, sfreq)
     starts = fixed_window_starts(recording.n_times, size, stride, "drop")
-    if not len(starts) or not recording.attrs.get("event_descriptions"):
-        return int(len(starts))
-    events = recording.events
-    spans = bad_spans(events["onset_s"], events["duration_s"], events["description"], sfreq)
     return int(np.count_nonzero(~overlaps_spans(starts, size, spans)))
 
 
@@ -86,12 +75,10 @@ def dataset_stats(store: Store, window_s: float, stride_s: float | None = None) 
         entry["sfreqs"].add(recording.sfreq)
         types, counts = np.unique(np.asarray(recording.attrs["channels"]["type"], dtype=str), return_counts=True)
         entry["type_counts"].append(dict(zip(types.tolist(), counts.tolist(), strict=True)))
-        entry["n_windows"] += recording_window_count(recording, window_s, stride_s)
-        if recording.attrs.get("event_descriptions"):
-            events = recording.events
-            spans = bad_spans(events["onset_s"], events["duration_s"], events["description"], recording.sfreq)
-            inside = np.clip(spans, 0, recording.n_times)  # spans may start before the first sample or end after the last
-            entry["bad_seconds"] += float((inside[:, 1] - inside[:, 0]).sum()) / recording.sfreq
+        spans = _bad_spans(recording)  # read once, for the window count and the bad time
+        entry["n_windows"] += _window_count(recording, spans, window_s, stride_s)
+        inside = np.clip(spans, 0, recording.n_times)  # spans may start before the first sample or end after the last
+        entry["bad_seconds"] += float((inside[:, 1] - inside[:, 0]).sum()) / recording.sfreq
     rows = []
     for dataset in sorted(per_dataset):
         entry = per_dataset[dataset]
