@@ -221,12 +221,7 @@ def _process_one(source: Source, recipe: Recipe, store: str, config_hash: str) -
         if str(source.relpath) not in message and str(source.path) not in message:
             message = f"{source.relpath}: {message}"
         logger.debug("failed %s", source.path, exc_info=True)
-        try:
-            StoreWriter(store).record_failure(str(source.path), message, source.recording_id)
-        except Exception:  # noqa: BLE001
-            logger.warning("could not record the failure of %s in the store", source.path)
-        return {**row, "status": "failed", "error": message, "error_type": type(exc).__name__,
-                "seconds": time.perf_counter() - started}
+        return {**_failed_row(source, store, message, type(exc).__name__), "seconds": time.perf_counter() - started}
 
 
 def _shape_facts(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -408,7 +403,7 @@ _THREAD_LIMITS: Any = None
 
 
 def _failed_row(source: Source, store: str, message: str, kind: str) -> dict[str, Any]:
-    """A failure found by the parent (the worker could not report it): record it in the store."""
+    """Record a failure of ``source`` in the store (a warning if that fails too); return its summary row."""
     from brainfm.store.writer import StoreWriter
 
     try:
