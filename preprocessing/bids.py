@@ -304,14 +304,11 @@ class BidsScan:
     ----------
     sources : list of Source
         One per recording (split parts are members of the first part).
-    claimed : set of pathlib.Path
-        Every file that belongs to a source (data files, members, sidecars).
     ignored : list of pathlib.Path
         Files under the root that nothing uses (dataset-level metadata excluded).
     """
 
     sources: list[Source] = field(default_factory=list)
-    claimed: set[Path] = field(default_factory=set)
     ignored: list[Path] = field(default_factory=list)
 
 
@@ -339,7 +336,7 @@ def discover_bids(root: Path, dataset: str) -> BidsScan:
     Returns
     -------
     scan : BidsScan
-        Sources in path order, claimed files and ignored files.
+        Sources in path order and ignored files.
     """
     import mne_bids
 
@@ -350,6 +347,7 @@ def discover_bids(root: Path, dataset: str) -> BidsScan:
     )
     folders: dict[Path, dict[Path, Any]] = {}
     listings: dict[Path, list[Path]] = {}
+    claimed: set[Path] = set()
     for bids_path in sorted(paths, key=lambda p: str(p.fpath)):
         fpath = Path(bids_path.fpath)
         if bids_path.suffix not in BIDS_DATATYPES or not fpath.exists():
@@ -395,9 +393,9 @@ def discover_bids(root: Path, dataset: str) -> BidsScan:
                 bids_root=root,
             )
         )
-        scan.claimed.update(files)
+        claimed.update(files)
     for path in _walk_files(root):
-        if path in scan.claimed or path.parent == root and path.name in BIDS_METADATA:
+        if path in claimed or path.parent == root and path.name in BIDS_METADATA:
             continue
         _, suffix, _ = parse_bids_name(path.name)
         if suffix in ("scans", "sessions") or (path.parent == root and path.suffix in (".json", ".tsv")):
