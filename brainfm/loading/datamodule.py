@@ -466,16 +466,6 @@ class WindowDataModule(L.LightningDataModule):
             self.setup()
         return self._splits[name]
 
-    def _rank(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is not None:
-            return int(trainer.global_rank), int(trainer.world_size)
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
-
     def make_dataloader(self, split: Literal["train", "val", "test"], *, shuffle: bool | None = None) -> WindowDataLoader:
         """Build the loader of one split.
 
@@ -493,7 +483,9 @@ class WindowDataModule(L.LightningDataModule):
         """
         index = self.split(split)
         training = split == "train"
-        rank, world_size = self._rank()
+        trainer = self.trainer
+        # None: the sampler reads them from torch.distributed (0 and 1 when not initialised).
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (None, None)
         sampler = WindowBatchSampler(
             index,
             self.batch_size,
@@ -511,7 +503,6 @@ class WindowDataModule(L.LightningDataModule):
         dataset = WindowDataset(
             index, self.store, self.normalization, sensortype_eps=self.sensortype_eps, cache_mib=self.cache_mib
         )
-        trainer = self.trainer
         return WindowDataLoader(
             dataset,
             sampler,

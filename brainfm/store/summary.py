@@ -33,8 +33,7 @@ def recording_summary(store: Store, recording_id: str) -> dict[str, Any]:
     attrs = recording.attrs
     table = attrs["channels"]
     xyz = np.array([table["x"], table["y"], table["z"]], dtype=float).T
-    codes = recording._group["events"][:, 2].astype(int)
-    descriptions = attrs["event_descriptions"]
+    descriptions = recording.events["description"]
     identity = attrs["identity"]
     return {
         "id": recording_id,
@@ -50,8 +49,8 @@ def recording_summary(store: Store, recording_id: str) -> dict[str, Any]:
         "n_positions": int(np.isfinite(xyz).all(axis=1).sum()) if len(xyz) else 0,
         "pos_sources": dict(Counter(table["pos_source"])),
         "n_bad_channels": int(sum(status == "bad" for status in table["status"])),
-        "n_events": int(len(codes)),
-        "event_counts": dict(Counter(descriptions[c] for c in codes)),
+        "n_events": int(len(descriptions)),
+        "event_counts": dict(Counter(descriptions)),
         "source": {"path": attrs["source"].get("path"), "sha256": attrs["source"].get("sha256")},
     }
 
