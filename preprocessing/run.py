@@ -145,11 +145,7 @@ def hash_files(paths: Sequence[Path]) -> str:
         Hex digest.
     """
     digest = hashlib.sha256()
-    all_files: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        all_files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
-    for path in sorted(set(all_files)):
+    for path in sorted(set(_each_file(paths))):
         digest.update(path.name.encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(2**22), b""):
@@ -174,12 +170,18 @@ def file_stamps(paths: Sequence[Path]) -> list[list[Any]]:
         JSON-ready.
     """
     out = []
-    for path in paths:
-        path = Path(path)
-        for item in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-            info = item.stat()
-            out.append([str(item), int(info.st_size), int(info.st_mtime_ns)])
+    for item in _each_file(paths):
+        info = item.stat()
+        out.append([str(item), int(info.st_size), int(info.st_mtime_ns)])
     return sorted(out)
+
+
+def _each_file(paths: Sequence[Path]) -> list[Path]:
+    """The files a recording consists of: each file given, and every file inside each folder given."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        out.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    return out
 
 
 def _process_one(source: Source, recipe: Recipe, store: str, config_hash: str) -> dict[str, Any]:
