@@ -45,7 +45,6 @@ from brainfm.data.geometry import fill_geometry, montage_positions
 from brainfm.data.recording import empty_events
 from brainfm.errors import (
     BrainFMError,
-    ConfigError,
     ReadError,
     SidecarError,
     UnsupportedFormatError,
@@ -193,16 +192,6 @@ def open_raw(source: Source) -> tuple[Any, list[str], dict[str, Any]]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _check_overrides(overrides: Sequence[Override]) -> None:
-    for override in overrides:
-        for pattern, ch_type in override.channel_types.items():
-            if ch_type not in CHANNEL_TYPES:
-                raise ConfigError(
-                    f"Invalid channel type in the override for {override.match!r}: {pattern!r} -> "
-                    f"{ch_type!r}. Allowed types are {list(CHANNEL_TYPES)}."
-                )
-
-
 def build_channel_table(
     raw: Any, overrides: Sequence[Override] = (), *, channels_tsv: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -224,7 +213,6 @@ def build_channel_table(
     channels : pandas.DataFrame
         Names normalised, types final, status and groups set; geometry columns empty.
     """
-    _check_overrides(overrides)
     names = list(raw.ch_names)
     file_types = raw.get_channel_types()
     keep = [i for i, t in enumerate(file_types) if t in CHANNEL_TYPES]
@@ -430,7 +418,6 @@ def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
         sidecar is broken (:class:`~brainfm.errors.SidecarError`).
     """
     applicable = [o for o in overrides if o.applies_to(source.relpath)]
-    _check_overrides(applicable)
     messages = validate_source(source)
     channels_tsv = None
     measured: dict[str, np.ndarray] = {}

@@ -9,7 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from brainfm.data.channels import CHANNEL_TYPES
 from brainfm.data.recording import Identity
+from brainfm.errors import ConfigError
 
 __all__ = ["Override", "RawInput", "Source"]
 
@@ -79,6 +81,14 @@ class Override:
     match: str = "*"
     channel_types: dict[str, str] = field(default_factory=dict)
     line_freq: float | None = None
+
+    def __post_init__(self) -> None:
+        for pattern, ch_type in self.channel_types.items():
+            if ch_type not in CHANNEL_TYPES:
+                raise ConfigError(
+                    f"Invalid channel type in the override for {self.match!r}: {pattern!r} -> "
+                    f"{ch_type!r}. Allowed types are {list(CHANNEL_TYPES)}."
+                )
 
     def applies_to(self, relpath: str) -> bool:
         """Whether this override applies to a source path."""
