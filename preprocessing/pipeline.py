@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import itertools
 import time
 import warnings
 from typing import Any
@@ -181,20 +182,14 @@ def run_steps(state: SignalState, steps: list[Step]) -> None:
     steps : list of Step
         Fresh step objects (see :meth:`Recipe.build_steps`).
     """
-    index = 0
-    while index < len(steps):
-        if steps[index].channelwise:
-            end = index
-            while end < len(steps) and steps[end].channelwise:
-                end += 1
-            _run_channelwise(state, steps[index:end])  # type: ignore[arg-type]
-            index = end
-        else:
-            step = steps[index]
+    for channelwise, group in itertools.groupby(steps, key=lambda step: step.channelwise):
+        if channelwise:
+            _run_channelwise(state, list(group))  # type: ignore[arg-type]
+            continue
+        for step in group:
             assert isinstance(step, RecordingStep)
             effect = step.apply(state)
             state.log.append({"step": step.name, "params": step.params(), "effect": effect})
-            index += 1
 
 
 def preprocess_source(source: Source, recipe: Recipe, *, config_hash: str = "", sha256: str = "") -> Recording:
