@@ -14,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from brainfm._check import check_option
+
 __all__ = [
     "LAST_WINDOW_POLICIES",
     "bad_spans",
@@ -86,11 +88,7 @@ def fixed_window_starts(
             f"window_size_samples and stride_samples must be positive, got {window_size_samples} "
             f"and {stride_samples}."
         )
-    if last_window not in LAST_WINDOW_POLICIES:
-        raise ValueError(
-            f"Invalid value for the 'last_window' parameter. Allowed values are "
-            f"{', '.join(map(repr, LAST_WINDOW_POLICIES))}, but got {last_window!r} instead."
-        )
+    check_option("last_window", last_window, LAST_WINDOW_POLICIES)
     if n_times < window_size_samples:
         return np.zeros(0, dtype=np.int64)
     starts = np.arange(0, n_times - window_size_samples + 1, stride_samples, dtype=np.int64)
