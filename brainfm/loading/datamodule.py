@@ -152,9 +152,8 @@ class WindowDataLoader(torch.utils.data.DataLoader):
         # Calls iter() on the sampler, which fixes the pass's epoch and first batch at once
         # (whether or not workers have started consuming it).
         iterator = super().__iter__()
-        start = sampler._pass_start
-        progress = {"epoch": sampler._pass_epoch, "start": start, "delivered": 0,
-                    "total": len(sampler.plan(sampler._pass_epoch)) - start}
+        progress = {"epoch": sampler.epoch, "start": sampler._pass_start, "delivered": 0,
+                    "n_batches": len(sampler.plan())}
         self._progress = progress
         slots = self._shared_slots
         for batch in iterator:
@@ -180,7 +179,7 @@ class WindowDataLoader(torch.utils.data.DataLoader):
             position = int(self.progress())  # batches of this epoch the consumer has finished
         else:
             position = progress["start"] + max(progress["delivered"] - self.lookahead, 0)
-        if position >= progress["start"] + progress["total"]:
+        if position >= progress["n_batches"]:
             state.update(epoch=progress["epoch"] + 1, position=0)
         else:
             state.update(epoch=progress["epoch"], position=position)

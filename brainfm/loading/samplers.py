@@ -229,8 +229,8 @@ class WindowBatchSampler:
         self.position = 0
         self._resume: int | None = None
         self._complete = False
-        #: Epoch and first batch of the pass the last ``iter()`` started (read by WindowDataLoader).
-        self._pass_epoch, self._pass_start = 0, 0
+        #: First batch of the pass the last ``iter()`` started (read by WindowDataLoader).
+        self._pass_start = 0
         self._plan_cache: tuple[int, list[np.ndarray]] | None = None
 
     def __repr__(self) -> str:
@@ -310,8 +310,8 @@ class WindowBatchSampler:
         Not a generator function: a DataLoader calls ``iter()`` on its sampler when its
         iterator is made, but runs the generator only when it fetches indices (at once with
         workers, which prefetch; at the first batch without). Moving the epoch on and taking
-        a pending resume position here makes both known, in ``_pass_epoch`` and
-        ``_pass_start``, as soon as ``iter()`` returns, whatever the number of workers.
+        a pending resume position here makes both known, in ``epoch`` and ``_pass_start``,
+        as soon as ``iter()`` returns, whatever the number of workers.
         """
         # An epoch whose last batch was yielded is complete even when the consumer stops
         # without exhausting the iterator (Lightning stops at len()): the next pass moves on.
@@ -323,7 +323,7 @@ class WindowBatchSampler:
         # The resume position is dropped once the pass runs, not here: a DataLoader with
         # workers calls iter() twice while making its iterator and runs only the second.
         self.position = start
-        self._pass_epoch, self._pass_start = self.epoch, start
+        self._pass_start = start
         return self._batches(batches, start)
 
     def _batches(self, batches: list[np.ndarray], start: int) -> Iterator[list[int]]:
