@@ -25,10 +25,7 @@ only a recording's ``acq_time`` row (its measurement date) does not make it look
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -548,7 +545,8 @@ class BidsReading:
         The recording, with channels.tsv types and bads, events.tsv annotations and line
         frequency applied by mne-bids.
     warnings : list of str
-        Warnings of mne-bids and MNE, and notes on sidecars not used.
+        Notes on sidecars not used (what mne-bids and MNE warn or print while reading is
+        left to the caller: :func:`brainfm.preprocessing.readers.read_source` records it).
     channels_tsv : pandas.DataFrame | None
         ``channels.tsv`` as strings.
     electrodes : ElectrodePositions | None
@@ -586,24 +584,20 @@ def read_bids_raw(source: Source, extra_params: dict[str, Any] | None = None) ->
     bids_path = mne_bids.get_bids_path_from_fname(source.path, check=False)
     bids_path.update(root=source.bids_root, check=False)
     reading = BidsReading(raw=None, has_events_tsv=bool(sidecars.get("events_tsv")))
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out:
-        warnings.simplefilter("always")
-        try:
-            reading.raw = mne_bids.read_raw_bids(bids_path, extra_params=extra_params or None, verbose="warning")
-        except (SidecarError, ReadError):
-            raise
-        except FileNotFoundError as exc:
-            raise ReadError(
-                f"mne-bids could not read {source.path}: a file it needs is missing "
-                f"({exc.filename or exc}). Restore it, or remove the recording from the dataset."
-            ) from exc
-        except Exception as exc:
-            raise ReadError(
-                f"mne-bids could not read {source.path}: {type(exc).__name__}: {exc}. Check the "
-                "recording and its sidecars with the BIDS validator."
-            ) from exc
-    reading.warnings.extend(dict.fromkeys(str(w.message).strip() for w in caught))
-    reading.warnings.extend(line.strip() for line in out.getvalue().splitlines() if line.strip())
+    try:
+        reading.raw = mne_bids.read_raw_bids(bids_path, extra_params=extra_params or None, verbose="warning")
+    except (SidecarError, ReadError):
+        raise
+    except FileNotFoundError as exc:
+        raise ReadError(
+            f"mne-bids could not read {source.path}: a file it needs is missing "
+            f"({exc.filename or exc}). Restore it, or remove the recording from the dataset."
+        ) from exc
+    except Exception as exc:
+        raise ReadError(
+            f"mne-bids could not read {source.path}: {type(exc).__name__}: {exc}. Check the "
+            "recording and its sidecars with the BIDS validator."
+        ) from exc
     channels = sidecars.get("channels")
     if channels:
         reading.channels_tsv = parsed[str(channels[0])]

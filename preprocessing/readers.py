@@ -427,7 +427,8 @@ def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
     if source.bids_root is not None:
         extra = dict(get_format(source.format).options)
         extra.pop("ch_type", None)
-        reading = read_bids_raw(source, extra_params=extra or None)
+        with _capture(messages):  # what mne-bids and MNE warn or print
+            reading = read_bids_raw(source, extra_params=extra or None)
         raw = reading.raw
         for text in reading.warnings:
             _note(messages, text)
