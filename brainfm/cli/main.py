@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="brainfm",
         description="Brain-signal foundation models: EEG, MEG and iEEG on one data path.",
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status (0 success, 1 some work failed, 2 unusable arguments).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, leaves = _build_parser(argv)
+    parser, leaves = _build_parser()
     # Only the command being run imports its module (and so its arguments).
     chosen = None
     for path in sorted(COMMANDS, key=lambda p: -len(p.split())):
