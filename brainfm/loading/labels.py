@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from brainfm._check import check_option
 from brainfm._logging import logger, warn
 from brainfm.data.recording import IDENTITY_FIELDS
 
@@ -50,17 +51,8 @@ class RecordingLabels:
     on_missing: Literal["raise", "warn", "ignore"] = "raise"
 
     def __post_init__(self) -> None:
-        allowed = (*IDENTITY_FIELDS, *_SOURCE_FIELDS, "id")
-        if self.field not in allowed:
-            raise ValueError(
-                f"Invalid value for the 'field' parameter. Allowed values are "
-                f"{', '.join(map(repr, allowed))}, but got {self.field!r} instead."
-            )
-        if self.on_missing not in ("raise", "warn", "ignore"):
-            raise ValueError(
-                "Invalid value for the 'on_missing' parameter. Allowed values are 'raise', 'warn', "
-                f"'ignore', but got {self.on_missing!r} instead."
-            )
+        check_option("field", self.field, (*IDENTITY_FIELDS, *_SOURCE_FIELDS, "id"))
+        check_option("on_missing", self.on_missing, ("raise", "warn", "ignore"))
         if not self.mapping:
             raise ValueError("RecordingLabels needs a non-empty 'mapping' (value -> label).")
         if self.pattern is not None:

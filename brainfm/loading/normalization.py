@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from brainfm._check import check_option
 from brainfm.data.channels import SENSOR_TYPE_IDS
 
 __all__ = ["DEFAULT_SENSORTYPE_EPS", "NORMALIZATIONS", "channel_affine", "sensortype_normalize_"]
@@ -55,22 +56,17 @@ def channel_affine(stats: np.ndarray, good: np.ndarray, normalization: str) -> t
         The channels left unmasked (bad ones and, for ``zscore``/``robust``, channels with a
         zero or non-finite spread are False).
     """
+    check_option("normalization", normalization, NORMALIZATIONS)
     good = np.asarray(good, dtype=bool).copy()
-    n_channels = len(good)
     if normalization in ("zscore", "robust"):
         center, spread = (stats[:, 0], stats[:, 1]) if normalization == "zscore" else (stats[:, 2], stats[:, 3])
         usable = np.isfinite(center) & np.isfinite(spread) & (spread > 0)
         good &= usable
         scale = np.where(good, 1.0 / np.where(usable, spread, 1.0), 0.0)
         shift = np.where(good, -center * scale, 0.0)
-    elif normalization in ("sensortype", "none"):
+    else:  # "sensortype", "none": bad channels zeroed only
         scale = good.astype(np.float64)
-        shift = np.zeros(n_channels)
-    else:
-        raise ValueError(
-            f"Invalid value for the 'normalization' parameter. Allowed values are "
-            f"{', '.join(map(repr, NORMALIZATIONS))}, but got {normalization!r} instead."
-        )
+        shift = np.zeros(len(good))
     return scale.astype(np.float32), shift.astype(np.float32), good
 
 
