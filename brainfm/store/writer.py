@@ -115,9 +115,11 @@ class StoreWriter:
 
     def recording_attrs(self, recording_id: str) -> dict[str, Any] | None:
         """Attributes of a stored recording, complete or not, or None when absent."""
-        if recording_id not in self._recordings:
+        try:
+            group = self._recordings[recording_id]  # one metadata read ('in' would be a second)
+        except KeyError:
             return None
-        return dict(self._recordings[recording_id].attrs)
+        return dict(group.attrs)
 
     def is_up_to_date(self, recording_id: str, sha256: str, config_hash: str) -> bool:
         """Whether the recording is complete and was made from this source and config.
