@@ -15,7 +15,6 @@ import numpy as np
 from brainfm.data.channels import SENSOR_TYPE_IDS
 from brainfm.data.windows import bad_spans
 from brainfm.loading.vocabulary import Vocabulary, channel_key, region_key
-from brainfm.store.format import STAT_NAMES
 from brainfm.store.reader import StoredRecording
 
 __all__ = ["RecordingLayout", "read_layout", "sensor_geometry"]
@@ -155,9 +154,7 @@ def read_layout(
     keep = channels["type"].isin(channel_types).to_numpy()
     rows = np.flatnonzero(keep).astype(np.int64)
     selected = channels.iloc[rows]
-    stats = recording.stats.to_numpy(np.float64)[rows]
-    if stats.shape[1] != len(STAT_NAMES):
-        raise ValueError(f"{recording.id}: channel_stats has {stats.shape[1]} columns, expected {len(STAT_NAMES)}.")
+    stats = recording.stats.to_numpy(np.float64)[rows]  # (C, 4): StoredRecording.stats has the STAT_NAMES columns
     names = selected["name"].astype(str).tolist()
     types = selected["type"].astype(str).tolist()
     spans = np.zeros((0, 2), dtype=np.int64)
