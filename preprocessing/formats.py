@@ -254,20 +254,13 @@ def fif_kind(name: str) -> str:
     return "raw"
 
 
-def _read_text_head(path: Path, n: int = 65536) -> str:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(n).decode("latin-1")
-    except OSError:
-        return ""
-
-
 def _ini_value(text: str, key: str) -> str | None:
     match = re.search(rf"^\s*{key}\s*=\s*(.+?)\s*$", text, re.MULTILINE | re.IGNORECASE)
     return match.group(1) if match else None
 
 
-def _magic(path: Path, n: int = 16) -> bytes:
+def _head(path: Path, n: int) -> bytes:
+    """The first ``n`` bytes of a file; none when it cannot be read."""
     try:
         with path.open("rb") as fh:
             return fh.read(n)
@@ -473,7 +466,7 @@ def _claim_headers(listing: _Listing, entries: list[Entry]) -> None:
             entry.members = [listing.claim(p) for p in _same_stem(listing, name, [".fdt"])]
         elif ext == ".lay":
             entry = Entry(listing.claim(name), "persyst")
-            value = _ini_value(_read_text_head(listing.folder / name), "File")
+            value = _ini_value(_head(listing.folder / name, 65536).decode("latin-1"), "File")
             data = listing.find(Path(value.replace("\\", "/")).name) if value else None
             data = data or next(iter(_same_stem(listing, name, [".dat"])), None)
             entry.members = [listing.claim(data)] if data else []
@@ -513,12 +506,12 @@ def _claim_simple(listing: _Listing, entries: list[Entry]) -> None:
         path = listing.folder / name
         if ext == ".eeg":
             upper = Path(name).suffix == ".EEG"
-            if not (upper or _magic(path).startswith(_NK_SIGNATURES)):
+            if not (upper or _head(path, 16).startswith(_NK_SIGNATURES)):
                 continue
             entry = Entry(listing.claim(name), "nihon_kohden")
             entry.members = [listing.claim(p) for p in _same_stem(listing, name, _NK_MEMBERS)]
         elif ext == ".cnt":
-            key = "ant" if _magic(path, 4) in (b"RIFF", b"RF64") else "cnt"
+            key = "ant" if _head(path, 4) in (b"RIFF", b"RF64") else "cnt"
             entry = Entry(listing.claim(name), key)
         elif ext in by_ext and by_ext[ext] not in ("brainvision", "eeglab", "persyst", "nicolet", "curry", "fif", "kit"):
             entry = Entry(listing.claim(name), by_ext[ext])
