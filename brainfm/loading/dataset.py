@@ -64,7 +64,6 @@ class _RecordingTensors:
         self.scale = torch.from_numpy(scale[:, None]) if needs_affine else None
         self.shift = torch.from_numpy(shift[:, None]) if needs_affine and normalization in ("zscore", "robust") else None
         self.good_np = good
-        self.sensor_type_np = layout.sensor_type
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -112,9 +111,9 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_reader"] = None  # open handles, decoded chunks and buffers stay in their process
+        # Open handles, decoded chunks and buffers stay in their process (SignalBuffers pickles empty).
+        state["_reader"] = None
         state["_tensors"] = {}
-        state["_signal_buffers"] = SignalBuffers()
         state["_shared_slots"] = None  # a spawned worker allocates fresh shared memory per batch
         return state
 
@@ -191,9 +190,9 @@ class WindowDataset(torch.utils.data.Dataset):
             if width < n_channels:
                 signal[i0:i1, width:] = 0.0
             tensors = self._recording_tensors(g)
-            if self.normalization == "sensortype":
-                sensortype_normalize_(block, tensors.sensor_type_np, tensors.good_np, self.sensortype_eps)
             layout = self.index.layouts[g]
+            if self.normalization == "sensortype":
+                sensortype_normalize_(block, layout.sensor_type, tensors.good_np, self.sensortype_eps)
             channel_mask[k, :width] = tensors.good_np
             sensor_pos[k, :width] = layout.sensor_pos
             sensor_type[k, :width] = layout.sensor_type
