@@ -27,7 +27,7 @@ from brainfm._logging import logger
 from brainfm.data.recording import IDENTITY_FIELDS, Identity, path_recording_id
 from brainfm.errors import ConfigError, DuplicateRecordingError
 from brainfm.preprocessing.bids import discover_bids, is_bids_root
-from brainfm.preprocessing.formats import scan_folder
+from brainfm.preprocessing.formats import _ext, scan_folder
 from brainfm.preprocessing.source import Source
 
 __all__ = ["DEFAULT_PATTERN", "SKIPPED_FOLDERS", "Discovery", "discover", "identity_from_path"]
@@ -122,11 +122,6 @@ def identity_from_path(dataset: str, relpath: str, pattern: str | re.Pattern[str
     return Identity(dataset=dataset, **{k: values.get(k) or None for k in _GROUPS})
 
 
-def _ext_key(name: str) -> str:
-    lower = name.lower()
-    return ".fif.gz" if lower.endswith(".fif.gz") else os.path.splitext(lower)[1]
-
-
 def discover(
     input_dir: str | os.PathLike[str],
     *,
@@ -214,7 +209,7 @@ def discover(
         owners[source.recording_id] = source
         result.sources.append(source)
     for path in sorted(ignored):
-        result.ignored.setdefault(_ext_key(path.name), []).append(path.relative_to(root).as_posix())
+        result.ignored.setdefault(_ext(path.name), []).append(path.relative_to(root).as_posix())
     logger.info(
         "Found %d recordings in %s (%d files ignored, %d problems)",
         len(result.sources), root, result.n_ignored, len(result.problems),
