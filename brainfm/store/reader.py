@@ -8,6 +8,7 @@ parsed on first use and kept. Signal, events and statistics values are read on a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,8 +223,13 @@ class Store:
         except KeyError:
             recordings = None
         if recordings is not None:
-            # One listing opens every recording group, reading each zarr.json once.
-            for key, group in sorted(recordings.groups(), key=lambda item: item[0]):
+            # One listing opens every recording group, reading each zarr.json once. A writer
+            # killed while Zarr rewrote a metadata file leaves its temporary ``*.partial`` file
+            # beside the groups (another shard may also be writing one right now): not a member.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*\.partial is not recognized")
+                members = sorted(recordings.groups(), key=lambda item: item[0])
+            for key, group in members:
                 if group.attrs.get("complete"):
                     self._groups[key] = group
                 else:

@@ -241,3 +241,14 @@ def test_a_lost_chunk_is_reported_not_read_as_zeros(tmp_path):
     assert np.isnan(stored.signal[:, :]).any()
     problems = check_store(open_store(tmp_path / "s.zarr"))
     assert any("non-finite" in p for p in problems[rid])
+
+
+def test_stray_partial_metadata_file_from_a_killed_writer_is_not_a_recording(tmp_path):
+    # Zarr writes metadata to '<dir>/zarr.<hex>.partial' and renames it; a writer killed in
+    # between leaves that file beside the recording groups (seen in the killed-run test).
+    path = tmp_path / "s.zarr"
+    rid = StoreWriter(path).write(_recording())
+    (path / "recordings" / "zarr.ea85f3926e094bd8a6883ba8481fb1d0.partial").write_bytes(b'{"zarr_f')
+    store = open_store(path)  # pytest turns Zarr's "not recognized" warning into an error
+    assert list(store) == [rid]
+    assert check_store(store) == {}
