@@ -10,12 +10,15 @@ from __future__ import annotations
 __all__ = [
     "BrainFMError",
     "ConfigError",
+    "ContentNotFetchedError",
     "DataQualityError",
     "DuplicateRecordingError",
+    "EventReadError",
     "ExcludedByRecipe",
     "NoDataChannelsError",
     "NonFiniteDataError",
     "ReadError",
+    "RecordingTooShortError",
     "SidecarError",
     "StoreFormatError",
     "StoreNotFoundError",
@@ -52,6 +55,14 @@ class TruncatedFileError(ReadError):
     """A file holds less data than its header declares."""
 
 
+class ContentNotFetchedError(ReadError):
+    """A file is a git-annex/DataLad placeholder (or a broken link): its content was never fetched."""
+
+
+class EventReadError(ReadError):
+    """The events of a recording (stim channel, event file) could not be read."""
+
+
 class SidecarError(ReadError):
     """A sidecar file (BIDS TSV/JSON, montage, marker or event file) could not be read."""
 
@@ -62,6 +73,10 @@ class DataQualityError(BrainFMError, ValueError):
 
 class NonFiniteDataError(DataQualityError):
     """The signal contains NaN or infinite samples."""
+
+
+class RecordingTooShortError(DataQualityError):
+    """The recording holds fewer samples than the recipe's steps (or its ``min_duration_s``) need."""
 
 
 class NoDataChannelsError(DataQualityError):

@@ -14,6 +14,12 @@ default, :data:`DEFAULT_PATTERN`, reads BIDS-style ``key-value`` entities in the
 subject gets the id :meth:`Identity.recording_id`, the others an id built from the path.
 Two sources with the same id: the first in path order keeps it; the later ones are reported
 in :attr:`Discovery.problems` with a :class:`~brainfm.errors.DuplicateRecordingError`.
+
+Files whose content is not there (git-annex/DataLad placeholders of a clone whose data were
+never fetched, broken links; :mod:`brainfm.preprocessing.placeholders`) are found first. A
+recording with such a file, and such a file that looks like a recording on its own (a BIDS
+``_eeg.edf`` link that a file listing would skip), is reported in :attr:`Discovery.problems`
+with a :class:`~brainfm.errors.ContentNotFetchedError` naming the ``datalad get`` to run.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from brainfm._logging import logger
 from brainfm.data.recording import IDENTITY_FIELDS, Identity, path_recording_id
 from brainfm.errors import ConfigError, DuplicateRecordingError
 from brainfm.preprocessing.bids import discover_bids, is_bids_root
-from brainfm.preprocessing.formats import _ext, scan_folder
+from brainfm.preprocessing.formats import FORMATS, _ext, scan_folder
+from brainfm.preprocessing.placeholders import find_placeholders, placeholder_error
 from brainfm.preprocessing.source import Source
 
 __all__ = ["DEFAULT_PATTERN", "SKIPPED_FOLDERS", "Discovery", "discover", "identity_from_path"]
@@ -46,6 +53,11 @@ DEFAULT_PATTERN = (
 #: Folder names never walked into.
 SKIPPED_FOLDERS = ("derivatives", "sourcedata")
 _GROUPS = IDENTITY_FIELDS[1:]
+#: Extensions of recordings and of their data files: a placeholder with one of them that no
+#: recording claims is reported on its own (other placeholders, e.g. stimuli, only counted).
+_DATA_EXTENSIONS = frozenset(
+    {ext for spec in FORMATS.values() for ext in spec.extensions} | {".eeg", ".fdt", ".dat", ".vmrk", ".head"}
+)
 
 
 @dataclass
@@ -60,12 +72,17 @@ class Discovery:
         Files that are not recordings nor parts of one, by lower-case extension (``""`` for
         none), paths relative to the input folder.
     problems : list of tuple of (str, Exception)
-        Recordings found but unusable before reading (duplicate ids), by absolute path.
+        Recordings found but unusable before reading (duplicate ids, content not fetched),
+        by absolute path.
+    placeholders : list of str
+        Every file under the folder whose content is not there (git-annex placeholders,
+        broken links), relative to the input folder.
     """
 
     sources: list[Source] = field(default_factory=list)
     ignored: dict[str, list[str]] = field(default_factory=dict)
     problems: list[tuple[str, Exception]] = field(default_factory=list)
+    placeholders: list[str] = field(default_factory=list)
 
     @property
     def n_ignored(self) -> int:
@@ -154,6 +171,7 @@ def discover(
     result = Discovery()
     found: list[Source] = []
     ignored: list[Path] = []
+    placeholders = find_placeholders(root, SKIPPED_FOLDERS)
 
     def walk(folder: Path) -> None:
         if is_bids_root(folder):
@@ -163,7 +181,9 @@ def discover(
             ignored.extend(scan.ignored)
             return
         children = sorted(folder.iterdir())
-        files = [c.name for c in children if c.is_file() and not c.name.startswith(".")]
+        # placeholders (broken links are not is_file()) are listed so that the recording they
+        # belong to is found and reported with them
+        files = [c.name for c in children if (c.is_file() or c in placeholders) and not c.name.startswith(".")]
         dirs = [c.name for c in children if c.is_dir() and not c.name.startswith(".")]
         scan = scan_folder(folder, files, dirs)
         for entry in scan.entries:
@@ -208,6 +228,7 @@ def discover(
             continue
         owners[source.recording_id] = source
         result.sources.append(source)
+    _report_placeholders(result, placeholders, root)
     for path in sorted(ignored):
         result.ignored.setdefault(_ext(path.name), []).append(path.relative_to(root).as_posix())
     logger.info(
@@ -215,3 +236,30 @@ def discover(
         len(result.sources), root, result.n_ignored, len(result.problems),
     )
     return result
+
+
+def _report_placeholders(result: Discovery, placeholders: dict[Path, str], root: Path) -> None:
+    """Move the sources with placeholder files to the problems; report lone data placeholders."""
+    if not placeholders:
+        return
+    result.placeholders = [p.relative_to(root).as_posix() for p in sorted(placeholders)]
+    claimed: set[Path] = set()
+    kept = []
+    for source in result.sources:
+        paths = {source.path, *source.files, *source.companions.values()}
+        hits = [p for p in placeholders if p in paths or source.path in p.parents]
+        if hits:
+            claimed.update(hits)
+            result.problems.append((str(source.path), placeholder_error(source.path, hits, placeholders, root)))
+        else:
+            kept.append(source)
+    result.sources = kept
+    lone = [p for p in sorted(placeholders) if p not in claimed and _ext(p.name) in _DATA_EXTENSIONS]
+    for path in lone:
+        result.problems.append((str(path), placeholder_error(path, [path], placeholders, root)))
+    others = len(placeholders) - len(claimed) - len(lone)
+    if others:
+        logger.warning(
+            "%d other files under %s are placeholders whose content is not there (git-annex, broken links); "
+            "they are not recordings, but fetch them too if the recordings need them.", others, root,
+        )

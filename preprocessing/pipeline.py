@@ -33,6 +33,7 @@ from brainfm.errors import (
     ExcludedByRecipe,
     NoDataChannelsError,
     NonFiniteDataError,
+    RecordingTooShortError,
 )
 from brainfm.preprocessing.recipe import Recipe
 from brainfm.preprocessing.source import RawInput, Source
@@ -131,6 +132,26 @@ def _load(raw: Any, relpath: str, on_nonfinite: str, channels: pd.DataFrame, war
     return data
 
 
+def _too_short(relpath: str, n_times: int, sfreq: float, why: str) -> RecordingTooShortError:
+    return RecordingTooShortError(
+        f"{relpath}: the recording lasts {n_times / sfreq:.3g} s ({n_times} samples at {sfreq:g} Hz), "
+        f"{why}. It is refused rather than stored as a recording too short to use (a file cut short, "
+        "or an aborted acquisition?). Leave it out of the input folder."
+    )
+
+
+def _check_length(raw: Any, recipe: Recipe, relpath: str) -> None:
+    """Refuse a recording with fewer than two samples or shorter than ``recipe.min_duration_s``."""
+    n_times, sfreq = int(raw.n_times), float(raw.info["sfreq"])
+    if n_times < 2:
+        raise _too_short(relpath, n_times, sfreq, "too few samples to hold any signal")
+    if recipe.min_duration_s is not None and n_times / sfreq < recipe.min_duration_s:
+        raise _too_short(
+            relpath, n_times, sfreq,
+            f"shorter than the recipe's min_duration_s of {recipe.min_duration_s:g} s (lower it to keep such recordings)",
+        )
+
+
 def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
     active: list[tuple[ChannelwiseStep, float]] = []
     facts: dict[str, Any] = {}
@@ -148,6 +169,14 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
             continue
         active.append((step, sfreq))
         sfreq = step.output_sfreq(sfreq)
+    for step, step_sfreq in active:  # before any block runs: refuse what the filters cannot handle
+        need, why = step.min_samples(step_sfreq)
+        if state.n_times / state.sfreq < need / step_sfreq:
+            raise _too_short(
+                state.relpath, state.n_times, state.sfreq,
+                f"shorter than the {need} samples at {step_sfreq:g} Hz ({need / step_sfreq:.3g} s) that "
+                f"{why or f'the {step.name} step'} needs",
+            )
     if not active:
         return
     n_channels = state.data.shape[0]
@@ -211,10 +240,10 @@ def preprocess_source(source: Source, recipe: Recipe, *, config_hash: str = "", 
     recording : Recording
         Ready for :meth:`brainfm.store.StoreWriter.write`.
     """
-    from brainfm.preprocessing.readers import read_source
+    from brainfm.preprocessing.readers import capture_messages, read_source
 
     started = time.perf_counter()
-    raw_input = read_source(source, recipe.overrides)
+    raw_input = read_source(source, recipe.overrides, on_event_error=recipe.on_event_error)
     picked = _pick(raw_input, recipe, source.relpath)
     raw = raw_input.raw
     with warnings.catch_warnings(record=True) as caught:
@@ -225,7 +254,9 @@ def preprocess_source(source: Source, recipe: Recipe, *, config_hash: str = "", 
     input_sfreq = float(raw.info["sfreq"])
     raw, events = _crop(raw, raw_input.events, recipe, source.relpath)
     warn_list = list(raw_input.warnings) + [str(w.message) for w in caught]
-    data = _load(raw, source.relpath, recipe.on_nonfinite, picked, warn_list)
+    _check_length(raw, recipe, source.relpath)
+    with capture_messages(warn_list):  # lazy readers may print or warn while reading the data
+        data = _load(raw, source.relpath, recipe.on_nonfinite, picked, warn_list)
     boundaries = events.loc[
         events["description"].astype(str).str.lower().isin(_BOUNDARY_DESCRIPTIONS), "onset_s"
     ].tolist()

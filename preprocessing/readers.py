@@ -43,21 +43,25 @@ from brainfm.data.channel_names import infer_type_from_name, normalise_eeg_names
 from brainfm.data.channels import CHANNEL_TYPES, IEEG_TYPES, empty_channel_table, shaft_groups
 from brainfm.data.geometry import fill_geometry, montage_positions
 from brainfm.data.recording import empty_events
+from brainfm._check import check_option
 from brainfm.errors import (
     BrainFMError,
+    EventReadError,
     ReadError,
     SidecarError,
     UnsupportedFormatError,
 )
 from brainfm.preprocessing.bids import read_bids_raw
 from brainfm.preprocessing.formats import get_format, read_function
-from brainfm.preprocessing.source import Override, RawInput, Source
-from brainfm.preprocessing.validation import eeglab_data_error, validate_source
+from brainfm.preprocessing.source import EVENT_ERROR_POLICIES, Override, RawInput, Source
+from brainfm.preprocessing.validation import check_edf_records, eeglab_data_error, validate_source
 
 __all__ = [
     "MAXSHIELD_WARNING",
     "MAX_EVENT_CODES",
+    "amplitude_plausibility",
     "build_channel_table",
+    "capture_messages",
     "open_raw",
     "read_events",
     "read_source",
@@ -83,7 +87,7 @@ def _note(messages: list[str], text: str) -> None:
 
 
 @contextlib.contextmanager
-def _capture(messages: list[str]) -> Iterator[None]:
+def capture_messages(messages: list[str]) -> Iterator[None]:
     """Collect Python warnings and stdout prints (some MNE readers print) into ``messages``.
 
     Each message is added once: MNE's ``warn`` also logs the warning (to stdout) when its
@@ -162,34 +166,124 @@ def open_raw(source: Source) -> tuple[Any, list[str], dict[str, Any]]:
             )
     elif source.format == "bti":
         options.update(config_fname=comp.get("config"), head_shape_fname=comp.get("head_shape"))
-    attempts = [dict(options)]
     if source.format == "cnt":
-        attempts = [dict(options, data_format=f) for f in ("auto", "int32", "int16")]
-    last: Exception | None = None
-    for i, kwargs in enumerate(attempts):
-        said: list[str] = []  # what this attempt warned and printed: recorded if it worked
-        try:
-            with _capture(said):
-                raw = reader(source.path, preload=False, verbose="warning", **kwargs)
-        except BrainFMError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - translated below
-            last = exc
-            if i + 1 < len(attempts):
-                continue
-            raise _translate(source, exc) from exc
+        return _open_cnt(source, reader, options, messages)
+    said: list[str] = []
+    try:
+        with capture_messages(said):
+            raw = reader(source.path, preload=False, verbose="warning", **options)
+    except BrainFMError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated
+        raise _translate(source, exc) from exc
+    if source.format in ("edf", "bdf"):
+        check_edf_records(source.path, raw, said)  # MNE's file-size warning: truncated?
+    for text in said:
+        _note(messages, text)
+    return raw, messages, _reader_facts(spec.reader, options)
+
+
+def _reader_facts(reader: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The reader and its options as JSON-ready provenance."""
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    if isinstance(options.get("mrk"), list):
+        options["mrk"] = [str(p) for p in options["mrk"]]
+    return {"reader": f"mne.io.{reader}", "options": options}
+
+
+#: Seconds of signal read to judge amplitudes (Neuroscan CNT sample width).
+_AMPLITUDE_EXCERPT_S = 10.0
+
+
+def amplitude_plausibility(raw: Any) -> tuple[int, int, float | None]:
+    """How many channels of a raw have a plausible amplitude for their type and unit.
+
+    The standard deviation of each EEG, iEEG and MEG channel over the first seconds is
+    compared with :data:`~brainfm.preprocessing.steps.units.PLAUSIBLE_RANGES` (the range the
+    ``units`` step accepts for the median channel).
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        An opened raw (unloaded; only an excerpt is read).
+
+    Returns
+    -------
+    n_plausible : int
+        Channels whose amplitude lies within the range of their type.
+    n_checked : int
+        Channels of a type with a range.
+    median : float | None
+        Median channel amplitude (SI units), None when no channel was checked.
+    """
+    from brainfm.preprocessing.steps.units import PLAUSIBLE_RANGES
+
+    types = raw.get_channel_types()
+    picks = [i for i, t in enumerate(types) if t in PLAUSIBLE_RANGES]
+    if not picks or raw.n_times == 0:
+        return 0, len(picks), None
+    stop = min(raw.n_times, max(2, int(_AMPLITUDE_EXCERPT_S * raw.info["sfreq"])))
+    amplitudes = np.std(raw.get_data(picks=picks, start=0, stop=stop), axis=1)
+    inside = [PLAUSIBLE_RANGES[types[i]][0] <= a <= PLAUSIBLE_RANGES[types[i]][1] for i, a in zip(picks, amplitudes, strict=True)]
+    return int(np.sum(inside)), len(picks), float(np.median(amplitudes))
+
+
+def _open_cnt(source: Source, reader: Any, options: dict[str, Any], messages: list[str]) -> tuple[Any, list[str], dict[str, Any]]:
+    """Open a Neuroscan CNT file; when MNE cannot detect its sample width, try both widths and
+    keep the one whose amplitudes are plausible for their units (most channels in range)."""
+    from brainfm.preprocessing.steps.units import TYPICAL_AMPLITUDE
+
+    said: list[str] = []
+    try:
+        with capture_messages(said):
+            raw = reader(source.path, preload=False, verbose="warning", data_format="auto", **options)
+    except BrainFMError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - undetectable width: try both below
+        auto_error: Exception = exc
+    else:
         for text in said:
             _note(messages, text)
-        if i > 0:
-            messages.append(
-                f"Neuroscan CNT data format auto-detection failed ({_reason(last)}); read with "
-                f"data_format={kwargs['data_format']!r}."
-            )
-        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in kwargs.items()}
-        if isinstance(options.get("mrk"), list):
-            options["mrk"] = [str(p) for p in options["mrk"]]
-        return raw, messages, {"reader": f"mne.io.{spec.reader}", "options": options}
-    raise AssertionError("unreachable")  # pragma: no cover
+        return raw, messages, _reader_facts("read_raw_cnt", dict(options, data_format="auto"))
+    tries: list[dict[str, Any]] = []
+    for width in ("int32", "int16"):
+        said = []
+        try:
+            with capture_messages(said):
+                raw = reader(source.path, preload=False, verbose="warning", data_format=width, **options)
+                n_plausible, n_checked, median = amplitude_plausibility(raw)
+        except BrainFMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this width does not fit the file
+            tries.append({"width": width, "error": exc, "text": f"{width}: {_reason(exc)}"})
+            continue
+        typical = TYPICAL_AMPLITUDE.get("eeg", 2e-5)
+        tries.append({
+            "width": width, "raw": raw, "said": said, "plausible": 2 * n_plausible > n_checked or n_checked == 0,
+            "rank": (n_plausible / max(n_checked, 1), -abs(np.log10((median or typical) / typical))),
+            "text": (f"{width}: {n_plausible} of {n_checked} channels with a plausible amplitude"
+                     + (f" (median {median:.3g} in SI units)" if median is not None else "")),
+        })
+    good = [t for t in tries if t.get("plausible")]
+    tried = "; ".join(t["text"] for t in tries)
+    if not good:
+        opened = [t for t in tries if "raw" in t]
+        if not opened:
+            raise _translate(source, tries[-1]["error"]) from tries[-1]["error"]
+        raise UnsupportedFormatError(
+            f"Could not read {source.path} as Neuroscan CNT with mne.io.read_raw_cnt: MNE could not detect its sample width "
+            f"({_reason(auto_error).rstrip('.')}), and neither width gives amplitudes plausible for "
+            f"the channels' units ({tried}). The file may be damaged or not a Neuroscan CNT file; check "
+            "that it opens in its vendor's software, or remove it from the input folder."
+        )
+    best = max(good, key=lambda t: t["rank"])
+    for text in best["said"]:
+        _note(messages, text)
+    messages.append(
+        f"Neuroscan CNT data format auto-detection failed ({_reason(auto_error)}); read with "
+        f"data_format={best['width']!r}, the width whose amplitudes are plausible ({tried})."
+    )
+    return best["raw"], messages, _reader_facts("read_raw_cnt", dict(options, data_format=best["width"]))
 
 
 def build_channel_table(
@@ -264,7 +358,20 @@ def _retype_raw(raw: Any, table: pd.DataFrame) -> dict[str, str]:
     return changes
 
 
-def _stim_events(raw: Any, annotation_onsets: np.ndarray, messages: list[str]) -> pd.DataFrame:
+def _event_read_failed(path: Path, what: str, exc: Exception, on_error: str, messages: list[str]) -> pd.DataFrame:
+    """Raise :class:`EventReadError` (``on_error="raise"``) or note that the recording is stored without these events."""
+    reason = f"{what} could not be read: {_reason(exc)}"
+    if on_error == "raise":
+        raise EventReadError(
+            f"{path}: {reason}. A recording stored without its events would look complete, so it is "
+            "not stored. Repair the file, or set 'on_event_error: store_without_events' in the recipe "
+            "to store it without these events (recorded in its provenance)."
+        ) from exc
+    messages.append(f"Stored without events: {reason} (on_event_error: store_without_events).")
+    return empty_events()
+
+
+def _stim_events(raw: Any, annotation_onsets: np.ndarray, messages: list[str], path: Path, on_error: str) -> pd.DataFrame:
     import mne
 
     stim = [n for n, t in zip(raw.ch_names, raw.get_channel_types(), strict=True) if t == "stim"]
@@ -273,13 +380,12 @@ def _stim_events(raw: Any, annotation_onsets: np.ndarray, messages: list[str]) -
     main = [n for n in _MAIN_STIM if n in stim]
     channels = main[:1] or stim
     try:
-        with _capture(messages):
+        with capture_messages(messages):
             found = mne.find_events(
                 raw, stim_channel=channels, shortest_event=1, verbose="warning",
             )
-    except Exception as exc:  # noqa: BLE001 - events are optional
-        messages.append(f"Could not read events from the stim channels {channels}: {exc}")
-        return empty_events()
+    except Exception as exc:  # noqa: BLE001 - the reader's or MNE's failure, whatever its type
+        return _event_read_failed(path, f"the events on the stim channel(s) {channels}", exc, on_error, messages)
     if len(found) == 0:
         return empty_events()
     codes = np.unique(found[:, 2])
@@ -299,7 +405,9 @@ def _stim_events(raw: Any, annotation_onsets: np.ndarray, messages: list[str]) -
     )
 
 
-def read_events(raw: Any, source: Source, *, use_stim: bool = True) -> tuple[pd.DataFrame, list[str]]:
+def read_events(
+    raw: Any, source: Source, *, use_stim: bool = True, on_error: str = "raise"
+) -> tuple[pd.DataFrame, list[str]]:
     """Collect the events of a recording, onsets in seconds from the raw's first sample.
 
     Parameters
@@ -311,6 +419,10 @@ def read_events(raw: Any, source: Source, *, use_stim: bool = True) -> tuple[pd.
     use_stim : bool
         Whether to look for events on stim channels (those within one sample of an
         annotation are dropped as duplicates).
+    on_error : "raise" | "store_without_events"
+        When the stim channel or the MNE event file cannot be read: raise
+        :class:`~brainfm.errors.EventReadError` (or :class:`~brainfm.errors.SidecarError` for
+        the event file), or go on without those events and say so in the warnings.
 
     Returns
     -------
@@ -318,7 +430,13 @@ def read_events(raw: Any, source: Source, *, use_stim: bool = True) -> tuple[pd.
         ``onset_s``, ``duration_s``, ``description``, sorted by onset.
     warnings : list of str
         Notes on events not used.
+
+    Raises
+    ------
+    brainfm.errors.EventReadError
+        When the stim-channel events cannot be read and ``on_error`` is ``"raise"``.
     """
+    check_option("on_error", on_error, EVENT_ERROR_POLICIES)
     import mne
 
     messages: list[str] = []
@@ -331,13 +449,20 @@ def read_events(raw: Any, source: Source, *, use_stim: bool = True) -> tuple[pd.
     eve = source.companions.get("events")
     if eve is not None:
         try:
-            with _capture(messages):
+            with capture_messages(messages):
                 found = mne.read_events(eve, verbose="error")
         except Exception as exc:
-            raise SidecarError(
-                f"The MNE event file {eve} (events of {source.path.name}) could not be read: "
-                f"{type(exc).__name__}: {exc}. Fix or remove it."
-            ) from exc
+            if on_error == "raise":
+                raise SidecarError(
+                    f"The MNE event file {eve} (events of {source.path.name}) could not be read: "
+                    f"{type(exc).__name__}: {exc}. Fix or remove it, or set 'on_event_error: "
+                    "store_without_events' in the recipe to store the recording without its events."
+                ) from exc
+            messages.append(
+                f"Stored without events: the MNE event file {eve.name} could not be read: {_reason(exc)} "
+                "(on_event_error: store_without_events)."
+            )
+            found = np.zeros((0, 3), dtype=int)
         eve_onsets = (found[:, 0] - raw.first_samp) / raw.info["sfreq"]
         inside = (eve_onsets >= 0) & (eve_onsets < raw.n_times / raw.info["sfreq"])
         if not np.all(inside):
@@ -345,7 +470,7 @@ def read_events(raw: Any, source: Source, *, use_stim: bool = True) -> tuple[pd.
         tables.append(pd.DataFrame({"onset_s": eve_onsets[inside], "duration_s": np.zeros(int(np.sum(inside))),
                                     "description": np.array([str(c) for c in found[inside, 2]], dtype=object)}))
     elif use_stim:
-        tables.append(_stim_events(raw, onsets, messages))
+        tables.append(_stim_events(raw, onsets, messages, source.path, on_error))
     events = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else empty_events()
     events = events.sort_values("onset_s", kind="stable").reset_index(drop=True)
     events["onset_s"] = events["onset_s"].astype(float)
@@ -394,7 +519,7 @@ def _line_freq(raw: Any, overrides: Sequence[Override], messages: list[str]) -> 
     return float(line)
 
 
-def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
+def read_source(source: Source, overrides: Sequence[Override] = (), *, on_event_error: str = "raise") -> RawInput:
     """Read a source recording: validate, open unloaded, build channel table and events.
 
     Parameters
@@ -403,6 +528,9 @@ def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
         From :func:`brainfm.preprocessing.discover.discover`.
     overrides : sequence of Override
         Recipe overrides; those whose ``match`` glob matches ``source.relpath`` apply, in order.
+    on_event_error : "raise" | "store_without_events"
+        When the stim-channel events or the MNE event file cannot be read: fail (the
+        default), or read the recording without them, saying so in the warnings.
 
     Returns
     -------
@@ -415,7 +543,8 @@ def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
     brainfm.errors.ReadError
         The files are missing, truncated (:class:`~brainfm.errors.TruncatedFileError`), not
         of the format their name says (:class:`~brainfm.errors.UnsupportedFormatError`), or a
-        sidecar is broken (:class:`~brainfm.errors.SidecarError`).
+        sidecar is broken (:class:`~brainfm.errors.SidecarError`), or the events cannot be
+        read (:class:`~brainfm.errors.EventReadError`, unless ``on_event_error`` says otherwise).
     """
     applicable = [o for o in overrides if o.applies_to(source.relpath)]
     messages = validate_source(source)
@@ -427,9 +556,14 @@ def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
     if source.bids_root is not None:
         extra = dict(get_format(source.format).options)
         extra.pop("ch_type", None)
-        with _capture(messages):  # what mne-bids and MNE warn or print
+        said: list[str] = []
+        with capture_messages(said):  # what mne-bids and MNE warn or print
             reading = read_bids_raw(source, extra_params=extra or None)
         raw = reading.raw
+        if source.format in ("edf", "bdf"):
+            check_edf_records(source.path, raw, said)  # MNE's file-size warning: truncated?
+        for text in said:
+            _note(messages, text)
         for text in reading.warnings:
             _note(messages, text)
         info: dict[str, Any] = {"reader": "mne_bids.read_raw_bids", "options": extra}
@@ -460,7 +594,7 @@ def read_source(source: Source, overrides: Sequence[Override] = ()) -> RawInput:
         region = regions.get(channels.at[row, "orig_name"])
         if region:
             channels.at[row, "region"] = region
-    events, notes = read_events(raw, source, use_stim=use_stim)
+    events, notes = read_events(raw, source, use_stim=use_stim, on_error=on_event_error)
     messages.extend(notes)
     meas_date = raw.info["meas_date"]
     logger.debug(

@@ -14,6 +14,8 @@ A recipe is YAML (``configs/preprocessing/<name>.yaml`` for the shipped ones)::
       - notch: {freqs: line}
     write: {chunk_mib: 2.0, compression: lz4, clevel: 5, bitround_keepbits: null}
     on_nonfinite: raise      # or bad_channel: mark the channel bad and zero its non-finite samples
+    on_event_error: raise    # or store_without_events: when the stim channel / event file cannot be read
+    min_duration_s: null     # refuse shorter recordings (the steps' own needs always apply)
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ import yaml
 from brainfm._check import suggest
 from brainfm.data.channels import CHANNEL_TYPES
 from brainfm.errors import ConfigError
-from brainfm.preprocessing.source import Override
+from brainfm.preprocessing.source import EVENT_ERROR_POLICIES, Override
 from brainfm.preprocessing.steps import Step, build_step
 from brainfm.store.format import COMPRESSIONS, FORMAT_VERSION
 
 __all__ = ["CropSpec", "PickSpec", "Recipe", "WriteSpec", "available_recipes", "load_recipe"]
 
-_TOP_KEYS = ("name", "description", "extends", "pick", "crop", "overrides", "steps", "write", "on_nonfinite")
+_TOP_KEYS = (
+    "name", "description", "extends", "pick", "crop", "overrides", "steps", "write", "on_nonfinite",
+    "on_event_error", "min_duration_s",
+)
 
 
 @dataclass
@@ -145,6 +150,14 @@ class Recipe:
         ``[{step_name: {param: value}}, ...]`` in order; validated on construction.
     on_nonfinite : "raise" | "bad_channel"
         What to do with NaN/inf samples.
+    on_event_error : "raise" | "store_without_events"
+        What to do when a recording's stim-channel events or MNE event file cannot be read:
+        fail the recording (default), or store it without those events (said in its
+        provenance warnings).
+    min_duration_s : float | None
+        Recordings shorter than this (after ``crop``) fail. Whatever it says, a recording
+        must hold at least two samples and as many as the recipe's filters need
+        (:meth:`~brainfm.preprocessing.steps.base.ChannelwiseStep.min_samples`).
     origin : str
         Where the recipe came from (``packaged:default`` or a file path).
     """
@@ -157,6 +170,8 @@ class Recipe:
     steps: list[dict[str, dict[str, Any]]] = field(default_factory=list)
     write: WriteSpec = field(default_factory=WriteSpec)
     on_nonfinite: Literal["raise", "bad_channel"] = "raise"
+    on_event_error: Literal["raise", "store_without_events"] = "raise"
+    min_duration_s: float | None = None
     origin: str = ""
 
     def __post_init__(self) -> None:
@@ -164,6 +179,15 @@ class Recipe:
             raise ConfigError(
                 f"on_nonfinite must be 'raise' or 'bad_channel', got {self.on_nonfinite!r}."
             )
+        if self.on_event_error not in EVENT_ERROR_POLICIES:
+            raise ConfigError(
+                f"on_event_error must be one of {list(EVENT_ERROR_POLICIES)}, got {self.on_event_error!r}."
+            )
+        if self.min_duration_s is not None and (
+            isinstance(self.min_duration_s, bool) or not isinstance(self.min_duration_s, (int, float))
+            or not self.min_duration_s >= 0
+        ):
+            raise ConfigError(f"min_duration_s must be a number >= 0 or null, got {self.min_duration_s!r}.")
         self.build_steps()  # validate now, not in the middle of a run
 
     def build_steps(self) -> list[Step]:
@@ -190,6 +214,8 @@ class Recipe:
             "steps": copy.deepcopy(self.steps),
             "write": asdict(self.write),
             "on_nonfinite": self.on_nonfinite,
+            "on_event_error": self.on_event_error,
+            "min_duration_s": self.min_duration_s,
         }
 
     def config_hash(self, **extra: Any) -> str:
@@ -232,6 +258,8 @@ class Recipe:
                 steps=list(data.get("steps") or []),
                 write=WriteSpec(**(data.get("write") or {})),
                 on_nonfinite=data.get("on_nonfinite", "raise"),
+                on_event_error=data.get("on_event_error", "raise"),
+                min_duration_s=data.get("min_duration_s"),
                 origin=origin,
             )
         except TypeError as exc:

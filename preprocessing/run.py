@@ -4,6 +4,13 @@ Each worker process opens the store itself and writes whole recordings; a record
 becomes visible only once complete, so parallel workers, cluster array jobs (``shard``) and
 interrupted runs never expose half-written data. Re-running skips recordings whose source
 hash and configuration hash are unchanged.
+
+Problems of the data (a :class:`~brainfm.errors.BrainFMError`, which covers the readers'
+translated errors, or an operating-system error such as a file that cannot be opened) fail
+their recording: it is listed in ``failed`` and recorded in the store's manifest. Any other
+exception in a worker (``TypeError``, ``KeyError``, ``AttributeError``...) is a bug in
+brainfm, not a property of the file: it is an *internal error*, logged with its traceback,
+listed apart and not recorded as bad data, and the run exits with :data:`EXIT_INTERNAL_ERROR`.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import multiprocessing
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +33,23 @@ from brainfm.errors import BrainFMError, ConfigError, ExcludedByRecipe
 from brainfm.preprocessing.recipe import Recipe, load_recipe
 from brainfm.preprocessing.source import Source
 
-__all__ = ["PreprocessSummary", "hash_files", "parse_shard", "preprocess"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERNAL_ERROR",
+    "EXIT_OK",
+    "PreprocessSummary",
+    "hash_files",
+    "parse_shard",
+    "preprocess",
+]
+
+#: Exit status: every recording stored, skipped or excluded.
+EXIT_OK = 0
+#: Exit status: some recordings failed (bad data), or the folder held nothing that could be read.
+EXIT_FAILED = 1
+#: Exit status: an internal error (a bug in brainfm; its traceback is in the log). 2 stays
+#: "unusable arguments", as for every brainfm command.
+EXIT_INTERNAL_ERROR = 3
 
 
 @dataclass
@@ -44,6 +68,11 @@ class PreprocessSummary:
     failed : list of dict
         ``{"path", "error"}`` per source that could not be stored (plus ``error_type`` and
         ``recording_id``).
+    internal_errors : list of dict
+        ``{"path", "error"}`` per source whose processing hit a bug in brainfm (plus
+        ``error_type``, ``recording_id`` and ``traceback``); not recorded in the store.
+    error : str | None
+        A problem of the whole run: the folder held nothing that could be read.
     ignored : dict of str to int
         Files that are not recordings, counted by extension.
     rows : list of dict
@@ -57,14 +86,19 @@ class PreprocessSummary:
     skipped: list[str] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    internal_errors: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
     ignored: dict[str, int] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def exit_status(self) -> int:
-        """0 when every recording was stored or skipped, 1 when any failed."""
-        return 1 if self.failed else 0
+        """:data:`EXIT_INTERNAL_ERROR` (3) after an internal error, else :data:`EXIT_FAILED` (1)
+        when a recording failed or nothing could be read, else :data:`EXIT_OK` (0)."""
+        if self.internal_errors:
+            return EXIT_INTERNAL_ERROR
+        return EXIT_FAILED if self.failed or self.error else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         """The JSON contract of ``brainfm preprocess --json``."""
@@ -74,6 +108,8 @@ class PreprocessSummary:
             "skipped": list(self.skipped),
             "excluded": [{"path": e["path"], "reason": e["reason"]} for e in self.excluded],
             "failed": [{"path": f["path"], "error": f["error"]} for f in self.failed],
+            "internal_errors": [{"path": f["path"], "error": f["error"]} for f in self.internal_errors],
+            "error": self.error,
             "ignored": dict(self.ignored),
             "seconds": round(self.seconds, 3),
         }
@@ -93,12 +129,17 @@ class PreprocessSummary:
             lines.append(f"EXCLUDED {excluded['path']}\n       {excluded['reason']}")
         for failure in self.failed:
             lines.append(f"FAILED {failure['path']}\n       {failure['error']}")
+        for failure in self.internal_errors:
+            lines.append(f"INTERNAL ERROR {failure['path']}\n       {failure['error']}")
+        if self.error:
+            lines.append(f"ERROR {self.error}")
         ignored = sum(self.ignored.values())
         ignored_text = ", ".join(f"{ext or '(none)'}: {n}" for ext, n in sorted(self.ignored.items()))
         lines.append(
             f"{len(self.processed)} stored, {len(self.skipped)} skipped (up to date), "
             f"{len(self.excluded)} excluded by the recipe, {len(self.failed)} failed, "
-            f"{ignored} other files ignored{f' ({ignored_text})' if ignored else ''}; {self.seconds:.1f} s -> {self.store}"
+            + (f"{len(self.internal_errors)} internal errors, " if self.internal_errors else "")
+            + f"{ignored} other files ignored{f' ({ignored_text})' if ignored else ''}; {self.seconds:.1f} s -> {self.store}"
         )
         return "\n".join(lines)
 
@@ -218,12 +259,28 @@ def _process_one(source: Source, recipe: Recipe, store: str, config_hash: str) -
         return {**row, "status": "stored", **_shape_facts(attrs), "seconds": time.perf_counter() - started}
     except ExcludedByRecipe as exc:
         return {**row, "status": "excluded", "reason": str(exc), "seconds": time.perf_counter() - started}
-    except Exception as exc:  # noqa: BLE001 - every failure is reported, the run goes on
+    except (BrainFMError, OSError, MemoryError) as exc:  # the data (or the disk): this recording fails
         message = str(exc) if isinstance(exc, BrainFMError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError):
+            message += " (out of memory: run it alone with --jobs 1, or on a machine with more memory)"
         if str(source.relpath) not in message and str(source.path) not in message:
             message = f"{source.relpath}: {message}"
         logger.debug("failed %s", source.path, exc_info=True)
         return {**_failed_row(source, store, message, type(exc).__name__), "seconds": time.perf_counter() - started}
+    except Exception as exc:  # noqa: BLE001 - a bug in brainfm, not a property of the file
+        return {**_internal_error_row(source, exc, traceback.format_exc()), "seconds": time.perf_counter() - started}
+
+
+def _internal_error_row(source: Source, exc: BaseException, trace: str) -> dict[str, Any]:
+    """The summary row of a source whose processing raised an unexpected exception (not recorded in the store)."""
+    message = (
+        f"{source.relpath}: internal error {type(exc).__name__}: {exc}. This is a bug in brainfm, not a "
+        "problem of the file; its traceback is in the log. Please report it with that traceback."
+    )
+    return {
+        "id": source.recording_id, "path": str(source.path), "status": "internal_error", "error": message,
+        "error_type": type(exc).__name__, "traceback": trace,
+    }
 
 
 def _shape_facts(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -313,6 +370,13 @@ def preprocess(
         message = str(error)
         writer.record_failure(str(path), message)
         summary.failed.append({"path": str(path), "error": message, "error_type": type(error).__name__})
+    if not discovery.sources and not discovery.problems:
+        ignored = ", ".join(f"{ext or '(no extension)'}: {len(paths)}" for ext, paths in sorted(discovery.ignored.items()))
+        summary.error = (
+            f"No recording found in {input_dir}"
+            + (f"; its {discovery.n_ignored} files are not recordings brainfm reads ({ignored})" if ignored else "; it holds no files")
+            + ". Point brainfm at a folder of EEG, MEG or iEEG recordings (docs/preprocessing.md lists the formats)."
+        )
     logger.info("%d recordings to process in %s (%d jobs)", len(sources), input_dir, jobs)
 
     bar = None
@@ -344,6 +408,12 @@ def preprocess(
             summary.skipped.append(row["id"])
         elif row["status"] == "excluded":
             summary.excluded.append({"path": row["path"], "reason": row["reason"], "recording_id": row["id"]})
+        elif row["status"] == "internal_error":
+            logger.error("Internal error while preprocessing %s:\n%s", row["path"], row["traceback"].rstrip())
+            summary.internal_errors.append(
+                {"path": row["path"], "error": row["error"], "error_type": row["error_type"],
+                 "recording_id": row["id"], "traceback": row["traceback"]}
+            )
         else:
             summary.failed.append(
                 {"path": row["path"], "error": row["error"], "error_type": row.get("error_type"), "recording_id": row["id"]}
@@ -436,8 +506,8 @@ def _pool_pass(
                 except BrokenProcessPool:
                     unfinished.append(source)
                     continue
-                except Exception as exc:  # noqa: BLE001 - e.g. a source that cannot be pickled
-                    results.append(_failed_row(source, store, f"{source.relpath}: {type(exc).__name__}: {exc}", type(exc).__name__))
+                except Exception as exc:  # noqa: BLE001 - e.g. a source that cannot be pickled: a bug
+                    results.append(_internal_error_row(source, exc, traceback.format_exc()))
                 if bar is not None:
                     bar.update()
         completed = True

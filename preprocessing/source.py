@@ -13,7 +13,11 @@ from brainfm.data.channels import CHANNEL_TYPES
 from brainfm.data.recording import Identity
 from brainfm.errors import ConfigError
 
-__all__ = ["Override", "RawInput", "Source"]
+__all__ = ["EVENT_ERROR_POLICIES", "Override", "RawInput", "Source"]
+
+#: What to do when a recording's events (stim channel, MNE event file) cannot be read: fail
+#: the recording, or store it without those events (said in its provenance warnings).
+EVENT_ERROR_POLICIES = ("raise", "store_without_events")
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """Checks that run before a reader opens a file, for the failures MNE misses or words badly.
 
-* EDF/BDF: the header must be an EDF or BDF header, and the file must hold the data records
-  the header declares. MNE opens a file cut in half without a word (``truncated_S001R05.edf``
-  gives 57 of 125 s); brainfm raises :class:`~brainfm.errors.TruncatedFileError` with the
-  declared and actual durations.
+* EDF/BDF: the header must be an EDF or BDF header whose fields are numbers and which is
+  complete. Whether the file holds the data records the header declares MNE itself says, in a
+  warning ("Number of records from the header does not match the file size"), and then reads
+  what is there (``truncated_S001R05.edf`` gives 57 of 125 s): :func:`check_edf_records` turns
+  that warning into a :class:`~brainfm.errors.TruncatedFileError` with the declared and actual
+  durations, after the reader ran.
 * BrainVision: the data and marker files the header names must exist. Discovery parsed the
   header and kept those names as the ``data`` and ``markers`` companions; the header is not
   parsed again unless a source lacks them.
@@ -11,7 +13,8 @@
   only a full decode of the ``.set`` says; the reader does that decode once and a missing
   ``.fdt`` is reported from its error (:func:`eeglab_data_error`).
 * Persyst / Nicolet: the ``.dat`` / ``.head`` file must exist.
-* Every file-based format: an empty file, or a file whose first bytes are not the format's
+* Every file-based format: an empty file (the entry or any data file of the recording: a
+  BrainVision ``.eeg``, an EEGLAB ``.fdt``), or a file whose first bytes are not the format's
   signature (GDF, FIF, MATLAB for EEGLAB), is an :class:`~brainfm.errors.UnsupportedFormatError`
   quoting what the bytes look like.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from brainfm.errors import ReadError, TruncatedFileError, UnsupportedFormatError
 from brainfm.preprocessing.formats import get_format, read_brainvision_header
@@ -28,6 +32,7 @@ from brainfm.preprocessing.source import Source
 __all__ = [
     "check_brainvision",
     "check_edf",
+    "check_edf_records",
     "check_eeglab",
     "describe_bytes",
     "eeglab_data_error",
@@ -36,6 +41,8 @@ __all__ = [
 
 _EDF_HEADER = 256
 _EDF_SIGNAL_HEADER = 256  # bytes per signal in the header (16+80+8*6+80+8+32)
+#: The start of the warning MNE's EDF/BDF reader gives when the file size disagrees with the header.
+MNE_EDF_SIZE_WARNING = "Number of records from the header does not match the file size"
 
 
 def describe_bytes(data: bytes) -> str:
@@ -77,7 +84,10 @@ def _field(header: bytes, start: int, stop: int) -> str:
 
 
 def check_edf(path: Path, *, bdf: bool | None = None) -> None:
-    """Check an EDF/EDF+/BDF header and that the file holds every declared data record.
+    """Check that an EDF/EDF+/BDF header is one, is complete and holds numbers.
+
+    That the file holds every declared data record is checked after reading, from MNE's own
+    warning (:func:`check_edf_records`).
 
     Parameters
     ----------
@@ -89,12 +99,11 @@ def check_edf(path: Path, *, bdf: bool | None = None) -> None:
     Raises
     ------
     UnsupportedFormatError
-        When the header is not an EDF/BDF header.
+        When the header is not an EDF/BDF header, or a numeric field holds no number.
     TruncatedFileError
-        When the file holds fewer data records than the header declares.
+        When the file ends inside its header.
     """
     path = Path(path)
-    size = path.stat().st_size
     head = _read_head(path, _EDF_HEADER)
     is_bdf = head[:8] == b"\xffBIOSEMI"
     is_edf = head[:1] == b"0" and head[1:8].strip(b" \x00") == b""
@@ -110,8 +119,8 @@ def check_edf(path: Path, *, bdf: bool | None = None) -> None:
     kind = "BDF" if is_bdf else "EDF"
     try:
         header_bytes = int(_field(head, 184, 192))
-        n_records = int(_field(head, 236, 244))
-        record_s = float(_field(head, 244, 252))
+        int(_field(head, 236, 244))  # number of data records
+        float(_field(head, 244, 252))  # record duration
         n_signals = int(_field(head, 252, 256))
     except ValueError as exc:
         raise UnsupportedFormatError(
@@ -126,24 +135,55 @@ def check_edf(path: Path, *, bdf: bool | None = None) -> None:
         )
     offset = _EDF_HEADER + n_signals * 216
     try:
-        samples = [int(_field(header, offset + 8 * i, offset + 8 * (i + 1))) for i in range(n_signals)]
+        [int(_field(header, offset + 8 * i, offset + 8 * (i + 1))) for i in range(n_signals)]
     except ValueError as exc:
         raise UnsupportedFormatError(
             f"{path} has a damaged {kind} header: the samples-per-record fields are not numbers "
             f"({exc}). Re-export the file from its source."
         ) from exc
-    record_bytes = sum(samples) * (3 if is_bdf else 2)
-    if n_records < 0 or record_bytes == 0:
-        return  # -1: "unknown" (recording still running); the reader counts the records
-    expected = header_bytes + n_records * record_bytes
-    if size < expected:
-        complete = max(size - header_bytes, 0) // record_bytes
-        raise TruncatedFileError(
-            f"{path} is truncated: its header declares {n_records} data records of {record_s:g} s "
-            f"({n_records * record_s:g} s) but the file holds only {complete} complete records "
-            f"({complete * record_s:g} s; {size} of {expected} bytes). Re-download or re-export "
-            "the file; brainfm does not store a silently shortened recording."
-        )
+
+
+def check_edf_records(path: Path, raw: Any, messages: list[str]) -> None:
+    """Turn MNE's EDF/BDF file-size warning into an error when the file is truncated.
+
+    MNE's reader compares the number of data records the header declares with the number the
+    file size allows; when they differ it warns and reads what the file holds. Fewer records
+    than declared is a truncated file (an interrupted copy or download), which brainfm refuses
+    rather than store a silently shortened recording. More records than declared, or a header
+    saying -1 (the recording was not closed), are read as MNE reads them; the warning stays in
+    ``messages`` (the provenance).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.edf`` / ``.bdf`` file.
+    raw : mne.io.BaseRaw
+        What MNE's reader returned for it.
+    messages : list of str
+        What the reader warned (as :func:`brainfm.preprocessing.readers.capture_messages` collected it).
+
+    Raises
+    ------
+    TruncatedFileError
+        When the file holds fewer complete data records than its header declares.
+    """
+    if not any(m.startswith(MNE_EDF_SIZE_WARNING) for m in messages):
+        return
+    path = Path(path)
+    declared = int(_field(_read_head(path, _EDF_HEADER), 236, 244))
+    extras = raw._raw_extras[0]
+    held = int(extras["n_records"])
+    if declared < 0 or held >= declared:
+        return
+    record_s = float(extras["record_length"][0])
+    record_bytes = int(sum(int(n) for n in extras["n_samps"])) * int(extras["dtype_byte"])
+    expected = int(extras["data_offset"]) + declared * record_bytes
+    raise TruncatedFileError(
+        f"{path} is truncated: its header declares {declared} data records of {record_s:g} s "
+        f"({declared * record_s:g} s) but the file holds only {held} complete records "
+        f"({held * record_s:g} s; {path.stat().st_size} of {expected} bytes). Re-download or re-export "
+        "the file; brainfm does not store a silently shortened recording."
+    )
 
 
 def check_brainvision(path: Path, files: Mapping[str, Path] | None = None) -> None:
@@ -298,6 +338,14 @@ def validate_source(source: Source) -> list[str]:
             f"{path} is empty (0 bytes), so it cannot be a {spec.name} recording. Remove it or "
             "replace it with the complete file."
         )
+    if not spec.folder:
+        for part in source.files:
+            if part != path and part.is_file() and part.stat().st_size == 0:
+                raise ReadError(
+                    f"{path}: its file {part.name} is empty (0 bytes), so the recording holds no data "
+                    f"(an interrupted copy or download?). Replace {part} with the complete file, or "
+                    "remove the recording from the input folder."
+                )
     check = _CHECKS.get(source.format)
     if check is not None:
         check(path)

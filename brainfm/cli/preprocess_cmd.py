@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from brainfm.cli._output import add_verbosity, log_level, print_error, print_json
+from brainfm.cli._output import add_verbosity, log_level, print_error, print_json, stdout_to_stderr
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -27,14 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace, command: str) -> int:
-    """Run ``brainfm preprocess``; exit 0 all stored or skipped, 1 some failed, 2 bad arguments."""
-    from brainfm._logging import use_log_level
-    from brainfm.errors import ConfigError, StoreFormatError
-    from brainfm.preprocessing.run import preprocess
+    """Run ``brainfm preprocess``.
+
+    Exit status: 0 all stored, skipped or excluded; 1 some failed, or nothing could be read;
+    2 unusable arguments; 3 internal error (a bug in brainfm; the traceback is logged).
+    """
+    from brainfm._logging import logger, use_log_level
+    from brainfm.errors import BrainFMError, ConfigError, StoreFormatError
+    from brainfm.preprocessing.run import EXIT_FAILED, EXIT_INTERNAL_ERROR, preprocess
 
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     try:
-        with use_log_level(log_level(args)):
+        # stdout holds only the summary: what readers print while reading goes to stderr
+        with use_log_level(log_level(args)), stdout_to_stderr():
             summary = preprocess(
                 args.input_dir,
                 args.store,
@@ -48,6 +53,13 @@ def run(args: argparse.Namespace, command: str) -> int:
     except (ConfigError, StoreFormatError) as exc:
         print_error(exc)
         return 2
+    except BrainFMError as exc:
+        print_error(exc)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - a bug: traceback in the log, a status of its own
+        logger.error("Internal error in brainfm preprocess", exc_info=True)
+        print_error(exc)
+        return EXIT_INTERNAL_ERROR
     if args.json:
         print_json(summary.to_json())
         if not args.quiet:

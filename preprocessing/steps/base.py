@@ -181,6 +181,27 @@ class ChannelwiseStep(Step):
         """Sampling rate after the step (only resampling changes it)."""
         return sfreq
 
+    def min_samples(self, sfreq: float) -> tuple[int, str]:
+        """The fewest input samples the step needs, as ``prepare`` set it up.
+
+        A recording shorter than what any step of its recipe needs is refused before the
+        steps run (:class:`~brainfm.errors.RecordingTooShortError`) instead of being stored
+        as filter edge effects or failing inside SciPy.
+
+        Parameters
+        ----------
+        sfreq : float
+            The rate the step sees.
+
+        Returns
+        -------
+        n_samples : int
+            Samples needed at ``sfreq``.
+        why : str
+            What needs them, for the error message ("" when nothing particular).
+        """
+        return 2, ""
+
     def apply_block(self, block: np.ndarray, sfreq: float, types: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
         """Transform a block of channels.
 

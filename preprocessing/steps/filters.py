@@ -6,8 +6,10 @@ second-order IIR notch applied causally or forward-backward for the BaRISTA reci
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -64,6 +66,22 @@ class Resample(ChannelwiseStep):
 
     def output_sfreq(self, sfreq: float) -> float:
         return self._target if self._target is not None else sfreq
+
+    def min_samples(self, sfreq: float) -> tuple[int, str]:
+        """The span of the anti-aliasing filter, in input samples.
+
+        Both methods go through MNE, whose polyphase resampler designs a low-pass FIR of
+        ``20 * max(up, down) + 1`` taps at ``up * sfreq`` (SciPy's ``resample_poly`` rule): it
+        spans ``20 * max(1, sfreq / target)`` input samples, e.g. 21 from 160 to 256 Hz or 391
+        from 5000 Hz (0.08-0.13 s). Shorter input is all filter edge; a single sample crashes
+        SciPy.
+        """
+        if self._target is None:
+            return 2, ""
+        ratio = Fraction(self._target / sfreq).limit_denominator(10**6)
+        up, down = ratio.numerator, ratio.denominator
+        need = math.ceil((20 * max(up, down) + 1) / up)
+        return need, f"resampling from {sfreq:g} to {self._target:g} Hz (the span of its anti-aliasing filter)"
 
     def apply_block(self, block: np.ndarray, sfreq: float, types: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
         import mne
@@ -190,6 +208,13 @@ class Notch(ChannelwiseStep):
         self._freqs = freqs
         return {"freqs": freqs.tolist(), "line_freq": state.line_freq}
 
+    def min_samples(self, sfreq: float) -> tuple[int, str]:
+        """One period of the lowest notch frequency: less cannot tell the line from a drift."""
+        if not len(self._freqs):
+            return 2, ""
+        need = max(2, math.ceil(sfreq / float(np.min(self._freqs))) + 1)
+        return need, f"the notch at {float(np.min(self._freqs)):g} Hz (one period of it)"
+
     def apply_block(self, block: np.ndarray, sfreq: float, types: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
         for start, stop in segments:
             part = block[:, start:stop]
@@ -264,6 +289,16 @@ class Bandpass(ChannelwiseStep):
             return {"skip": True, "reason": "no band edge left below Nyquist"}
         self._edges = (l_freq, h_freq)
         return {"l_freq": l_freq, "h_freq": h_freq}
+
+    def min_samples(self, sfreq: float) -> tuple[int, str]:
+        """One period of the low-pass edge. A high-pass edge asks for nothing more: on a
+        recording shorter than its period it removes all that is slower than the recording,
+        which is its job (MNE warns that its filter is longer than the signal)."""
+        h_freq = self._edges[1]
+        if h_freq is None:
+            return 2, ""
+        need = max(2, math.ceil(sfreq / h_freq) + 1)
+        return need, f"the low-pass at {h_freq:g} Hz (one period of it)"
 
     def apply_block(self, block: np.ndarray, sfreq: float, types: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
         import mne
