@@ -33,7 +33,7 @@ from brainfm._logging import logger
 from brainfm.data.recording import IDENTITY_FIELDS, Identity, path_recording_id
 from brainfm.errors import ConfigError, DuplicateRecordingError
 from brainfm.preprocessing.bids import discover_bids, is_bids_root
-from brainfm.preprocessing.formats import FORMATS, _ext, scan_folder
+from brainfm.preprocessing.formats import DATA_EXTENSIONS, _ext, scan_folder
 from brainfm.preprocessing.placeholders import find_placeholders, placeholder_error
 from brainfm.preprocessing.source import Source
 
@@ -53,11 +53,6 @@ DEFAULT_PATTERN = (
 #: Folder names never walked into.
 SKIPPED_FOLDERS = ("derivatives", "sourcedata")
 _GROUPS = IDENTITY_FIELDS[1:]
-#: Extensions of recordings and of their data files: a placeholder with one of them that no
-#: recording claims is reported on its own (other placeholders, e.g. stimuli, only counted).
-_DATA_EXTENSIONS = frozenset(
-    {ext for spec in FORMATS.values() for ext in spec.extensions} | {".eeg", ".fdt", ".dat", ".vmrk", ".head"}
-)
 
 
 @dataclass
@@ -254,7 +249,7 @@ def _report_placeholders(result: Discovery, placeholders: dict[Path, str], root:
         else:
             kept.append(source)
     result.sources = kept
-    lone = [p for p in sorted(placeholders) if p not in claimed and _ext(p.name) in _DATA_EXTENSIONS]
+    lone = [p for p in sorted(placeholders) if p not in claimed and _ext(p.name) in DATA_EXTENSIONS]
     for path in lone:
         result.problems.append((str(path), placeholder_error(path, [path], placeholders, root)))
     others = len(placeholders) - len(claimed) - len(lone)

@@ -39,6 +39,7 @@ from typing import Any
 from brainfm._check import check_option
 
 __all__ = [
+    "DATA_EXTENSIONS",
     "FORMATS",
     "MONTAGE_EXTENSIONS",
     "BrainVisionHeader",
@@ -112,6 +113,12 @@ FORMATS: Mapping[str, FormatSpec] = MappingProxyType(
             _spec("nsx", "Blackrock NSx", "read_raw_nsx", ".ns1", ".ns2", ".ns3", ".ns4", ".ns5", ".ns6"),
         )
     }
+)
+
+#: Extensions of recordings and of the files holding their samples or markers (not sidecars).
+DATA_EXTENSIONS: frozenset[str] = frozenset(
+    {ext for spec in FORMATS.values() for ext in spec.extensions}
+    | {".eeg", ".fdt", ".dat", ".vmrk", ".head", ".meg4", ".pnt", ".log", ".21e"}
 )
 
 #: Digitisation / montage files that can accompany EEG recordings.

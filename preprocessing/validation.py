@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from brainfm.errors import ReadError, TruncatedFileError, UnsupportedFormatError
-from brainfm.preprocessing.formats import get_format, read_brainvision_header
+from brainfm.preprocessing.formats import DATA_EXTENSIONS, _ext, get_format, read_brainvision_header
 from brainfm.preprocessing.source import Source
 
 __all__ = [
+    "MNE_EDF_SIZE_WARNING",
     "check_brainvision",
     "check_edf",
     "check_edf_records",
@@ -340,7 +341,7 @@ def validate_source(source: Source) -> list[str]:
         )
     if not spec.folder:
         for part in source.files:
-            if part != path and part.is_file() and part.stat().st_size == 0:
+            if part != path and _ext(part.name) in DATA_EXTENSIONS and part.is_file() and part.stat().st_size == 0:
                 raise ReadError(
                     f"{path}: its file {part.name} is empty (0 bytes), so the recording holds no data "
                     f"(an interrupted copy or download?). Replace {part} with the complete file, or "

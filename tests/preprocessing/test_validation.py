@@ -10,8 +10,10 @@ import pytest
 
 from brainfm.data.recording import Identity
 from brainfm.errors import ReadError, TruncatedFileError, UnsupportedFormatError
+from brainfm.preprocessing.readers import open_raw
 from brainfm.preprocessing.source import Source
 from brainfm.preprocessing.validation import (
+    MNE_EDF_SIZE_WARNING,
     check_brainvision,
     check_edf,
     check_eeglab,
@@ -48,10 +50,12 @@ def _source(path: Path, fmt: str, files=None) -> Source:
 
 
 def test_truncated_edf_from_the_shared_data(shared_data):
+    """MNE warns that the file size disagrees with the header and reads 57 s: brainfm refuses it."""
     path = shared_data / "corrupt" / "truncated_S001R05.edf"
+    check_edf(path, bdf=False)  # the header itself is fine
     with pytest.raises(TruncatedFileError, match=r"truncated_S001R05\.edf is truncated: its header declares "
                        r"125 data records of 1 s \(125 s\) but the file holds only 57 complete records \(57 s"):
-        check_edf(path, bdf=False)
+        open_raw(_source(path, "edf"))
 
 
 def test_text_file_named_edf(shared_data):
@@ -76,11 +80,14 @@ def test_real_files_pass(shared_data):
 
 
 def test_synthetic_edf_truncation(tmp_path):
-    check_edf(write_edf(tmp_path / "ok.edf", 5), bdf=False)
+    open_raw(_source(write_edf(tmp_path / "ok.edf", 5), "edf"))
     path = write_edf(tmp_path / "cut.edf", 3, declared=5)
+    check_edf(path)
     with pytest.raises(TruncatedFileError, match=r"declares 5 data records of 1 s \(5 s\) but the file holds only 3"):
-        check_edf(path)
-    check_edf(write_edf(tmp_path / "open.edf", 3, declared=-1))  # -1: unknown length is allowed
+        open_raw(_source(path, "edf"))
+    # -1: unknown length (the recording was not closed) is read as MNE reads it, with its warning
+    raw, messages, _ = open_raw(_source(write_edf(tmp_path / "open.edf", 3, declared=-1), "edf"))
+    assert raw.n_times == 30 and any(m.startswith(MNE_EDF_SIZE_WARNING) for m in messages)
     data = (tmp_path / "ok.edf").read_bytes()
     (tmp_path / "short_header.edf").write_bytes(data[:300])
     with pytest.raises(TruncatedFileError, match="truncated inside its header"):
