@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from brainfm.errors import ReadError, TruncatedFileError, UnsupportedFormatError
+from brainfm.errors import ReadError, RecordingTooShortError, TruncatedFileError, UnsupportedFormatError
 from brainfm.preprocessing.formats import DATA_EXTENSIONS, _ext, get_format, read_brainvision_header
 from brainfm.preprocessing.source import Source
 
@@ -103,6 +103,8 @@ def check_edf(path: Path, *, bdf: bool | None = None) -> None:
         When the header is not an EDF/BDF header, or a numeric field holds no number.
     TruncatedFileError
         When the file ends inside its header.
+    RecordingTooShortError
+        When the header declares no data record.
     """
     path = Path(path)
     head = _read_head(path, _EDF_HEADER)
@@ -120,7 +122,7 @@ def check_edf(path: Path, *, bdf: bool | None = None) -> None:
     kind = "BDF" if is_bdf else "EDF"
     try:
         header_bytes = int(_field(head, 184, 192))
-        int(_field(head, 236, 244))  # number of data records
+        n_records = int(_field(head, 236, 244))
         float(_field(head, 244, 252))  # record duration
         n_signals = int(_field(head, 252, 256))
     except ValueError as exc:
@@ -135,13 +137,19 @@ def check_edf(path: Path, *, bdf: bool | None = None) -> None:
             f"{n_signals} signals declared). Re-download or re-export the file."
         )
     offset = _EDF_HEADER + n_signals * 216
-    try:
-        [int(_field(header, offset + 8 * i, offset + 8 * (i + 1))) for i in range(n_signals)]
-    except ValueError as exc:
-        raise UnsupportedFormatError(
-            f"{path} has a damaged {kind} header: the samples-per-record fields are not numbers "
-            f"({exc}). Re-export the file from its source."
-        ) from exc
+    for i in range(n_signals):
+        try:
+            int(_field(header, offset + 8 * i, offset + 8 * (i + 1)))
+        except ValueError as exc:
+            raise UnsupportedFormatError(
+                f"{path} has a damaged {kind} header: the samples-per-record fields are not numbers "
+                f"({exc}). Re-export the file from its source."
+            ) from exc
+    if n_records == 0:
+        raise RecordingTooShortError(
+            f"{path} holds no data: its header declares 0 data records (0 s). It is refused rather "
+            "than stored as an empty recording; re-export it from its source, or remove it."
+        )
 
 
 def check_edf_records(path: Path, raw: Any, messages: list[str]) -> None:

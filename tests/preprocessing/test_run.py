@@ -253,3 +253,103 @@ def test_a_dying_worker_fails_only_its_recording(small_folder, tmp_path, monkeyp
     assert [f["recording_id"] for f in summary.failed] == ["mmi_sub-001_run-04"]
     assert "died" in summary.failed[0]["error"] and "--jobs 1" in summary.failed[0]["error"]
     assert [Path(f["path"]).name for f in open_store(tmp_path / "s.zarr").failed] == ["S001R04.edf"]
+
+
+# --- silent acceptance that must be an error (issue 6, items 1, 2, 5) ---------------------------
+
+def test_zero_byte_data_file_and_empty_edf_fail_and_store_nothing(shared_data, tmp_path):
+    """A BrainVision .eeg of 0 bytes, and an EDF whose header declares no data, used to be stored
+    as 0.0-second recordings with every channel bad."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("bv_dig_test.vhdr", "bv_dig_test.vmrk"):
+        shutil.copy(shared_data / "eeg" / "brainvision" / name, folder / name)
+    (folder / "bv_dig_test.eeg").write_bytes(b"")
+    header = (shared_data / "eeg" / "eegmmidb" / "S001R03.edf").read_bytes()
+    n_header = int(header[184:192])
+    empty_edf = bytearray(header[:n_header])
+    empty_edf[236:244] = b"0       "  # no data record, as the header says
+    (folder / "S001R04.edf").write_bytes(bytes(empty_edf))
+    summary = preprocess(folder, tmp_path / "s.zarr")
+    assert summary.processed == [] and summary.exit_status == 1
+    errors = {Path(f["path"]).name: f["error"] for f in summary.failed}
+    assert "its file bv_dig_test.eeg is empty (0 bytes)" in errors["bv_dig_test.vhdr"]
+    assert "S001R04.edf holds no data: its header declares 0 data records (0 s)" in errors["S001R04.edf"]
+    store = open_store(tmp_path / "s.zarr")
+    assert list(store) == [] and {Path(f["path"]).name for f in store.failed} == set(errors)
+
+
+def test_too_short_recordings_fail_with_their_length_and_the_reason(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    _fif(folder / "one_raw.fif", rng.standard_normal((4, 1)) * 1e-5, ["eeg"] * 4, sfreq=160.0)
+    _fif(folder / "short_raw.fif", rng.standard_normal((4, 20)) * 1e-5, ["eeg"] * 4, sfreq=160.0)
+    _fif(folder / "ok_raw.fif", rng.standard_normal((4, 480)) * 1e-5, ["eeg"] * 4, sfreq=160.0)
+    summary = preprocess(folder, tmp_path / "s.zarr")  # default: resample 160 -> 256 Hz first
+    assert summary.processed == ["in_ok_raw"] and summary.exit_status == 1
+    errors = {Path(f["path"]).name: f["error"] for f in summary.failed}
+    assert "lasts 0.00625 s (1 samples at 160 Hz), too few samples" in errors["one_raw.fif"]
+    assert ("lasts 0.125 s (20 samples at 160 Hz), shorter than the 21 samples at 160 Hz (0.131 s) that "
+            "resampling from 160 to 256 Hz") in errors["short_raw.fif"]
+    assert all("Invalid cutoff" not in e for e in errors.values())
+    assert list(open_store(tmp_path / "s.zarr")) == ["in_ok_raw"]
+    # the minimum is configurable upwards
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("extends: default\nmin_duration_s: 5\n")
+    again = preprocess(folder, tmp_path / "s2.zarr", recipe=recipe)
+    assert again.processed == []
+    assert "lasts 3 s (480 samples at 160 Hz), shorter than the recipe's min_duration_s of 5 s" in {
+        Path(f["path"]).name: f["error"] for f in again.failed}["ok_raw.fif"]
+    with pytest.raises(ConfigError, match="min_duration_s must be a number >= 0"):
+        recipe.write_text("extends: default\nmin_duration_s: -1\n")
+        preprocess(folder, tmp_path / "s3.zarr", recipe=recipe)
+
+
+def test_what_is_left_after_the_crop_is_checked_before_the_filters(tmp_path):
+    """meg_gpt drops 30 s: a file of 30 s + 1 sample used to fail inside SciPy ("Invalid cutoff frequency")."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _fif(folder / "meg_raw.fif", np.random.default_rng(0).standard_normal((4, 30_001)) * 1e-12, ["mag"] * 4, sfreq=1000.0)
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe="meg_gpt")
+    (failure,) = summary.failed
+    assert "lasts 0.001 s (1 samples at 1000 Hz)" in failure["error"] and "Invalid cutoff" not in failure["error"]
+
+
+def test_a_folder_with_nothing_to_read_is_an_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "README.txt").write_text("notes")
+    summary = preprocess(tmp_path / "in", tmp_path / "s.zarr")
+    assert summary.exit_status == 1
+    assert summary.error.startswith(f"No recording found in {tmp_path / 'in'}; its 1 files are not recordings")
+    assert summary.to_json()["error"] == summary.error and "ERROR No recording found" in summary.table()
+
+
+def _bug_in_a_step(state, steps):
+    raise KeyError("a key the code forgot")
+
+
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.skipif(
+    sys.platform != "linux" or sys.version_info >= (3, 12), reason="the patch reaches workers by fork"))])
+def test_programming_errors_are_internal_errors_not_bad_data(tmp_path, monkeypatch, caplog, jobs):
+    import brainfm.preprocessing.pipeline as pipeline
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a_raw.fif", "b_raw.fif"):
+        _fif(folder / name, rng.standard_normal((4, 2500)) * 1e-5, ["eeg"] * 4)
+    _fif(folder / "nan_raw.fif", np.full((4, 2500), np.nan), ["eeg"] * 4)  # a data problem
+    monkeypatch.setattr(pipeline, "run_steps", _bug_in_a_step)
+    with caplog.at_level("ERROR", logger="brainfm"):
+        summary = preprocess(folder, tmp_path / "s.zarr", jobs=jobs)
+    assert summary.exit_status == 3 and summary.processed == []
+    assert [Path(f["path"]).name for f in summary.failed] == ["nan_raw.fif"]
+    internal = {Path(f["path"]).name: f for f in summary.internal_errors}
+    assert set(internal) == {"a_raw.fif", "b_raw.fif"}
+    assert "internal error KeyError: 'a key the code forgot'" in internal["a_raw.fif"]["error"]
+    assert "bug in brainfm" in internal["a_raw.fif"]["error"]
+    assert "Traceback" in caplog.text and "_bug_in_a_step" in caplog.text
+    assert summary.to_json()["internal_errors"][0]["path"].endswith("a_raw.fif")
+    # not filed as bad data in the store
+    assert [Path(f["path"]).name for f in open_store(tmp_path / "s.zarr").failed] == ["nan_raw.fif"]

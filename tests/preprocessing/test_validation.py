@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from brainfm.data.recording import Identity
-from brainfm.errors import ReadError, TruncatedFileError, UnsupportedFormatError
+from brainfm.errors import ReadError, RecordingTooShortError, TruncatedFileError, UnsupportedFormatError
 from brainfm.preprocessing.readers import open_raw
+from brainfm.preprocessing.run import preprocess
 from brainfm.preprocessing.source import Source
 from brainfm.preprocessing.validation import (
     MNE_EDF_SIZE_WARNING,
@@ -92,6 +93,20 @@ def test_synthetic_edf_truncation(tmp_path):
     (tmp_path / "short_header.edf").write_bytes(data[:300])
     with pytest.raises(TruncatedFileError, match="truncated inside its header"):
         check_edf(tmp_path / "short_header.edf")
+
+
+def test_edf_without_samples_is_refused(tmp_path):
+    """An EDF with no data record was stored as a 0.0-second recording."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_edf(folder / "none.edf", 0)
+    with pytest.raises(RecordingTooShortError, match=r"none\.edf holds no data: its header declares 0 data records"):
+        check_edf(folder / "none.edf")
+    # -1 (not closed) with no record written: MNE reads 0 samples, the pipeline refuses them
+    write_edf(folder / "none.edf", 0, declared=-1)
+    summary = preprocess(folder, tmp_path / "s.zarr")
+    assert summary.processed == [] and summary.exit_status == 1
+    assert "none.edf: the recording lasts 0 s (0 samples at 10 Hz), too few samples" in summary.failed[0]["error"]
 
 
 def test_edf_and_bdf_headers_are_told_apart(tmp_path, shared_data):
