@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,73 @@ def test_demo_runs_on_the_bundled_sample(tmp_path):
     assert "2 stored" in result.stdout
     assert "eegmmidb_sub-001_run-03" in result.stdout and "eegmmidb_sub-001_run-04" in result.stdout
     assert "first batch signal (8, 64, 1024)" in result.stdout
+
+
+# --- issue 6: stdout holds one JSON document; exit statuses --------------------------------------
+
+def _printing_reader(real):
+    """An EDF reader that talks on stdout, as mffpy does, at open time and while reading data:
+    Python prints, and a write to file descriptor 1 as compiled code does."""
+    def read_raw_edf(*args, **kwargs):
+        print("categories.xml not found or of wrong type.")
+        os.write(1, b"a C library talks on fd 1\n")
+        return real(*args, **kwargs)
+
+    return read_raw_edf
+
+
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.skipif(
+    sys.platform != "linux" or sys.version_info >= (3, 12), reason="the patch reaches workers by fork"))])
+def test_preprocess_json_stdout_is_one_document_when_readers_print(shared_data, tmp_path, monkeypatch, capfd, jobs):
+    import mne
+    from mne.io.edf.edf import RawEDF
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("S001R03.edf", "S001R04.edf"):
+        shutil.copy(shared_data / "eeg" / "eegmmidb" / name, folder)
+    monkeypatch.setattr(mne.io, "read_raw_edf", _printing_reader(mne.io.read_raw_edf))
+    read_segment = RawEDF._read_segment_file
+
+    def talkative_read_segment(self, *args, **kwargs):
+        print("reading a segment")
+        return read_segment(self, *args, **kwargs)
+
+    monkeypatch.setattr(RawEDF, "_read_segment_file", talkative_read_segment)
+    status = main(["preprocess", str(folder), str(tmp_path / "s.zarr"), "--json", "-q", "--jobs", str(jobs)])
+    out, err = capfd.readouterr()
+    assert status == 0, err
+    payload = json.loads(out)  # exactly one JSON document, nothing else
+    assert payload["processed"] == ["in_S001R03", "in_S001R04"]
+    assert "a C library talks on fd 1" in err  # went to stderr, not lost
+    assert "reading a segment" not in out and "categories.xml" not in out
+    print("after the command, stdout works again")
+    assert capfd.readouterr().out == "after the command, stdout works again\n"
+
+
+def test_preprocess_exit_status_when_nothing_can_be_read(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "README.md").write_text("a dataset whose data were never fetched")
+    result = _run("preprocess", str(tmp_path / "in"), str(tmp_path / "s.zarr"), "--json", "-q")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"].startswith(f"No recording found in {tmp_path / 'in'}")
+
+
+def _broken_run_steps(state, steps):
+    raise AttributeError("'NoneType' object has no attribute 'sfreq'")
+
+
+def test_preprocess_internal_error_has_its_own_exit_status(shared_data, tmp_path, monkeypatch, capfd):
+    import brainfm.preprocessing.pipeline as pipeline
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_data / "eeg" / "eegmmidb" / "S001R03.edf", folder)
+    monkeypatch.setattr(pipeline, "run_steps", _broken_run_steps)
+    status = main(["preprocess", str(folder), str(tmp_path / "s.zarr"), "--json", "-q"])
+    out, err = capfd.readouterr()
+    assert status == 3
+    payload = json.loads(out)
+    assert payload["failed"] == [] and payload["internal_errors"][0]["path"].endswith("S001R03.edf")
+    assert "internal error AttributeError" in payload["internal_errors"][0]["error"]
+    assert "Traceback" in err and "_broken_run_steps" in err
