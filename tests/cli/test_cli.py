@@ -156,17 +156,18 @@ def _broken_run_steps(state, steps):
     raise AttributeError("'NoneType' object has no attribute 'sfreq'")
 
 
-def test_preprocess_internal_error_has_its_own_exit_status(shared_data, tmp_path, monkeypatch, capfd):
+def test_preprocess_internal_error_has_its_own_exit_status(shared_data, tmp_path, monkeypatch, capsys, caplog):
     import brainfm.preprocessing.pipeline as pipeline
 
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(shared_data / "eeg" / "eegmmidb" / "S001R03.edf", folder)
     monkeypatch.setattr(pipeline, "run_steps", _broken_run_steps)
-    status = main(["preprocess", str(folder), str(tmp_path / "s.zarr"), "--json", "-q"])
-    out, err = capfd.readouterr()
+    with caplog.at_level("ERROR", logger="brainfm"):
+        status = main(["preprocess", str(folder), str(tmp_path / "s.zarr"), "--json", "-q"])
+    out, err = capsys.readouterr()
     assert status == 3
     payload = json.loads(out)
     assert payload["failed"] == [] and payload["internal_errors"][0]["path"].endswith("S001R03.edf")
     assert "internal error AttributeError" in payload["internal_errors"][0]["error"]
-    assert "Traceback" in err and "_broken_run_steps" in err
+    assert "Traceback" in caplog.text and "_broken_run_steps" in caplog.text  # the log (stderr)
