@@ -399,3 +399,87 @@ def test_cnt_fallback_records_only_the_warnings_of_the_read_that_worked(shared_s
     assert result.warnings.count("Could not parse meas date from the header.") == 1
     assert result.warnings.count("Setting channel info structure...") == 1
     assert "Omitted 6 annotation(s) that were outside data range." in result.warnings
+
+
+# --- issue 6, item 4: events that cannot be read, Neuroscan CNT sample width ------------------
+
+def _stim_fif(path: Path) -> None:
+    info = mne.create_info(["Fz", "Cz", "Pz", "STI 014"], 250.0, ["eeg", "eeg", "eeg", "stim"])
+    data = np.random.default_rng(0).standard_normal((4, 2500)) * 1e-5
+    data[3] = 0
+    data[3, 500:510] = 5
+    mne.io.RawArray(data, info, verbose=False).save(path, verbose=False)
+
+
+def test_a_failing_stim_channel_read_fails_the_recording_unless_the_recipe_says(tmp_path, monkeypatch):
+    from brainfm import open_store
+    from brainfm.errors import EventReadError
+    from brainfm.preprocessing.run import preprocess
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _stim_fif(folder / "stim_raw.fif")
+    assert read_source(discover(folder).sources[0]).events["description"].tolist() == ["5"]
+
+    def find_events(*args, **kwargs):
+        raise ValueError("stim channel holds negative codes")
+
+    monkeypatch.setattr(mne, "find_events", find_events)
+    with pytest.raises(EventReadError, match=r"stim_raw\.fif: the events on the stim channel\(s\) \['STI 014'\] "
+                       r"could not be read: ValueError: stim channel holds negative codes.*on_event_error: store_without_events"):
+        read_source(discover(folder).sources[0])
+    summary = preprocess(folder, tmp_path / "s.zarr")  # used to be stored without its events, exit 0
+    assert summary.processed == [] and summary.exit_status == 1 and "EventReadError" == summary.failed[0]["error_type"]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("extends: default\non_event_error: store_without_events\n")
+    kept = preprocess(folder, tmp_path / "s2.zarr", recipe=recipe)
+    assert kept.processed == ["in_stim_raw"]
+    rec = open_store(tmp_path / "s2.zarr")["in_stim_raw"]
+    assert len(rec.events) == 0
+    assert rec.provenance["recipe_config"]["on_event_error"] == "store_without_events"
+    assert any(w.startswith("Stored without events: the events on the stim channel(s) ['STI 014'] could not be read")
+               for w in rec.provenance["warnings"])
+
+
+def _cnt_reader(amplitudes: dict[str, float | None]):
+    """A read_raw_cnt whose auto-detection fails and whose widths give known amplitudes (None: cannot open)."""
+    def read_raw_cnt(fname, *, data_format, preload=False, verbose=None):
+        if data_format == "auto" or amplitudes[data_format] is None:
+            raise RuntimeError(f"Could not automatically compute number of bytes per sample ({data_format})")
+        info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], 250.0, "eeg")
+        data = np.random.default_rng(0).standard_normal((4, 5000)) * amplitudes[data_format]
+        return mne.io.RawArray(data, info, verbose=False)
+
+    return read_raw_cnt
+
+
+@pytest.mark.parametrize("amplitudes,chosen", [
+    ({"int32": 65536 * 2e-5, "int16": 2e-5}, "int16"),  # an int16 file read as int32: 65536x too large
+    ({"int32": 2e-5, "int16": 3e-10}, "int32"),
+    ({"int32": None, "int16": 2e-5}, "int16"),
+])
+def test_cnt_width_is_the_one_with_plausible_amplitudes(tmp_path, monkeypatch, amplitudes, chosen):
+    (tmp_path / "rec.cnt").write_bytes(bytes(range(256)) * 8)
+    monkeypatch.setattr(mne.io, "read_raw_cnt", _cnt_reader(amplitudes))
+    raw, messages, info = open_raw(discover(tmp_path).sources[0])
+    assert info["options"]["data_format"] == chosen
+    assert np.median(np.std(raw.get_data(), axis=1)) == pytest.approx(amplitudes[chosen], rel=0.1)
+    (note,) = [m for m in messages if "auto-detection failed" in m]
+    assert f"read with data_format={chosen!r}, the width whose amplitudes are plausible" in note
+    assert "int32: " in note and "int16: " in note
+
+
+def test_cnt_with_no_plausible_width_fails_naming_both(tmp_path, monkeypatch):
+    (tmp_path / "rec.cnt").write_bytes(bytes(range(256)) * 8)
+    monkeypatch.setattr(mne.io, "read_raw_cnt", _cnt_reader({"int32": 1.0, "int16": 1e-12}))
+    with pytest.raises(UnsupportedFormatError, match=r"rec\.cnt as Neuroscan CNT with mne\.io\.read_raw_cnt: MNE could not "
+                       r"detect its sample width .*neither width gives amplitudes plausible.*int32: 0 of 4 channels "
+                       r"with a plausible amplitude \(median 0\.99.*int16: 0 of 4 channels"):
+        open_raw(discover(tmp_path).sources[0])
+
+
+def test_real_cnt_keeps_int32_over_int16(read):
+    result = read("eeg/cnt/test_CNT_events_mne_JWoess_clipped.cnt")
+    (note,) = [w for w in result.warnings if "auto-detection failed" in w]
+    assert "int32: 2 of 2 channels with a plausible amplitude" in note
+    assert "int16: 1 of 2 channels with a plausible amplitude" in note
