@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from brainfm._check import check_option
 from brainfm._logging import logger
 from brainfm.data.channel_names import infer_type_from_name, normalise_eeg_names
 from brainfm.data.channels import CHANNEL_TYPES, IEEG_TYPES, empty_channel_table, shaft_groups
 from brainfm.data.geometry import fill_geometry, montage_positions
 from brainfm.data.recording import empty_events
-from brainfm._check import check_option
 from brainfm.errors import (
     BrainFMError,
     EventReadError,

@@ -25,7 +25,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from brainfm.errors import ReadError, RecordingTooShortError, TruncatedFileError, UnsupportedFormatError
+from brainfm.errors import (
+    ReadError,
+    RecordingTooShortError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
 from brainfm.preprocessing.formats import DATA_EXTENSIONS, _ext, get_format, read_brainvision_header
 from brainfm.preprocessing.source import Source
 

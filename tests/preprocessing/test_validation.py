@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from brainfm.data.recording import Identity
-from brainfm.errors import ReadError, RecordingTooShortError, TruncatedFileError, UnsupportedFormatError
+from brainfm.errors import (
+    ReadError,
+    RecordingTooShortError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
 from brainfm.preprocessing.readers import open_raw
 from brainfm.preprocessing.run import preprocess
 from brainfm.preprocessing.source import Source
