@@ -92,6 +92,11 @@ def capture_messages(messages: list[str]) -> Iterator[None]:
 
     Each message is added once: MNE's ``warn`` also logs the warning (to stdout) when its
     logger has a file handler, so the same text can arrive both ways.
+
+    Parameters
+    ----------
+    messages : list of str
+        Where the warnings and printed lines are added, when the block ends.
     """
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out:
         warnings.simplefilter("always")
