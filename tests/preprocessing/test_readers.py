@@ -483,3 +483,55 @@ def test_real_cnt_keeps_int32_over_int16(read):
     (note,) = [w for w in result.warnings if "auto-detection failed" in w]
     assert "int32: 2 of 2 channels with a plausible amplitude" in note
     assert "int16: 1 of 2 channels with a plausible amplitude" in note
+
+
+def _cnt_as_int16(src: Path, dst: Path, shift: int = 7) -> None:
+    """Rewrite a Neuroscan CNT file of int32 samples with int16 samples (values / 2**shift, each
+    channel's calibration x 2**shift), moving its event table and event offsets to match. The
+    event table stays one byte off the data's end, as in the source file, so that MNE's
+    automatic width detection still fails."""
+    data = bytearray(src.read_bytes())
+
+    def i32(at: int) -> int:
+        return int(np.frombuffer(data[at:at + 4], "<i4")[0])
+
+    n_channels = int(np.frombuffer(data[370:372], "<u2")[0])
+    n_samples, table_at, start = i32(864), i32(886), 900 + 75 * n_channels
+    samples = np.frombuffer(data[start:start + n_samples * n_channels * 4], "<i4")
+    header = bytearray(data[:start])
+    for ch in range(n_channels):
+        at = 900 + 75 * ch
+        baseline = int(np.frombuffer(header[at + 47:at + 49], "<i2")[0])
+        header[at + 47:at + 49] = np.int16(baseline >> shift).tobytes()
+        cal = float(np.frombuffer(header[at + 71:at + 75], "<f4")[0])
+        header[at + 71:at + 75] = np.float32(cal * 2**shift).tobytes()
+    if i32(894) > 1:  # block size in bytes
+        header[894:898] = np.int32(i32(894) // 2).tobytes()
+    kind, size = data[table_at], i32(table_at + 1)
+    table = bytearray(data[table_at + 9:table_at + 9 + size])
+    entry = 8 if kind == 1 else 19
+    for at in range(0, size, entry):
+        offset = int(np.frombuffer(table[at + 4:at + 8], "<i4")[0])
+        if kind != 3:  # byte offsets into the data: samples x channels x width
+            offset = start + (offset - start) // 2
+        table[at + 4:at + 8] = np.int32(offset).tobytes()
+    body = (samples >> shift).astype("<i2").tobytes() + b"\0"
+    header[886:890] = np.int32(start + len(body)).tobytes()
+    dst.write_bytes(bytes(header) + body + bytes(data[table_at:table_at + 9]) + bytes(table))
+
+
+def test_real_cnt_written_as_int16_is_read_as_int16(shared_data, tmp_path):
+    """The same recording with 2-byte samples: int32 first would read two samples as one, with
+    amplitudes ~1e4 times too large; the width with plausible amplitudes is int16."""
+    original = shared_data / "eeg" / "cnt" / "test_CNT_events_mne_JWoess_clipped.cnt"
+    _cnt_as_int16(original, tmp_path / "rec16.cnt")
+    result = read_source(discover(tmp_path).sources[0])
+    assert result.info["options"]["data_format"] == "int16"
+    (note,) = [w for w in result.warnings if "auto-detection failed" in w]
+    assert "int32: 0 of 2 channels" in note and "int16: 2 of 2 channels" in note
+    reference = mne.io.read_raw_cnt(original, data_format="int32", verbose="error").get_data()
+    got = result.raw.get_data()
+    assert got.shape == reference.shape
+    assert np.abs(got - reference).max() < 2e-6 < np.std(reference)  # within the 2**7 quantisation
+    expected = read_source(discover(original.parent).sources[0]).events
+    assert result.events["onset_s"].tolist() == pytest.approx(expected["onset_s"].tolist(), abs=2e-3)
