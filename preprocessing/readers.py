@@ -32,6 +32,7 @@ import io
 import re
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,35 @@ def amplitude_plausibility(raw: Any) -> tuple[int, int, float | None]:
     return int(np.sum(inside)), len(picks), float(np.median(amplitudes))
 
 
+@dataclass
+class _WidthTry:
+    """One Neuroscan CNT sample width tried: the raw it gave and how plausible its amplitudes are."""
+
+    width: str
+    raw: Any = None
+    said: list[str] = field(default_factory=list)
+    error: Exception | None = None
+    n_plausible: int = 0
+    n_checked: int = 0
+    median: float | None = None
+
+    @property
+    def plausible(self) -> bool:
+        """Most channels within their type's range (nothing to judge counts as plausible)."""
+        return self.raw is not None and (2 * self.n_plausible > self.n_checked or self.n_checked == 0)
+
+    def rank(self, typical: float) -> tuple[float, float]:
+        """More channels in range first, then a median closer to the typical amplitude (log scale)."""
+        closeness = -abs(np.log10((self.median or typical) / typical))
+        return self.n_plausible / max(self.n_checked, 1), closeness
+
+    def __str__(self) -> str:
+        if self.raw is None:
+            return f"{self.width}: {_reason(self.error)}"
+        median = f" (median {self.median:.3g} in SI units)" if self.median is not None else ""
+        return f"{self.width}: {self.n_plausible} of {self.n_checked} channels with a plausible amplitude{median}"
+
+
 def _open_cnt(source: Source, reader: Any, options: dict[str, Any], messages: list[str]) -> tuple[Any, list[str], dict[str, Any]]:
     """Open a Neuroscan CNT file; when MNE cannot detect its sample width, try both widths and
     keep the one whose amplitudes are plausible for their units (most channels in range)."""
@@ -250,45 +280,38 @@ def _open_cnt(source: Source, reader: Any, options: dict[str, Any], messages: li
         for text in said:
             _note(messages, text)
         return raw, messages, _reader_facts("read_raw_cnt", dict(options, data_format="auto"))
-    tries: list[dict[str, Any]] = []
+    tries = []
     for width in ("int32", "int16"):
-        said = []
+        attempt = _WidthTry(width)
         try:
-            with capture_messages(said):
+            with capture_messages(attempt.said):
                 raw = reader(source.path, preload=False, verbose="warning", data_format=width, **options)
-                n_plausible, n_checked, median = amplitude_plausibility(raw)
+                attempt.n_plausible, attempt.n_checked, attempt.median = amplitude_plausibility(raw)
+            attempt.raw = raw
         except BrainFMError:
             raise
         except Exception as exc:  # noqa: BLE001 - this width does not fit the file
-            tries.append({"width": width, "error": exc, "text": f"{width}: {_reason(exc)}"})
-            continue
-        typical = TYPICAL_AMPLITUDE.get("eeg", 2e-5)
-        tries.append({
-            "width": width, "raw": raw, "said": said, "plausible": 2 * n_plausible > n_checked or n_checked == 0,
-            "rank": (n_plausible / max(n_checked, 1), -abs(np.log10((median or typical) / typical))),
-            "text": (f"{width}: {n_plausible} of {n_checked} channels with a plausible amplitude"
-                     + (f" (median {median:.3g} in SI units)" if median is not None else "")),
-        })
-    good = [t for t in tries if t.get("plausible")]
-    tried = "; ".join(t["text"] for t in tries)
+            attempt.error = exc
+        tries.append(attempt)
+    tried = "; ".join(str(t) for t in tries)
+    good = [t for t in tries if t.plausible]
     if not good:
-        opened = [t for t in tries if "raw" in t]
-        if not opened:
-            raise _translate(source, tries[-1]["error"]) from tries[-1]["error"]
+        if all(t.raw is None for t in tries):
+            raise _translate(source, tries[-1].error) from tries[-1].error  # type: ignore[arg-type]
         raise UnsupportedFormatError(
-            f"Could not read {source.path} as Neuroscan CNT with mne.io.read_raw_cnt: MNE could not detect its sample width "
-            f"({_reason(auto_error).rstrip('.')}), and neither width gives amplitudes plausible for "
-            f"the channels' units ({tried}). The file may be damaged or not a Neuroscan CNT file; check "
-            "that it opens in its vendor's software, or remove it from the input folder."
+            f"Could not read {source.path} as Neuroscan CNT with mne.io.read_raw_cnt: MNE could not detect "
+            f"its sample width ({_reason(auto_error).rstrip('.')}), and neither width gives amplitudes "
+            f"plausible for the channels' units ({tried}). The file may be damaged or not a Neuroscan CNT "
+            "file; check that it opens in its vendor's software, or remove it from the input folder."
         )
-    best = max(good, key=lambda t: t["rank"])
-    for text in best["said"]:
+    best = max(good, key=lambda t: t.rank(TYPICAL_AMPLITUDE["eeg"]))
+    for text in best.said:
         _note(messages, text)
     messages.append(
         f"Neuroscan CNT data format auto-detection failed ({_reason(auto_error)}); read with "
-        f"data_format={best['width']!r}, the width whose amplitudes are plausible ({tried})."
+        f"data_format={best.width!r}, the width whose amplitudes are plausible ({tried})."
     )
-    return best["raw"], messages, _reader_facts("read_raw_cnt", dict(options, data_format=best["width"]))
+    return best.raw, messages, _reader_facts("read_raw_cnt", dict(options, data_format=best.width))
 
 
 def build_channel_table(
