@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     status : int
-        The exit status (0 success, 1 some work failed, 2 unusable arguments).
+        The exit status (0 success, 1 some work failed, 2 unusable arguments, 3 internal
+        error: a bug in brainfm, with its traceback in the log).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, leaves = _build_parser()
