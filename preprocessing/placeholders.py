@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from brainfm.errors import ContentNotFetchedError
+from brainfm.preprocessing.formats import DATA_EXTENSIONS, _ext
 
 __all__ = ["MAX_POINTER_BYTES", "find_placeholders", "placeholder_error", "placeholder_kind"]
 
@@ -70,6 +71,10 @@ def placeholder_kind(path: Path) -> str | None:
 def find_placeholders(root: Path, skipped_folders: Sequence[str] = ()) -> dict[Path, str]:
     """Every placeholder under a folder, walked as discovery walks it.
 
+    Broken links are found among all files; pointer files only among files with a recording's
+    or data file's extension (:data:`~brainfm.preprocessing.formats.DATA_EXTENSIONS`), so that
+    the thousands of small sidecars of a BIDS dataset are not opened.
+
     Parameters
     ----------
     root : pathlib.Path
@@ -90,6 +95,9 @@ def find_placeholders(root: Path, skipped_folders: Sequence[str] = ()) -> dict[P
             if name.startswith("."):
                 continue
             path = Path(folder) / name
+            # links are checked everywhere; pointer files (read, not only listed) only among data files
+            if not (path.is_symlink() or _ext(name) in DATA_EXTENSIONS):
+                continue
             kind = placeholder_kind(path)
             if kind is not None:
                 found[path] = kind
