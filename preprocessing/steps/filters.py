@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from brainfm._check import check_option
 from brainfm.preprocessing.steps.base import ChannelwiseStep, SignalState
@@ -38,7 +39,7 @@ class Resample(ChannelwiseStep):
     """
 
     name: ClassVar[str] = "resample"
-    sfreq: float | dict[str, float] = 256.0
+    sfreq: PositiveFloat | dict[Literal["eeg", "meg", "ieeg"], PositiveFloat] = 256.0
     method: Literal["polyphase", "fft"] = "polyphase"
     only_down: bool = False
 
@@ -146,13 +147,13 @@ class Notch(ChannelwiseStep):
     """
 
     name: ClassVar[str] = "notch"
-    freqs: Literal["line"] | list[float] = "line"
+    freqs: Literal["line"] | list[PositiveFloat] = "line"
     harmonics: bool = True
-    max_freq: float | None = None
+    max_freq: PositiveFloat | None = None
     method: Literal["fir", "iir"] = "fir"
     phase: Literal["zero", "causal"] = "zero"
-    notch_widths: float | None = None
-    quality: float = 30.0
+    notch_widths: PositiveFloat | None = None
+    quality: PositiveFloat = 30.0
     detect: bool = True
 
     def __post_init__(self) -> None:
@@ -237,10 +238,10 @@ class Bandpass(ChannelwiseStep):
     """
 
     name: ClassVar[str] = "bandpass"
-    l_freq: float | None = 0.1
-    h_freq: float | None = None
+    l_freq: NonNegativeFloat | None = 0.1
+    h_freq: PositiveFloat | None = None
     method: Literal["fir", "iir"] = "fir"
-    order: int = 4
+    order: PositiveInt = 4
     phase: Literal["zero", "forward"] = "zero"
 
     def __post_init__(self) -> None:
