@@ -92,7 +92,7 @@ def _type_word(value: Any) -> str:
     return type(value).__name__
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parser(cls: type) -> Any:
     from jsonargparse import ArgumentParser
 
@@ -101,7 +101,7 @@ def _parser(cls: type) -> Any:
     return parser
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(cls)} | typing.get_type_hints(cls)
 

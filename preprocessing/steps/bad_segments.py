@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from jsonargparse.typing import OpenUnitInterval, PositiveInt
 import pandas as pd
+from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from brainfm._check import check_option, check_range, ensure_int, validate_type
 from brainfm.data.channels import CHANNEL_TYPES

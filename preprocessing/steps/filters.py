@@ -6,7 +6,6 @@ second-order IIR notch applied causally or forward-backward for the BaRISTA reci
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -66,11 +65,36 @@ class Resample(ChannelwiseStep):
     def output_sfreq(self, sfreq: float) -> float:
         return self._target if self._target is not None else sfreq
 
+    def output_segments(self, segments: list[tuple[int, int]], sfreq: float) -> list[tuple[int, int]]:
+        return [(a_out, b_out) for _, _, a_out, b_out in self._spans(segments, sfreq) if b_out > a_out]
+
+    def _spans(self, segments: list[tuple[int, int]], sfreq: float) -> list[tuple[int, int, int, int]]:
+        """``(start, stop, out_start, out_stop)`` per segment: each edge moves to ``round(edge * ratio)``.
+
+        Rounding the edges, not the lengths, keeps the output as long as resampling the whole
+        signal at once (``round(n * ratio)``, MNE's rule) and every later edge in place.
+        """
+        assert self._target is not None, "prepare() must run first"
+        ratio = float(self._target) / sfreq
+        return [(a, b, int(round(ratio * a)), int(round(ratio * b))) for a, b in segments]
+
     def apply_block(self, block: np.ndarray, sfreq: float, types: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
         import mne
 
         assert self._target is not None, "prepare() must run first"
-        return mne.filter.resample(block, up=self._target, down=sfreq, method=self.method, verbose="error")
+        n_times = block.shape[1]
+        spans = self._spans(segments or [(0, n_times)], sfreq)
+        output = np.empty((block.shape[0], spans[-1][3]), dtype=block.dtype)
+        for a, b, a_out, b_out in spans:
+            if b_out <= a_out:
+                continue  # a stretch shorter than half an output sample
+            # one segment: MNE's own call; several: each resampled to exactly its share
+            up, down = (self._target, sfreq) if (a, b) == (0, n_times) else (b_out - a_out, b - a)
+            with self.capture_warnings():
+                output[:, a_out:b_out] = mne.filter.resample(
+                    block[:, a:b], up=up, down=down, method=self.method, verbose="warning",
+                )
+        return output
 
 
 def detect_line_freq(data: np.ndarray, sfreq: float, max_channels: int = 8, max_seconds: float = 120.0) -> float | None:
@@ -197,14 +221,14 @@ class Notch(ChannelwiseStep):
             if self.method == "fir":
                 import mne
 
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # short segments: MNE shortens the filter and says so
+                with self.capture_warnings():  # e.g. a segment shorter than the filter
                     block[:, start:stop] = mne.filter.notch_filter(
                         part, sfreq, self._freqs, notch_widths=self.notch_widths, method="fir",
-                        phase="zero", copy=False, verbose="error",
+                        phase="zero", copy=False, verbose="warning",
                     )
             else:
-                block[:, start:stop] = _iir_notch(part, sfreq, self._freqs, self.quality, self.phase)
+                with self.capture_warnings():
+                    block[:, start:stop] = _iir_notch(part, sfreq, self._freqs, self.quality, self.phase)
         return block
 
 
@@ -272,10 +296,9 @@ class Bandpass(ChannelwiseStep):
         l_freq, h_freq = self._edges
         iir_params = dict(order=self.order, ftype="butter", output="sos") if self.method == "iir" else None
         for start, stop in segments:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # short segments: MNE shortens the filter and says so
+            with self.capture_warnings():  # e.g. a segment shorter than the filter
                 block[:, start:stop] = mne.filter.filter_data(
                     block[:, start:stop], sfreq, l_freq, h_freq, method=self.method,
-                    iir_params=iir_params, phase=self.phase, copy=False, verbose="error",
+                    iir_params=iir_params, phase=self.phase, copy=False, verbose="warning",
                 )
         return block
