@@ -26,10 +26,10 @@ steps:
 """
 
 
-def _part(offset: float, freq: float, amplitude: float, seed: int) -> np.ndarray:
+def _part(offset: float, freq: float, amplitude: float, seed: int, seconds: float = SECONDS) -> np.ndarray:
     """Six channels: a DC offset, a sine and noise; the two parts differ in all three."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(SFREQ * SECONDS)) / SFREQ
+    t = np.arange(int(SFREQ * seconds)) / SFREQ
     return offset + amplitude * np.sin(2 * np.pi * freq * t) + rng.standard_normal((6, t.size)) * 2e-6
 
 
@@ -140,3 +140,21 @@ def test_resampling_runs_per_segment_and_keeps_the_cut_in_place():
     # no anti-aliasing ringing from the 2 mV step: each side stays at its own level
     np.testing.assert_allclose(state.data[:, :cut], 1e-3, atol=2e-5)
     np.testing.assert_allclose(state.data[:, cut:], -1e-3, atol=2e-5)
+
+
+def test_bad_segment_scoring_does_not_flag_the_boundary(tmp_path):
+    # the cut at 12.5 s falls inside the second-long scoring segment [12, 13): scored as one
+    # segment, the 0.7 mV step between the parts would make it the outlier
+    first = _part(offset=4e-4, freq=7.0, amplitude=1e-5, seed=1, seconds=12.5)
+    second = _part(offset=-3e-4, freq=7.0, amplitude=1e-5, seed=2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    mne.concatenate_raws([_raw(first), _raw(second)], verbose=False).save(folder / "j_raw.fif", verbose=False)
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text("name: r\npick: {types: [eeg]}\nsteps:\n  - bad_segments: {types: [eeg], segment_samples: 500, significance: 0.01}\n")
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe=str(recipe_file))
+    assert summary.failed == [], summary.failed
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    assert not (rec.events["description"] == "BAD_segment").any(), rec.events
+    effect = {entry["step"]: entry for entry in rec.provenance["steps"]}["bad_segments"]["effect"]
+    assert effect["n_segments"] == 25  # 12 + the half second before the cut + 12: none straddles it
