@@ -147,7 +147,13 @@ def test_brainomni_on_meg_and_eeg(shared_data, tmp_path):
     assert rec.channels["type"].value_counts().to_dict() == {"grad": 204, "mag": 102, "eeg": 60}
     steps = {s["step"]: s for s in rec.provenance["steps"]}
     assert steps["notch"]["effect"]["freqs"] == [50.0, 60.0]
-    assert steps["bandpass"]["effect"] == {"l_freq": 0.1, "h_freq": 96.0}
+    assert {k: steps["bandpass"]["effect"][k] for k in ("l_freq", "h_freq")} == {"l_freq": 0.1, "h_freq": 96.0}
+    # a 1-s recording is shorter than the 0.1 Hz high-pass: MNE's warning is kept, not swallowed
+    assert steps["bandpass"]["effect"]["warnings"] == [
+        "bandpass: filter_length (8449) is longer than the signal (256), distortion is likely. "
+        "Reduce filter length or filter a longer signal."
+    ]
+    assert steps["bandpass"]["effect"]["warnings"][0] in rec.provenance["warnings"]
     assert [w for w in rec.provenance["warnings"] if "Shielding" in w] == [MAXSHIELD_WARNING]  # once
 
 
