@@ -88,6 +88,9 @@ class Resample(ChannelwiseStep):
         for a, b, a_out, b_out in spans:
             if b_out <= a_out:
                 continue  # a stretch shorter than half an output sample
+            if b_out - a_out == b - a:  # a stretch of a few samples keeps its length: nothing to filter
+                output[:, a_out:b_out] = block[:, a:b]
+                continue
             # one segment: MNE's own call; several: each resampled to exactly its share
             up, down = (self._target, sfreq) if (a, b) == (0, n_times) else (b_out - a_out, b - a)
             with self.capture_warnings():

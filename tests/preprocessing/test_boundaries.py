@@ -158,3 +158,18 @@ def test_bad_segment_scoring_does_not_flag_the_boundary(tmp_path):
     assert not (rec.events["description"] == "BAD_segment").any(), rec.events
     effect = {entry["step"]: entry for entry in rec.provenance["steps"]}["bad_segments"]["effect"]
     assert effect["n_segments"] == 25  # 12 + the half second before the cut + 12: none straddles it
+
+
+@pytest.mark.parametrize("cuts", [[0.001, 0.002, 5.0, 9.999], [0.003, 0.0031], [9.9995]])
+def test_segments_of_a_few_samples_are_processed(cuts):
+    from brainfm.preprocessing.steps import build_step
+
+    data = np.random.default_rng(0).standard_normal((3, 10_000)).astype(np.float32) * 1e-6
+    channels = empty_channel_table(["E0", "E1", "E2"], ["eeg"] * 3)
+    state = SignalState(data=data, sfreq=1000.0, channels=channels, events=empty_events(), boundaries_s=cuts, line_freq=50.0)
+    steps = [build_step("notch", {"freqs": "line"}), build_step("bandpass", {"l_freq": 0.5, "h_freq": 40.0}),
+             build_step("resample", {"sfreq": 256}), build_step("notch", {"freqs": [50.0], "method": "iir"}),
+             build_step("bad_segments", {"types": ["eeg"], "segment_samples": 256})]
+    pipeline.run_steps(state, steps)
+    assert state.data.shape == (3, 2560) and np.isfinite(state.data).all()
+    assert all(w.startswith(("notch: ", "bandpass: ")) for w in state.warnings)
