@@ -84,6 +84,9 @@ class Resample(ChannelwiseStep):
         assert self._target is not None, "prepare() must run first"
         n_times = block.shape[1]
         spans = self._spans(segments or [(0, n_times)], sfreq)
+        if len(spans) == 1 and spans[0][:2] == (0, n_times):  # one segment: MNE's own call, no copy
+            with self.capture_warnings():
+                return mne.filter.resample(block, up=self._target, down=sfreq, method=self.method, verbose="warning")
         output = np.empty((block.shape[0], spans[-1][3]), dtype=block.dtype)
         for a, b, a_out, b_out in spans:
             if b_out <= a_out:
@@ -91,11 +94,9 @@ class Resample(ChannelwiseStep):
             if b_out - a_out == b - a:  # a stretch of a few samples keeps its length: nothing to filter
                 output[:, a_out:b_out] = block[:, a:b]
                 continue
-            # one segment: MNE's own call; several: each resampled to exactly its share
-            up, down = (self._target, sfreq) if (a, b) == (0, n_times) else (b_out - a_out, b - a)
-            with self.capture_warnings():
+            with self.capture_warnings():  # each segment resampled to exactly its share
                 output[:, a_out:b_out] = mne.filter.resample(
-                    block[:, a:b], up=up, down=down, method=self.method, verbose="warning",
+                    block[:, a:b], up=b_out - a_out, down=b - a, method=self.method, verbose="warning",
                 )
         return output
 
