@@ -173,3 +173,50 @@ def test_segments_of_a_few_samples_are_processed(cuts):
     pipeline.run_steps(state, steps)
     assert state.data.shape == (3, 2560) and np.isfinite(state.data).all()
     assert all(w.startswith(("notch: ", "bandpass: ")) for w in state.warnings)
+
+
+def test_brainvision_new_segment_marker_cuts_the_signal(shared_data, tmp_path):
+    import shutil
+
+    folder = tmp_path / "bv"
+    folder.mkdir()
+    for suffix in (".vhdr", ".eeg"):
+        shutil.copy(shared_data / "eeg" / "brainvision" / f"bv_dig_test{suffix}", folder)
+    markers = (shared_data / "eeg" / "brainvision" / "bv_dig_test.vmrk").read_text()
+    # the recording paused and resumed at data point 2501 (0.5 s at 5000 Hz)
+    (folder / "bv_dig_test.vmrk").write_text(markers.rstrip("\n") + "\nMk3=New Segment,,2501,1,0,20000101120001000000\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\npick: {types: [eeg]}\nsteps:\n  - bandpass: {l_freq: 1.0, h_freq: 40.0}\n")
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe=str(recipe))
+    assert summary.failed == [], summary.failed
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    boundaries = next(e for e in rec.provenance["steps"] if e["step"] == "boundaries")["effect"]
+    assert boundaries["cuts_s"] == [0.5] and boundaries["from_events"] == {"New Segment/": 1}
+    assert boundaries["segments_s"] == [[0.0, 0.5], [0.5, 1.0]]
+    added = rec.events[rec.events["description"] == BOUNDARY_EVENT]
+    assert added["onset_s"].tolist() == [0.5] and boundaries["events_added"] == 1
+
+
+def test_eeglab_boundary_event_cuts_the_signal(tmp_path):
+    pytest.importorskip("eeglabio")
+    first = _part(offset=4e-4, freq=7.0, amplitude=1e-5, seed=1)
+    second = _part(offset=-3e-4, freq=11.0, amplitude=3e-5, seed=2)
+    raw = _raw(np.concatenate([first, second], axis=1))
+    raw.set_annotations(mne.Annotations([SECONDS], [0.0], ["boundary"]))
+    folder = tmp_path / "set"
+    folder.mkdir()
+    mne.export.export_raw(folder / "joined.set", raw, verbose=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\npick: {types: [eeg]}\n" + STEPS)
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe=str(recipe))
+    assert summary.failed == [], summary.failed
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    boundaries = next(e for e in rec.provenance["steps"] if e["step"] == "boundaries")["effect"]
+    assert boundaries["cuts_s"] == [SECONDS] and boundaries["from_events"] == {"boundary": 1}
+    loaded = load_recipe(recipe)
+    cut = int(SECONDS * 250)
+    signal = np.asarray(rec.signal)
+    scale = np.abs(first).max()
+    np.testing.assert_allclose(signal[:, cut - 25 : cut], _alone(first, loaded)[:, -25:], rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(signal[:, cut : cut + 25], _alone(second, loaded)[:, :25], rtol=0, atol=1e-4 * scale)
+    assert not (rec.events["description"] == "BAD_segment").any()
