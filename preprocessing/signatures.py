@@ -166,6 +166,10 @@ def check_params(cls: type, params: Mapping[str, Any] | None, where: str) -> dic
             f"{where} has no parameter(s) {unknown}. Its parameters are {allowed}.{suggest(unknown[0], allowed)}"
         )
     parser = _parser(cls)
+    try:  # all keys at once (the usual case: they are fine); on a copy, as jsonargparse converts in place
+        whole = parser.parse_object(copy.deepcopy(dict(params)), defaults=False)
+    except Exception:  # jsonargparse raises ArgumentError (argparse's) on a bad value
+        whole = None
     for key, value in params.items():
         hint = hints[key]
         if value is None and not _allows_none(hint):
@@ -173,15 +177,15 @@ def check_params(cls: type, params: Mapping[str, Any] | None, where: str) -> dic
                 f"Invalid value for the {key!r} parameter of {where}. Allowed values are {describe_type(hint)}, "
                 f"but got null instead. Leave the key out to use its default."
             )
-        # one key at a time, so that the message names it (jsonargparse's own names the first);
-        # on a copy, because jsonargparse converts nested values in place
-        try:
-            parsed = parser.parse_object({key: copy.deepcopy(value)}, defaults=False)
-        except Exception:  # jsonargparse raises ArgumentError (argparse's) on a bad value
-            raise ConfigError(
-                f"Invalid value for the {key!r} parameter of {where}. Allowed values are {describe_type(hint)}, "
-                f"but got {_type_word(value)} ({value!r}) instead.{_suggest_literal(hint, value)}"
-            ) from None
+        parsed = whole
+        if parsed is None:  # find the key at fault, one at a time, so that the message names it
+            try:
+                parsed = parser.parse_object({key: copy.deepcopy(value)}, defaults=False)
+            except Exception:
+                raise ConfigError(
+                    f"Invalid value for the {key!r} parameter of {where}. Allowed values are {describe_type(hint)}, "
+                    f"but got {_type_word(value)} ({value!r}) instead.{_suggest_literal(hint, value)}"
+                ) from None
         converted = parsed.get(key) if isinstance(parsed, Namespace) else None
         if isinstance(converted, Namespace):
             converted = converted.as_dict()
