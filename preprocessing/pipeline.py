@@ -35,17 +35,15 @@ from brainfm.errors import (
     NonFiniteDataError,
     RecordingTooShortError,
 )
+from brainfm.preprocessing.boundaries import boundary_cuts, boundary_log, mark_boundaries
 from brainfm.preprocessing.recipe import Recipe
 from brainfm.preprocessing.source import RawInput, Source
 from brainfm.preprocessing.steps import ChannelwiseStep, RecordingStep, SignalState, Step
-from brainfm.preprocessing.steps.base import segments_between
 
 __all__ = ["preprocess_source", "run_steps"]
 
 #: Bytes of float64 processed per block by channel-wise steps and by the loader.
 _BLOCK_BYTES = 64 * 2**20
-#: Annotation descriptions that mark a discontinuity in the acquisition.
-_BOUNDARY_DESCRIPTIONS = ("edge", "bad_acq_skip", "boundary")
 
 
 def _pick(raw_input: RawInput, recipe: Recipe, relpath: str) -> pd.DataFrame:
@@ -154,6 +152,7 @@ def _check_length(raw: Any, recipe: Recipe, relpath: str) -> None:
 
 def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
     active: list[tuple[ChannelwiseStep, float]] = []
+    entries: dict[int, dict[str, Any]] = {}  # each step's provenance entry
     facts: dict[str, Any] = {}
     for step in steps:
         facts.update(step.inspect_input(state))
@@ -164,7 +163,8 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
         probe = dataclasses.replace(state, sfreq=sfreq, log=[])  # the rate this step will see
         effect = step.prepare(probe)
         state.line_freq = probe.line_freq
-        state.log.append({"step": step.name, "params": step.params(), "effect": effect})
+        entries[id(step)] = {"step": step.name, "params": step.params(), "effect": effect}
+        state.log.append(entries[id(step)])
         if effect.get("skip"):
             continue
         active.append((step, sfreq))
@@ -179,6 +179,12 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
             )
     if not active:
         return
+    # where the acquisition's segments lie at the input of each step (resampling moves them)
+    segments = state.segments()
+    plan: list[list[tuple[int, int]]] = []
+    for step, step_sfreq in active:
+        plan.append(segments)
+        segments = step.output_segments(segments, step_sfreq)
     n_channels = state.data.shape[0]
     types = state.channels["type"].to_numpy()
     rows_per_block = max(1, _BLOCK_BYTES // (8 * max(state.n_times, 1)))
@@ -186,9 +192,8 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
     for start in range(0, n_channels, rows_per_block):
         stop = min(start + rows_per_block, n_channels)
         block = state.data[start:stop].astype(np.float64)
-        for step, step_sfreq in active:
-            segments = segments_between(state.boundaries_s, step_sfreq, block.shape[1])
-            block = step.apply_block(block, step_sfreq, types[start:stop], segments)
+        for (step, step_sfreq), step_segments in zip(active, plan, strict=True):
+            block = step.apply_block(block, step_sfreq, types[start:stop], step_segments)
         if output is None:
             if block.shape[1] == state.n_times:
                 output = state.data  # same length: overwrite in place, no second array
@@ -199,6 +204,13 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
     assert output is not None
     state.data = output
     state.sfreq = sfreq
+    if len(segments) > 1:
+        state.boundaries_s = [a / sfreq for a, _ in segments[1:]]  # exactly where the cuts now lie
+    for step, _ in active:
+        notes = step.take_warnings()
+        if notes:
+            entries[id(step)]["effect"]["warnings"] = notes
+            state.warnings.extend(n for n in notes if n not in state.warnings)
 
 
 def run_steps(state: SignalState, steps: list[Step]) -> None:
@@ -257,14 +269,15 @@ def preprocess_source(source: Source, recipe: Recipe, *, config_hash: str = "", 
     _check_length(raw, recipe, source.relpath)
     with capture_messages(warn_list):  # lazy readers may print or warn while reading the data
         data = _load(raw, source.relpath, recipe.on_nonfinite, picked, warn_list)
-    boundaries = events.loc[
-        events["description"].astype(str).str.lower().isin(_BOUNDARY_DESCRIPTIONS), "onset_s"
-    ].tolist()
+    cuts, found = boundary_cuts(events, data.shape[1] / input_sfreq)
+    events, n_added = mark_boundaries(events, cuts, input_sfreq)
     state = SignalState(
         data=data, sfreq=input_sfreq, channels=picked, events=events, line_freq=raw_input.line_freq,
-        relpath=source.relpath, boundaries_s=boundaries, warnings=warn_list,
+        relpath=source.relpath, boundaries_s=cuts, warnings=warn_list,
     )
     del data
+    if cuts:
+        state.log.append(boundary_log(cuts, found, n_added, state.segments(), state.sfreq))
     run_steps(state, recipe.build_steps())
     state.channels = state.channels.reset_index(drop=True)
     n_types = state.channels["type"].value_counts().to_dict()

@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat
 
 from brainfm._check import suggest
 from brainfm.data.channels import CHANNEL_TYPES
 from brainfm.errors import ConfigError
+from brainfm.preprocessing.signatures import check_params
 from brainfm.preprocessing.source import EVENT_ERROR_POLICIES, Override
 from brainfm.preprocessing.steps import Step, build_step
 from brainfm.store.format import COMPRESSIONS, FORMAT_VERSION
@@ -81,8 +83,8 @@ class CropSpec:
         End of the kept part in seconds from the original start (None: to the end).
     """
 
-    tmin_s: float = 0.0
-    tmax_s: float | None = None
+    tmin_s: NonNegativeFloat = 0.0
+    tmax_s: PositiveFloat | None = None
 
     def __post_init__(self) -> None:
         if self.tmin_s < 0:
@@ -113,7 +115,7 @@ class WriteSpec:
         relative RMS error near 5e-5); None stores the values exactly.
     """
 
-    chunk_mib: float = 2.0
+    chunk_mib: PositiveFloat = 2.0
     compression: Literal["lz4", "zstd", "none"] = "lz4"
     clevel: int = 5
     shuffle: Literal["shuffle", "bitshuffle"] | None = None
@@ -162,7 +164,7 @@ class Recipe:
         Where the recipe came from (``packaged:default`` or a file path).
     """
 
-    name: str
+    name: str = "custom"
     description: str = ""
     pick: PickSpec = field(default_factory=PickSpec)
     crop: CropSpec = field(default_factory=CropSpec)
@@ -200,7 +202,7 @@ class Recipe:
                     f"got {entry!r}."
                 )
             (step_name, params), = entry.items()
-            built.append(build_step(step_name, params))
+            built.append(build_step(step_name, params, where=f"steps[{index}] ({step_name}) in recipe {self.origin or self.name!r}"))
         return built
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,28 +244,44 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = "") -> Recipe:
         """Build and validate a recipe from plain data (an ``extends`` key must be resolved first)."""
+        label = f"recipe {origin or data.get('name')!r}"  # as messages name it
         unknown = [k for k in data if k not in _TOP_KEYS]
         if unknown:
             raise ConfigError(
                 f"Recipe {origin or data.get('name')!r} has unknown key(s) {unknown}; allowed keys are "
                 f"{list(_TOP_KEYS)}.{suggest(unknown[0], _TOP_KEYS)}"
             )
+        # typed signatures first (jsonargparse): a wrong type or range names its key
+        top = ("name", "description", "on_nonfinite", "on_event_error", "min_duration_s")
+        check_params(cls, {k: data[k] for k in top if k in data}, label)
+        sections = {
+            key: check_params(spec, data.get(key), f"{key} in {label}")
+            for key, spec in (("pick", PickSpec), ("crop", CropSpec), ("write", WriteSpec))
+        }
+        overrides = data.get("overrides") or []
+        if not isinstance(overrides, list):
+            raise ConfigError(
+                f"In {label}, overrides must be a list of mappings such as "
+                f"[{{match: '*acq-ecog*', channel_types: {{'*': ecog}}}}], but got {overrides!r} instead."
+            )
         try:
             return cls(
                 name=str(data.get("name") or Path(origin).stem or "custom"),
                 description=str(data.get("description") or ""),
-                pick=PickSpec(**(data.get("pick") or {})),
-                crop=CropSpec(**(data.get("crop") or {})),
-                overrides=[Override(**o) for o in (data.get("overrides") or [])],
+                pick=PickSpec(**sections["pick"]),
+                crop=CropSpec(**sections["crop"]),
+                overrides=[
+                    Override(**check_params(Override, o, f"overrides[{i}] in {label}")) for i, o in enumerate(overrides)
+                ],
                 steps=list(data.get("steps") or []),
-                write=WriteSpec(**(data.get("write") or {})),
+                write=WriteSpec(**sections["write"]),
                 on_nonfinite=data.get("on_nonfinite", "raise"),
                 on_event_error=data.get("on_event_error", "raise"),
                 min_duration_s=data.get("min_duration_s"),
                 origin=origin,
             )
         except TypeError as exc:
-            raise ConfigError(f"Invalid recipe {origin or data.get('name')!r}: {exc}") from exc
+            raise ConfigError(f"Invalid {label}: {exc}") from exc
 
 
 def available_recipes() -> list[str]:

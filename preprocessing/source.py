@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from jsonargparse.typing import PositiveFloat
 
 from brainfm.data.channels import CHANNEL_TYPES
 from brainfm.data.recording import Identity
@@ -84,7 +85,7 @@ class Override:
 
     match: str = "*"
     channel_types: dict[str, str] = field(default_factory=dict)
-    line_freq: float | None = None
+    line_freq: PositiveFloat | None = None
 
     def __post_init__(self) -> None:
         for pattern, ch_type in self.channel_types.items():

@@ -49,8 +49,11 @@ def step_class(name: str) -> type[Step]:
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 
-def build_step(name: str, params: dict[str, Any] | None) -> Step:
+def build_step(name: str, params: dict[str, Any] | None, where: str | None = None) -> Step:
     """Instantiate a step from its recipe name and parameters, with clear errors.
+
+    The parameters are validated against the step's typed signature (its dataclass fields)
+    with :func:`brainfm.preprocessing.signatures.check_params` before the step is built.
 
     Parameters
     ----------
@@ -58,24 +61,27 @@ def build_step(name: str, params: dict[str, Any] | None) -> Step:
         A key of :data:`STEPS`.
     params : dict | None
         Keyword arguments of the step dataclass.
+    where : str | None
+        Where the step sits in the recipe (``"steps[2] (bandpass)"``), for messages;
+        ``"step 'bandpass'"`` when None.
 
     Returns
     -------
     step : Step
         The configured step.
+
+    Raises
+    ------
+    brainfm.errors.ConfigError
+        Unknown step, unknown parameter, or a value of the wrong type or range; the message
+        names the parameter, what is allowed and what was given.
     """
-    import dataclasses
+    from brainfm.preprocessing.signatures import check_params
 
     cls = step_class(name)
-    params = dict(params or {})
-    allowed = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = [k for k in params if k not in allowed]
-    if unknown:
-        hint = suggest(unknown[0], allowed)
-        raise ConfigError(
-            f"Step {name!r} has no parameter(s) {unknown}. Its parameters are {allowed}.{hint}"
-        )
+    where = where or f"step {name!r}"
+    checked = check_params(cls, params, where)
     try:
-        return cls(**params)
+        return cls(**checked)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Invalid parameters for step {name!r}: {exc}") from exc
+        raise ConfigError(f"Invalid parameters for {where}: {exc}") from exc

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from brainfm._check import check_option, check_range, ensure_int, validate_type
 from brainfm.data.channels import CHANNEL_TYPES, DATA_CHANNEL_TYPES
@@ -169,16 +170,16 @@ class BadChannels(RecordingStep):
 
     name: ClassVar[str] = "bad_channels"
     types: list[str] | None = None
-    flat_ratio: float = 0.01
-    flat_floor: dict[str, float] | None = None
+    flat_ratio: ClosedUnitInterval = 0.01
+    flat_floor: dict[str, NonNegativeFloat] | None = None
     noisy: Literal["robust_z", "psd_distance", "none"] = "robust_z"
-    z_threshold: float = 5.0
+    z_threshold: PositiveFloat = 5.0
     noisy_ratio: float = 3.0
-    psd_iqr_factor: float = 10.0
-    psd_n_fft: int = 2048
-    psd_fmin: float = 1.0
-    psd_fmax: float | None = None
-    min_channels: int = 4
+    psd_iqr_factor: NonNegativeFloat = 10.0
+    psd_n_fft: PositiveInt = 2048
+    psd_fmin: NonNegativeFloat = 1.0
+    psd_fmax: PositiveFloat | None = None
+    min_channels: PositiveInt = 4
     keep_metadata: bool = True
 
     def __post_init__(self) -> None:

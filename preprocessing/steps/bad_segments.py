@@ -13,10 +13,11 @@ contiguous ``BAD_segment`` events. The signal is not changed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
+from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from brainfm._check import check_option, check_range, ensure_int, validate_type
 from brainfm.data.channels import CHANNEL_TYPES
@@ -147,11 +148,11 @@ class BadSegments(RecordingStep):
 
     name: ClassVar[str] = "bad_segments"
     types: list[str] = field(default_factory=lambda: ["mag", "grad"])
-    segment_samples: int = 500
-    modes: list[str] = field(default_factory=lambda: ["amplitude", "diff"])
-    significance: float = 0.1
-    max_fraction: float = 0.1
-    min_segments: int = 10
+    segment_samples: PositiveInt = 500
+    modes: list[Literal["amplitude", "diff"]] = field(default_factory=lambda: ["amplitude", "diff"])
+    significance: OpenUnitInterval = 0.1
+    max_fraction: OpenUnitInterval = 0.1
+    min_segments: PositiveInt = 10
     description: str = "BAD_segment"
 
     def __post_init__(self) -> None:

@@ -14,8 +14,10 @@ actually did (effective frequencies, channels marked bad, ...) goes into ``state
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -201,6 +203,55 @@ class ChannelwiseStep(Step):
             What needs them, for the error message ("" when nothing particular).
         """
         return 2, ""
+    def output_segments(self, segments: list[tuple[int, int]], sfreq: float) -> list[tuple[int, int]]:
+        """Where the segments lie in the step's output (only resampling moves them).
+
+        Parameters
+        ----------
+        segments : list of (int, int)
+            Contiguous spans ``[start, stop)`` of the input, at ``sfreq``.
+        sfreq : float
+            Sampling rate of the input.
+
+        Returns
+        -------
+        segments : list of (int, int)
+            The same spans in the output, in output samples.
+        """
+        return segments
+
+    @contextlib.contextmanager
+    def capture_warnings(self) -> Iterator[None]:
+        """Collect what the libraries warn (or print) while the step runs, for the provenance.
+
+        The readers' mechanism (:func:`brainfm.preprocessing.readers.capture_messages`): each message
+        is kept once, prefixed with the step's name, and handed out by :meth:`take_warnings`.
+        MNE's filter warnings ("filter_length (...) is longer than the signal (...)") say that
+        a segment is too short for the filter asked for.
+        """
+        from brainfm.preprocessing.readers import capture_messages
+
+        messages: list[str] = []
+        kept: list[str] = self.__dict__.setdefault("_messages", [])
+        try:
+            with capture_messages(messages):
+                yield
+        finally:
+            for text in messages:
+                text = f"{self.name}: {text}"
+                if text not in kept:
+                    kept.append(text)
+
+    def take_warnings(self) -> list[str]:
+        """The messages collected by :meth:`capture_warnings` so far (the list is emptied).
+
+        Returns
+        -------
+        messages : list of str
+            Distinct messages in the order they first arrived.
+        """
+        messages: list[str] = self.__dict__.pop("_messages", [])
+        return messages
 
     def apply_block(self, block: np.ndarray, sfreq: float, types: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
         """Transform a block of channels.

@@ -7,12 +7,12 @@ second-order IIR notch applied causally or forward-backward for the BaRISTA reci
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from brainfm._check import check_option
 from brainfm.preprocessing.steps.base import ChannelwiseStep, SignalState
@@ -40,7 +40,7 @@ class Resample(ChannelwiseStep):
     """
 
     name: ClassVar[str] = "resample"
-    sfreq: float | dict[str, float] = 256.0
+    sfreq: PositiveFloat | dict[Literal["eeg", "meg", "ieeg"], PositiveFloat] = 256.0
     method: Literal["polyphase", "fft"] = "polyphase"
     only_down: bool = False
 
@@ -82,12 +82,40 @@ class Resample(ChannelwiseStep):
         up, down = ratio.numerator, ratio.denominator
         need = math.ceil((20 * max(up, down) + 1) / up)
         return need, f"resampling from {sfreq:g} to {self._target:g} Hz (the span of its anti-aliasing filter)"
+    def output_segments(self, segments: list[tuple[int, int]], sfreq: float) -> list[tuple[int, int]]:
+        return [(a_out, b_out) for _, _, a_out, b_out in self._spans(segments, sfreq) if b_out > a_out]
+
+    def _spans(self, segments: list[tuple[int, int]], sfreq: float) -> list[tuple[int, int, int, int]]:
+        """``(start, stop, out_start, out_stop)`` per segment: each edge moves to ``round(edge * ratio)``.
+
+        Rounding the edges, not the lengths, keeps the output as long as resampling the whole
+        signal at once (``round(n * ratio)``, MNE's rule) and every later edge in place.
+        """
+        assert self._target is not None, "prepare() must run first"
+        ratio = float(self._target) / sfreq
+        return [(a, b, int(round(ratio * a)), int(round(ratio * b))) for a, b in segments]
 
     def apply_block(self, block: np.ndarray, sfreq: float, types: np.ndarray, segments: list[tuple[int, int]]) -> np.ndarray:
         import mne
 
         assert self._target is not None, "prepare() must run first"
-        return mne.filter.resample(block, up=self._target, down=sfreq, method=self.method, verbose="error")
+        n_times = block.shape[1]
+        spans = self._spans(segments or [(0, n_times)], sfreq)
+        if len(spans) == 1 and spans[0][:2] == (0, n_times):  # one segment: MNE's own call, no copy
+            with self.capture_warnings():
+                return mne.filter.resample(block, up=self._target, down=sfreq, method=self.method, verbose="warning")
+        output = np.empty((block.shape[0], spans[-1][3]), dtype=block.dtype)
+        for a, b, a_out, b_out in spans:
+            if b_out <= a_out:
+                continue  # a stretch shorter than half an output sample
+            if b_out - a_out == b - a:  # a stretch of a few samples keeps its length: nothing to filter
+                output[:, a_out:b_out] = block[:, a:b]
+                continue
+            with self.capture_warnings():  # each segment resampled to exactly its share
+                output[:, a_out:b_out] = mne.filter.resample(
+                    block[:, a:b], up=b_out - a_out, down=b - a, method=self.method, verbose="warning",
+                )
+        return output
 
 
 def detect_line_freq(data: np.ndarray, sfreq: float, max_channels: int = 8, max_seconds: float = 120.0) -> float | None:
@@ -164,13 +192,13 @@ class Notch(ChannelwiseStep):
     """
 
     name: ClassVar[str] = "notch"
-    freqs: Literal["line"] | list[float] = "line"
+    freqs: Literal["line"] | list[PositiveFloat] = "line"
     harmonics: bool = True
-    max_freq: float | None = None
+    max_freq: PositiveFloat | None = None
     method: Literal["fir", "iir"] = "fir"
     phase: Literal["zero", "causal"] = "zero"
-    notch_widths: float | None = None
-    quality: float = 30.0
+    notch_widths: PositiveFloat | None = None
+    quality: PositiveFloat = 30.0
     detect: bool = True
 
     def __post_init__(self) -> None:
@@ -221,14 +249,14 @@ class Notch(ChannelwiseStep):
             if self.method == "fir":
                 import mne
 
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # short segments: MNE shortens the filter and says so
+                with self.capture_warnings():  # e.g. a segment shorter than the filter
                     block[:, start:stop] = mne.filter.notch_filter(
                         part, sfreq, self._freqs, notch_widths=self.notch_widths, method="fir",
-                        phase="zero", copy=False, verbose="error",
+                        phase="zero", copy=False, verbose="warning",
                     )
             else:
-                block[:, start:stop] = _iir_notch(part, sfreq, self._freqs, self.quality, self.phase)
+                with self.capture_warnings():
+                    block[:, start:stop] = _iir_notch(part, sfreq, self._freqs, self.quality, self.phase)
         return block
 
 
@@ -262,10 +290,10 @@ class Bandpass(ChannelwiseStep):
     """
 
     name: ClassVar[str] = "bandpass"
-    l_freq: float | None = 0.1
-    h_freq: float | None = None
+    l_freq: NonNegativeFloat | None = 0.1
+    h_freq: PositiveFloat | None = None
     method: Literal["fir", "iir"] = "fir"
-    order: int = 4
+    order: PositiveInt = 4
     phase: Literal["zero", "forward"] = "zero"
 
     def __post_init__(self) -> None:
@@ -306,10 +334,9 @@ class Bandpass(ChannelwiseStep):
         l_freq, h_freq = self._edges
         iir_params = dict(order=self.order, ftype="butter", output="sos") if self.method == "iir" else None
         for start, stop in segments:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # short segments: MNE shortens the filter and says so
+            with self.capture_warnings():  # e.g. a segment shorter than the filter
                 block[:, start:stop] = mne.filter.filter_data(
                     block[:, start:stop], sfreq, l_freq, h_freq, method=self.method,
-                    iir_params=iir_params, phase=self.phase, copy=False, verbose="error",
+                    iir_params=iir_params, phase=self.phase, copy=False, verbose="warning",
                 )
         return block

@@ -105,7 +105,7 @@ class Interpolate(RecordingStep):
 
     name: ClassVar[str] = "interpolate"
     mode: Literal["accurate", "fast"] = "accurate"
-    origin: str | list[float] = field(default_factory=lambda: [0.0, 0.0, 0.04])
+    origin: Literal["auto"] | tuple[float, float, float] = field(default_factory=lambda: [0.0, 0.0, 0.04])  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         check_option("mode", self.mode, ("accurate", "fast"))

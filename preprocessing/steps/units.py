@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from jsonargparse.typing import PositiveFloat
 
 from brainfm._check import check_option, validate_type
 from brainfm.data.channels import CHANNEL_TYPES, UNITS
@@ -110,7 +111,7 @@ class UnitCheck(RecordingStep):
 
     name: ClassVar[str] = "units"
     on_implausible: Literal["warn", "raise", "ignore"] = "warn"
-    ranges: dict[str, list[float]] | None = None
+    ranges: dict[str, tuple[PositiveFloat, PositiveFloat]] | None = None
 
     def __post_init__(self) -> None:
         check_option("on_implausible", self.on_implausible, ("warn", "raise", "ignore"))

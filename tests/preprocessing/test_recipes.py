@@ -49,6 +49,76 @@ def test_recipe_errors_name_the_key(tmp_path):
         load_recipe(bad)
 
 
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        # a value outside the signature's range: the key, what is allowed and what arrived
+        ("steps:\n  - resample: {sfreq: -5}\n",
+         r"'sfreq' parameter of steps\[0\] \(resample\) in recipe '.*bad.yaml'\. Allowed values are a number > 0, "
+         r"or a mapping of 'eeg', 'meg', 'ieeg' to a number > 0, but got an integer \(-5\)"),
+        # a quoted number is a string, not a number (jsonargparse alone would parse it)
+        ("steps:\n  - notch: {freqs: line}\n  - bandpass: {l_freq: \"0.1\"}\n",
+         r"'l_freq' parameter of steps\[1\] \(bandpass\).*a number >= 0, or null, but got the string '0.1'"),
+        ("steps:\n  - bandpass: {order: 4.5, method: iir}\n", r"'order'.*an integer > 0, but got a number \(4.5\)"),
+        ("steps:\n  - resample: {sfreq: {eeg: 256, ieg: 512}}\n", r"got the key 'ieg'.*Did you mean 'ieeg'"),
+        ("steps:\n  - notch: {freqs: [50, sixty]}\n", r"'freqs'.*'line', or a list, each item a number > 0"),
+        ("steps:\n  - notch: {harmonics: \"yes\"}\n", r"'harmonics'.*true or false, but got the string 'yes'"),
+        ("steps:\n  - resample: {sfreq: null}\n", r"'sfreq'.*but got null instead"),
+        ("steps:\n  - bad_segments: {significance: 1.5}\n", r"'significance'.*a number > 0 and < 1, but got a number \(1.5\)"),
+        ("steps:\n  - reference: {eeg: averge}\n", r"'eeg' parameter.*Allowed values are 'average', 'none'.*Did you mean 'average'"),
+        ("write: {compresion: zstd}\n", r"write in recipe.*no parameter\(s\) \['compresion'\].*Did you mean 'compression'"),
+        ("write: {chunk_mib: \"2\"}\n", r"'chunk_mib' parameter of write.*but got the string '2'"),
+        ("crop: {tmax_s: 0}\n", r"'tmax_s' parameter of crop.*a number > 0, or null, but got an integer \(0\)"),
+        ("pick: {types: eeg}\n", r"'types' parameter of pick.*a list, each item a string, but got a string \('eeg'\)"),
+        ("overrides:\n  - {match: '*', line_freq: -50}\n", r"'line_freq' parameter of overrides\[0\]"),
+        ("overrides:\n  - {macth: '*'}\n", r"overrides\[0\].*no parameter.*Did you mean 'match'"),
+        ("name: 3\n", r"'name' parameter of recipe.*a string, but got an integer \(3\)"),
+        ("on_nonfinite: drop\n", r"'on_nonfinite'.*'raise', 'bad_channel', but got a string \('drop'\)"),
+    ],
+)
+def test_recipe_is_validated_against_typed_signatures(tmp_path, text, match):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_recipe(bad)
+    # the same through extends: the child's own mistakes are found when it loads
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: default\n" + text)
+    with pytest.raises(ConfigError, match=match.replace("bad.yaml", "child.yaml")):
+        load_recipe(child)
+
+
+def test_shipped_recipes_validate_step_by_step():
+    from brainfm.preprocessing.signatures import check_params
+    from brainfm.preprocessing.steps import step_class
+
+    for name in available_recipes():
+        recipe = load_recipe(name)
+        for index, entry in enumerate(recipe.steps):
+            (step, params), = entry.items()
+            assert check_params(step_class(step), params, f"steps[{index}]") == dict(params or {})
+
+
+def test_bad_recipe_exits_2_before_any_file_is_touched(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    info = mne.create_info(["Cz", "Pz"], 100.0, "eeg")
+    mne.io.RawArray(np.zeros((2, 1000)), info, verbose=False).save(folder / "a_raw.fif", verbose=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: default\nsteps:\n  - resample: {sfreq: -5}\n")
+    store = tmp_path / "s.zarr"
+    result = subprocess.run(
+        [sys.executable, "-m", "brainfm.cli.main", "preprocess", str(folder), str(store), "--config", str(bad)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "'sfreq' parameter of steps[0] (resample)" in result.stderr and "(-5)" in result.stderr
+    assert not store.exists()
+
+
 def test_extends_overrides_only_given_keys(tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text("extends: default\nname: child\nwrite: {bitround_keepbits: 12}\n")
@@ -77,7 +147,13 @@ def test_brainomni_on_meg_and_eeg(shared_data, tmp_path):
     assert rec.channels["type"].value_counts().to_dict() == {"grad": 204, "mag": 102, "eeg": 60}
     steps = {s["step"]: s for s in rec.provenance["steps"]}
     assert steps["notch"]["effect"]["freqs"] == [50.0, 60.0]
-    assert steps["bandpass"]["effect"] == {"l_freq": 0.1, "h_freq": 96.0}
+    assert {k: steps["bandpass"]["effect"][k] for k in ("l_freq", "h_freq")} == {"l_freq": 0.1, "h_freq": 96.0}
+    # a 1-s recording is shorter than the 0.1 Hz high-pass: MNE's warning is kept, not swallowed
+    assert steps["bandpass"]["effect"]["warnings"] == [
+        "bandpass: filter_length (8449) is longer than the signal (256), distortion is likely. "
+        "Reduce filter length or filter a longer signal."
+    ]
+    assert steps["bandpass"]["effect"]["warnings"][0] in rec.provenance["warnings"]
     assert [w for w in rec.provenance["warnings"] if "Shielding" in w] == [MAXSHIELD_WARNING]  # once
 
 

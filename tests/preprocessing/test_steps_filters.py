@@ -150,3 +150,39 @@ def test_events_survive_resampling():
     pipeline.run_steps(state, [build_step("resample", {"sfreq": 100})])
     assert state.events["onset_s"].tolist() == [1.5]
 
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [("bandpass", {"l_freq": 0.5, "h_freq": None}), ("notch", {"freqs": [50.0]})],
+)
+def test_mne_filter_warnings_are_recorded_not_swallowed(name, params):
+    data, sfreq = _signal(n_channels=3, seconds=0.6)  # 300 samples: shorter than either FIR filter
+    state = _state(data, sfreq)
+    pipeline.run_steps(state, [build_step(name, params)])
+    expected = f"{name}: filter_length ("
+    notes = [w for w in state.warnings if w.startswith(expected)]
+    assert len(notes) == 1, state.warnings  # once, though every block of channels warned
+    assert "is longer than the signal (300)" in notes[0]
+    assert state.log[-1]["effect"]["warnings"] == notes
+
+
+def test_filter_warnings_of_a_short_segment_reach_the_provenance(tmp_path):
+    from brainfm import open_store
+    from brainfm.preprocessing.run import preprocess
+
+    data, sfreq = _signal(n_channels=4, sfreq=250.0, seconds=40.0)
+    raw = _raw(data, sfreq)
+    raw.set_annotations(mne.Annotations([1.0], [0.0], ["boundary"]))  # EEGLAB-style: a 1-s first segment
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw.save(folder / "a_raw.fif", verbose=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\npick: {types: [eeg]}\nsteps:\n  - bandpass: {l_freq: 1.0, h_freq: 40.0}\n")
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe=str(recipe))
+    assert summary.failed == [], summary.failed
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    notes = [w for w in rec.provenance["warnings"] if w.startswith("bandpass: filter_length")]
+    assert len(notes) == 1 and "longer than the signal (250)" in notes[0], rec.provenance["warnings"]
+    bandpass = next(entry for entry in rec.provenance["steps"] if entry["step"] == "bandpass")
+    assert bandpass["effect"]["warnings"] == notes
