@@ -48,7 +48,9 @@ def test_coil_type_name():
     assert coil_type_name(FIFF.FIFFV_COIL_VV_PLANAR_T1) == "FIFFV_COIL_VV_PLANAR_T1"
     assert coil_type_name(5001) == "FIFFV_COIL_CTF_GRAD"  # plain int, as CTF files give
     assert coil_type_name(6001) == "FIFFV_COIL_KIT_GRAD"
-    assert coil_type_name(987654) == "987654"
+    assert coil_type_name(4614) == "4614"  # unknown to MNE: the number
+    # CTF files at compensation grade 3: MNE puts the grade in the upper 16 bits
+    assert coil_type_name(3 << 16 | 5001) == "FIFFV_COIL_CTF_GRAD"
 
 
 def test_frame_name():
