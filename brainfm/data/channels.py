@@ -10,7 +10,8 @@ Columns (see ``docs/store-format.md``):
 ``ox, oy, oz``    unit normal of an MEG coil; zeros elsewhere
 ``gx, gy, gz``    gradient direction of a planar gradiometer; zeros elsewhere
 ``frame``         coordinate frame of the position: ``head``, ``device``, or the declared
-                  iEEG space (``fsaverage``, ``mni_tal``, ...); empty when unknown
+                  iEEG space (``fsaverage``, ``mni_tal``, ...); empty when unknown;
+                  :func:`frame_id` maps it to the :data:`FRAME_IDS` of ``Batch.frame_ids``
 ``pos_source``    ``measured``, ``template`` or ``none``
 ``coil_type``     MNE/FIFF coil type name for MEG (e.g. ``FIFFV_COIL_VV_PLANAR_T1``), else empty
 ``compensation_grade``  CTF gradient compensation grade of the stored MEG signal (0 none, 1-3

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brainfm.data.channels import ADDED_COLUMNS, CHANNEL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, MEG_TYPES
+from brainfm.data.channels import (
+    ADDED_COLUMNS,
+    CHANNEL_COLUMNS,
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    MEG_TYPES,
+)
 from brainfm.data.coils import coil_type_name, split_coil_type
 from brainfm.errors import StoreFormatError, StoreNotFoundError
 from brainfm.store.format import FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROUP, STAT_NAMES

@@ -7,7 +7,13 @@ import pytest
 from mne.io.constants import FIFF
 
 from brainfm.data.channels import SENSOR_TYPE_IDS
-from brainfm.data.coils import COIL_CLASSES, coil_class, coil_type_name, sensor_type_ids, split_coil_type
+from brainfm.data.coils import (
+    COIL_CLASSES,
+    coil_class,
+    coil_type_name,
+    sensor_type_ids,
+    split_coil_type,
+)
 
 
 def test_compensation_grade_is_split_off_the_coil_type():
