@@ -216,3 +216,32 @@ def test_montage_positions_moves_digitisation_to_head_frame():
     assert set(positions) == {"Fp1", "Cz"}  # "Cz" found case-insensitively
     assert positions["Cz"] == pytest.approx([0.0, 0.0, 0.1])
     assert positions["Fp1"] == pytest.approx([-0.03, 0.1, 0.05])
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ("head", "head"), ("CapTrak", "head"), ("ElektaNeuromag", "head"), ("device", "device"), ("mri", "mri"),
+        ("mni_tal", "mni_tal"), ("fsaverage", "mni_tal"), ("MNI305", "mni_tal"), ("MNI152NLin2009cAsym", "mni_tal"),
+        ("mni152lin", "mni_tal"), ("Talairach", "mni_tal"), ("fs_tal", "fs_tal"), ("ACPC", "ras"), ("ScanRAS", "ras"),
+        ("ras", "ras"), ("Other", None), ("Pixels", None), ("", None), ("mri_voxel", None), ("isotrak", None),
+    ],
+)
+def test_frame_ids_of_declared_spaces(frame, expected):
+    """BIDS spaces map onto MNE frames as mne-bids maps them; unknown spaces have no id."""
+    from mne_bids.config import BIDS_TO_MNE_FRAMES
+
+    from brainfm.data.channels import FRAME_IDS, frame_id
+
+    assert frame_id(frame) == (-1 if expected is None else FRAME_IDS[expected])
+    if frame in BIDS_TO_MNE_FRAMES and expected is not None:
+        assert expected == BIDS_TO_MNE_FRAMES[frame]
+
+
+def test_every_bids_space_mne_bids_knows_has_its_frame_id():
+    from mne_bids.config import BIDS_TO_MNE_FRAMES
+
+    from brainfm.data.channels import FRAME_IDS, frame_id
+
+    for space, mne_frame in BIDS_TO_MNE_FRAMES.items():
+        assert frame_id(space) == FRAME_IDS.get(mne_frame, -1), space  # ctf_head: EEG not stored so, -1
