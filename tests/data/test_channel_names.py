@@ -12,8 +12,8 @@ from brainfm.data.channel_names import (
     canonical_eeg_name,
     clean_channel_name,
     infer_type_from_name,
-    outside_ten_five,
     normalise_eeg_names,
+    outside_ten_five,
     ten_five_montage_name,
     ten_five_names,
 )
