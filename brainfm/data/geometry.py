@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from brainfm.data.channel_names import canonical_eeg_name, ten_five_montage_name
+from brainfm.data.channels import FRAME_IDS, frame_id
 from brainfm.data.coils import coil_type_name, split_coil_type
 
 __all__ = [
@@ -457,5 +458,15 @@ def fill_geometry(
                 f"{len(unplaced)} EEG channels have no position (not in any template montage): "
                 f"{unplaced[:8]}{' ...' if len(unplaced) > 8 else ''}"
             )
+    unplaceable: dict[str, list[str]] = {}
+    for i, frame in enumerate(columns.frame):
+        if frame_id(frame) < 0 and np.isfinite(columns.values[i, 0:3]).all():
+            unplaceable.setdefault(frame or "unknown", []).append(str(channels["name"].iat[i]))
+    for frame, names in unplaceable.items():
+        report.warnings.append(
+            f"The positions of {len(names)} channels are in the {frame!r} frame, which is not one of "
+            f"brainfm's frames ({', '.join(FRAME_IDS)}): they are stored but loaders mask them "
+            f"(pos_mask False): {names[:5]}{' ...' if len(names) > 5 else ''}"
+        )
     columns.write()
     return report

@@ -245,3 +245,11 @@ def test_every_bids_space_mne_bids_knows_has_its_frame_id():
 
     for space, mne_frame in BIDS_TO_MNE_FRAMES.items():
         assert frame_id(space) == FRAME_IDS.get(mne_frame, -1), space  # ctf_head: EEG not stored so, -1
+
+
+def test_positions_in_an_unknown_space_are_kept_with_a_warning():
+    info = mne.create_info(["LA1", "LA2"], 1000.0, "seeg")
+    table = empty_channel_table(["LA1", "LA2"], ["seeg", "seeg"])
+    report = fill_geometry(table, info, measured={"LA1": [0.01, 0.02, 0.03]}, measured_frame="Other")
+    assert table["frame"].tolist() == ["Other", ""] and np.isfinite(table.loc[0, ["x", "y", "z"]].to_numpy(float)).all()
+    assert any("'Other' frame" in w and "pos_mask False" in w and "LA1" in w for w in report.warnings)
