@@ -9,9 +9,10 @@ a CTF axial gradiometer read at third-order compensation has coil type
 
 The sensor class comes from the coil, not from MNE's channel kind: MNE calls CTF, KIT, 4D
 and other axial gradiometers ``mag`` (their signal is a flux difference in tesla), while
-BrainOmni's sensor types (EEG 0, magnetometer 1, planar *and* axial gradiometer 2) put them with the gradiometers. :data:`COIL_CLASSES` lists every coil MNE
-1.13 defines, by its FIFF constant name, with the class MNE's own coil definitions
-(``mne/data/coil_def.dat``) give it.
+BrainOmni's sensor types (EEG 0, magnetometer 1, planar *and* axial gradiometer 2) put them
+with the gradiometers. :data:`COIL_CLASSES` lists the MEG coils of MNE 1.13's FIFF
+constants by name, with the class MNE's own coil definitions (``mne/data/coil_def.dat``)
+give them (a test checks the two agree).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from brainfm.store.format import FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROU
 __all__ = ["Store", "StoredRecording", "open_store"]
 
 
-def _channel_table(table: dict[str, list[Any]], n_channels: int) -> pd.DataFrame:
+def _channel_table(table: dict[str, list[Any]], n_channels: int, recording_id: str) -> pd.DataFrame:
     """The channel table of a recording's attributes, completed for stores written earlier.
 
     Columns of :data:`~brainfm.data.channels.ADDED_COLUMNS` that an older store lacks get
@@ -45,8 +45,8 @@ def _channel_table(table: dict[str, list[Any]], n_channels: int) -> pd.DataFrame
             columns[col] = [ADDED_COLUMNS[col]] * n_channels
         else:
             raise StoreFormatError(
-                f"The channel table lacks the column {col!r}; the store is damaged or was not "
-                "written by brainfm. Run `brainfm store check` on it."
+                f"The channel table of recording {recording_id!r} lacks the column {col!r}; the store "
+                "is damaged or was not written by brainfm. Run `brainfm store check` on it."
             )
     frame = pd.DataFrame(columns)
     for col in FLOAT_COLUMNS:
@@ -160,7 +160,7 @@ class StoredRecording:
     def channels(self) -> pd.DataFrame:
         """The channel table (:mod:`brainfm.data.channels`) as a DataFrame (a copy: edits stay the caller's)."""
         if self._channels is None:
-            self._channels = _channel_table(self.attrs["channels"], self.n_channels)
+            self._channels = _channel_table(self.attrs["channels"], self.n_channels, self.id)
         return self._channels.copy()
 
     @property
