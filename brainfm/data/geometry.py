@@ -5,10 +5,12 @@ Where the numbers come from, by channel type:
 MEG (``mag``, ``grad``)
     ``info['chs'][i]['loc']``: position ``loc[0:3]``, coil normal ``ez = loc[9:12]`` into
     ``ox, oy, oz``, and for planar gradiometers the gradient direction ``ex = loc[3:6]``
-    into ``gx, gy, gz`` (both rescaled to unit length: FIF stores them as float32). The coil type name (``FIFFV_COIL_VV_PLANAR_T1``) goes into
-    ``coil_type`` and a CTF compensation grade, which MNE keeps in the upper 16 bits of the
-    coil type, into ``compensation_grade`` (:mod:`brainfm.data.coils`). Positions are moved to the head frame with ``info['dev_head_t']`` when the
-    file holds a device-to-head transform; otherwise they stay in the ``device`` frame.
+    into ``gx, gy, gz`` (both rescaled to unit length: FIF stores them as float32). The coil
+    type name (``FIFFV_COIL_VV_PLANAR_T1``) goes into ``coil_type`` and a CTF compensation
+    grade, which MNE keeps in the upper 16 bits of the coil type, into
+    ``compensation_grade`` (:mod:`brainfm.data.coils`). Positions are moved to the head
+    frame with ``info['dev_head_t']`` when the file holds a device-to-head transform;
+    otherwise they stay in the ``device`` frame.
     MNE fills an *identity* transform when a file has none (KIT without marker coils,
     EEG-only FIF); no measured transform is exactly the identity, so an identity transform
     counts as "no transform".
