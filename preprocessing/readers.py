@@ -8,7 +8,8 @@
 * the channel table of the storable channels (``eeg``, ``mag``, ``grad``, ``seeg``, ``ecog``,
   ``dbs``, ``eog``, ``ecg``, ``emg``, ``misc``; stim, MEG reference, respiration, GSR,
   temperature, cHPI... are left out). Types: the file's, then name-based inference for
-  channels the file typed EEG (``HEOG`` -> eog, ``EKG`` -> ecg), then the recipe's
+  channels the file typed EEG (``HEOG`` -> eog, ``EKG`` -> ecg, ``Resp oro-nasal`` -> resp
+  and ``Photic`` -> stim, both left out), then the recipe's
   :class:`Override` globs in order. The raw's channel types are updated to match, so MNE
   functions the pipeline calls see the same types as the table. EEG names are normalised to
   10-05 spelling (``orig_name`` keeps the file's name, which is what the raw knows).
@@ -41,7 +42,7 @@ import pandas as pd
 
 from brainfm._check import check_option
 from brainfm._logging import logger
-from brainfm.data.channel_names import infer_type_from_name, normalise_eeg_names
+from brainfm.data.channel_names import infer_type_from_name, normalise_eeg_names, outside_ten_five
 from brainfm.data.channels import CHANNEL_TYPES, IEEG_TYPES, empty_channel_table, shaft_groups
 from brainfm.data.geometry import fill_geometry, montage_positions
 from brainfm.data.recording import empty_events
@@ -315,9 +316,20 @@ def _open_cnt(source: Source, reader: Any, options: dict[str, Any], messages: li
 
 
 def build_channel_table(
-    raw: Any, overrides: Sequence[Override] = (), *, channels_tsv: pd.DataFrame | None = None
+    raw: Any,
+    overrides: Sequence[Override] = (),
+    *,
+    channels_tsv: pd.DataFrame | None = None,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Build the channel table (without geometry) of the storable channels of a raw.
+
+    Types: the file's; then, for channels the file typed EEG, the type their name says
+    (:func:`~brainfm.data.channel_names.infer_type_from_name`: ``Resp oro-nasal`` -> resp,
+    ``Temp rectal`` -> temperature, ``SpO2`` -> bio, ``Photic`` -> stim, ``LOC`` -> eog...);
+    then the overrides. Channels whose final type is not a store type (resp, temperature,
+    bio, gsr, stim...) are left out, as when the file types them so; channels typed stim
+    from their names are not read for events.
 
     Parameters
     ----------
@@ -325,10 +337,14 @@ def build_channel_table(
         The recording.
     overrides : sequence of Override
         Overrides that apply to this recording, in order; their ``channel_types`` globs match
-        the file's channel names case-insensitively and only retype storable channels.
+        the file's channel names case-insensitively and retype channels the file typed as a
+        store type (so they also undo a type inferred from a name).
     channels_tsv : pandas.DataFrame | None
         BIDS ``channels.tsv`` (strings): ``status_description`` gives the reason of a bad
         channel, ``group`` the sEEG shaft / ECoG grid.
+    notes : list of str | None
+        When given, notes for the recording's warnings are appended: channels typed from
+        their names, and EEG channels whose names are outside the 10-05 system.
 
     Returns
     -------
@@ -337,18 +353,40 @@ def build_channel_table(
     """
     names = list(raw.ch_names)
     file_types = raw.get_channel_types()
-    keep = [i for i, t in enumerate(file_types) if t in CHANNEL_TYPES]
     types = {}
-    for i in keep:
+    by_name: dict[str, list[str]] = {}
+    for i in [i for i, t in enumerate(file_types) if t in CHANNEL_TYPES]:
         ch_type = file_types[i]
-        if ch_type == "eeg":
-            ch_type = infer_type_from_name(names[i]) or ch_type
+        inferred = infer_type_from_name(names[i]) if ch_type == "eeg" else None
+        if inferred is not None:
+            ch_type = inferred
         for override in overrides:
             for pattern, new_type in override.channel_types.items():
                 if fnmatch.fnmatchcase(names[i].lower(), pattern.lower()):
                     ch_type = new_type
+        if inferred is not None and ch_type == inferred:
+            by_name.setdefault(ch_type, []).append(names[i])
         types[names[i]] = ch_type
-    orig = [names[i] for i in keep]
+    orig = [n for n in names if types.get(n) in CHANNEL_TYPES]
+    if notes is not None:
+        if by_name:
+            listed = "; ".join(
+                f"{t}{'' if t in CHANNEL_TYPES else ' (not a store type: left out)'}: {', '.join(n)}"
+                for t, n in by_name.items()
+            )
+            notes.append(
+                f"Channels the file types EEG were typed from their names ({listed}); a recipe "
+                "override (channel_types) sets other types."
+            )
+        eeg_names = [n for n in orig if types[n] == "eeg"]
+        outside = outside_ten_five(eeg_names)
+        if outside:
+            notes.append(
+                f"{len(outside)} of {len(eeg_names)} EEG channels have names outside the 10-05 system "
+                f"({outside[:8]}{' ...' if len(outside) > 8 else ''}): no template position and no "
+                "shared channel-name entry with other datasets. If they are not EEG electrodes, type "
+                "them with a recipe override (channel_types)."
+            )
     table = empty_channel_table(orig, [types[n] for n in orig])
     eeg_rows = table.index[table["type"] == "eeg"]
     others = table.loc[table["type"] != "eeg", "orig_name"].tolist()
@@ -607,7 +645,7 @@ def read_source(source: Source, overrides: Sequence[Override] = (), *, on_event_
         raw, opened, info = open_raw(source)
         messages.extend(opened)
     info["format"] = source.format
-    channels = build_channel_table(raw, applicable, channels_tsv=channels_tsv)
+    channels = build_channel_table(raw, applicable, channels_tsv=channels_tsv, notes=messages)
     info["retyped"] = _retype_raw(raw, channels)
     if not measured:
         eeg_names = channels.loc[channels["type"] == "eeg", "orig_name"].tolist()

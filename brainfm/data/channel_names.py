@@ -9,8 +9,11 @@ the file (they are valid 10-05 names) and :data:`EEG_ALIASES` maps them to their
 names (``T7``/``T8``/``P7``/``P8``, the same scalp sites) for code that builds a shared
 channel-name vocabulary.
 
-Files that call every channel EEG often carry eye, heart or muscle channels;
-:func:`infer_type_from_name` recognises them by name (``HEOG`` -> ``eog``, ``EKG`` -> ``ecg``).
+Files that call every channel EEG (EDF above all) often carry eye, heart, muscle,
+respiration, temperature, oximetry and marker channels; :func:`infer_type_from_name`
+recognises them by name (``HEOG`` -> ``eog``, ``EKG`` -> ``ecg``, ``Resp oro-nasal`` ->
+``resp``, ``Temp rectal`` -> ``temperature``, ``Photic`` -> ``stim``), and
+:func:`outside_ten_five` lists the EEG names that are not 10-05 electrodes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "clean_channel_name",
     "infer_type_from_name",
     "normalise_eeg_names",
+    "outside_ten_five",
     "ten_five_montage_name",
     "ten_five_names",
 ]
@@ -45,11 +49,29 @@ _SUFFIX = re.compile(
     r"[\s_\-/]+(?:REF|REFERENCE|LE|RE|AR|AVG|AVERAGE|CAR|LM|RM|LINKED|A1|A2|M1|M2|A1A2|M1M2)$",
     re.IGNORECASE,
 )
-# Channel-type words in names of files that type everything as EEG.
+# Channel-type words in names of files that type everything as EEG, first match wins. The
+# first word as MNE's EDF reader reads it with ``infer_types=True`` ("Resp oro-nasal" -> resp,
+# "Temp rectal" -> temperature, "SaO2" -> bio), then the words of polysomnography montages
+# (Sleep-EDF, the AASM manual, YASA's and MNE's sleep examples): "LOC"/"ROC" (outer canthi)
+# are EOG, "Chin" is EMG, "Photic" and "Event marker" are stimulus/marker channels, "SpO2",
+# "Pleth", "Pulse" are BIO signals, "Thor", "Abdo", "Airflow" are respiration. Short words
+# match only whole (a letter or digit after them means another name: "LOC1", "HR2" stay).
+_WORD_START = r"(?:^|[^a-z0-9])"
+_WORD_END = r"(?![a-z0-9])"
 _TYPE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:^|[^a-z])[hv]?eog", re.IGNORECASE), "eog"),
+    (re.compile(rf"{_WORD_START}(?:loc|roc){_WORD_END}", re.IGNORECASE), "eog"),
     (re.compile(r"(?:^|[^a-z])(?:ecg|ekg)", re.IGNORECASE), "ecg"),
     (re.compile(r"(?:^|[^a-z])emg", re.IGNORECASE), "emg"),
+    (re.compile(rf"{_WORD_START}chin\d*{_WORD_END}", re.IGNORECASE), "emg"),
+    (re.compile(rf"{_WORD_START}(?:resp(?:iration|iratory)?|thor(?:ax|acic)?|abdo(?:m|men|minal)?|airflow|nasal|cannula|effort){_WORD_END}", re.IGNORECASE),
+     "resp"),
+    (re.compile(rf"{_WORD_START}temp(?:erature)?{_WORD_END}", re.IGNORECASE), "temperature"),
+    (re.compile(rf"{_WORD_START}(?:spo2|sao2|sp02|pleth(?:ysmogram)?|ppg|pulse|hr|heart ?rate){_WORD_END}", re.IGNORECASE),
+     "bio"),
+    (re.compile(rf"{_WORD_START}(?:gsr|eda){_WORD_END}", re.IGNORECASE), "gsr"),
+    (re.compile(rf"{_WORD_START}(?:photic|event|marker|trigger){_WORD_END}", re.IGNORECASE), "stim"),
+    (re.compile(rf"{_WORD_START}(?:snore|position|light|lux){_WORD_END}", re.IGNORECASE), "misc"),
 )
 
 
@@ -169,8 +191,18 @@ def infer_type_from_name(name: str) -> str | None:
     Returns
     -------
     ch_type : str | None
-        ``"eog"`` (``EOG``, ``HEOG``, ``VEOG``...), ``"ecg"`` (``ECG``, ``EKG``...),
-        ``"emg"`` (``EMG``...) or ``None`` when the name says nothing about the type.
+        An MNE channel type: ``"eog"`` (``EOG``, ``HEOG``, ``LOC``, ``ROC``...), ``"ecg"``
+        (``ECG``, ``EKG``...), ``"emg"`` (``EMG submental``, ``Chin``...), ``"resp"``
+        (``Resp oro-nasal``, ``Thor``, ``Abdo``, ``Airflow``...), ``"temperature"`` (``Temp
+        rectal``), ``"bio"`` (``SpO2``, ``SaO2``, ``Pleth``, ``Pulse``, ``HR``), ``"gsr"``
+        (``GSR``, ``EDA``), ``"stim"`` (``Photic``, ``Event marker``, ``Trigger``),
+        ``"misc"`` (``Snore``, ``Position``, ``Light``), or ``None`` when the name says
+        nothing about the type (every 10-05 electrode name is ``None``).
+
+    Examples
+    --------
+    >>> infer_type_from_name("Resp oro-nasal"), infer_type_from_name("EEG Fpz-Cz")
+    ('resp', None)
     """
     if canonical_eeg_name(name) is not None:
         return None
@@ -211,3 +243,23 @@ def normalise_eeg_names(names: Sequence[str], taken: Sequence[str] = ()) -> list
         used.add(new)
         out.append(new)
     return out
+
+
+def outside_ten_five(names: Sequence[str]) -> list[str]:
+    """The EEG channel names that are not electrodes of the 10-05 system.
+
+    Such channels get no template position and no shared-vocabulary entry with other
+    datasets; bipolar derivations (``"Fpz-Cz"``), numbered nets (``"E12"``) and channels of
+    another kind that the file typed EEG (``"Pleth"``) end up here.
+
+    Parameters
+    ----------
+    names : sequence of str
+        EEG channel names as the file spells them.
+
+    Returns
+    -------
+    outside : list of str
+        The names :func:`canonical_eeg_name` does not know, in input order.
+    """
+    return [name for name in names if canonical_eeg_name(name) is None]

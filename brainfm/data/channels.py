@@ -10,9 +10,12 @@ Columns (see ``docs/store-format.md``):
 ``ox, oy, oz``    unit normal of an MEG coil; zeros elsewhere
 ``gx, gy, gz``    gradient direction of a planar gradiometer; zeros elsewhere
 ``frame``         coordinate frame of the position: ``head``, ``device``, or the declared
-                  iEEG space (``fsaverage``, ``mni_tal``, ...); empty when unknown
+                  iEEG space (``fsaverage``, ``mni_tal``, ...); empty when unknown;
+                  :func:`frame_id` maps it to the :data:`FRAME_IDS` of ``Batch.frame_ids``
 ``pos_source``    ``measured``, ``template`` or ``none``
 ``coil_type``     MNE/FIFF coil type name for MEG (e.g. ``FIFFV_COIL_VV_PLANAR_T1``), else empty
+``compensation_grade``  CTF gradient compensation grade of the stored MEG signal (0 none, 1-3
+                  for G1BR-G3BR; MNE keeps it in the upper 16 bits of ``coil_type``); 0 elsewhere
 ``status``        ``good`` or ``bad``
 ``status_reason`` why a channel is bad (``flat``, ``noisy``, ``metadata``, ...), else empty
 ``group``         sEEG shaft or ECoG grid (from metadata or derived from names), else empty
@@ -31,11 +34,13 @@ __all__ = [
     "CHANNEL_COLUMNS",
     "CHANNEL_TYPES",
     "DATA_CHANNEL_TYPES",
+    "FRAME_IDS",
     "IEEG_TYPES",
     "MEG_TYPES",
     "SENSOR_TYPE_IDS",
     "UNITS",
     "empty_channel_table",
+    "frame_id",
     "shaft_groups",
     "validate_channel_table",
 ]
@@ -64,13 +69,57 @@ _STRING_COLUMNS = (
     "status", "status_reason", "group", "region",
 )
 _FLOAT_COLUMNS = ("x", "y", "z", "ox", "oy", "oz", "gx", "gy", "gz")
+_INT_COLUMNS = ("compensation_grade",)
 #: Column order of the channel table.
 CHANNEL_COLUMNS: tuple[str, ...] = (
     "name", "orig_name", "type", "unit", "x", "y", "z", "ox", "oy", "oz", "gx", "gy", "gz",
-    "frame", "pos_source", "coil_type", "status", "status_reason", "group", "region",
+    "frame", "pos_source", "coil_type", "compensation_grade", "status", "status_reason", "group", "region",
 )
 STRING_COLUMNS = _STRING_COLUMNS
 FLOAT_COLUMNS = _FLOAT_COLUMNS
+INT_COLUMNS = _INT_COLUMNS
+#: Columns added to format v1 after its first stores were written, with the value they take
+#: in those older stores (readers fill it; ``compensation_grade`` is then also recovered from
+#: a numeric ``coil_type``, see :func:`brainfm.data.coils.split_coil_type`).
+ADDED_COLUMNS: dict[str, int] = {"compensation_grade": 0}
+
+#: Coordinate frames of channel positions, the public vocabulary of ``Batch.frame_ids``:
+#: ``head`` (MNE's head frame from nasion and preauricular points: EEG, MEG with a
+#: device-to-head transform, BIDS ``CapTrak``), ``device`` (MEG helmet frame, no transform
+#: known), ``mri`` (the subject's MRI, FreeSurfer surface RAS), ``mni_tal`` (MNI template
+#: spaces: MNI305, ``fsaverage``, the MNI152 family, Talairach), ``fs_tal`` (FreeSurfer
+#: Talairach), ``ras`` (scanner RAS; BIDS ``ACPC`` and ``ScanRAS``). Ids never change; new
+#: frames get new ids. A frame outside this list (``Other``, ``Pixels``, an unknown frame)
+#: has id -1: the position is kept in the store but is not usable across recordings.
+FRAME_IDS: dict[str, int] = {"head": 0, "device": 1, "mri": 2, "mni_tal": 3, "fs_tal": 4, "ras": 5}
+# Declared spaces (BIDS coordinate systems, lower case) -> FRAME_IDS names; mne-bids maps
+# BIDS spaces onto MNE frames the same way (mne_bids.config.BIDS_TO_MNE_FRAMES).
+_FRAME_ALIASES: dict[str, str] = {
+    "captrak": "head", "elektaneuromag": "head", "chietiitab": "head",
+    "acpc": "ras", "scanras": "ras",
+    "fsaverage": "mni_tal", "mni305": "mni_tal", "mnicolin27": "mni_tal", "talairach": "mni_tal",
+    "mni152lin": "mni_tal", "mni152nlin6sym": "mni_tal", "mni152nlin6asym": "mni_tal",
+    **{f"mni152nlin2009{v}{s}": "mni_tal" for v in "abc" for s in ("sym", "asym")},
+}
+
+
+def frame_id(frame: str) -> int:
+    """The :data:`FRAME_IDS` id of a channel table ``frame`` value.
+
+    Parameters
+    ----------
+    frame : str
+        A ``frame`` value: an MNE frame name (``"head"``, ``"device"``, ``"mni_tal"``...) or
+        a space as an ``electrodes.tsv`` declares it (``"fsaverage"``, ``"MNI152NLin2009cAsym"``,
+        ``"ACPC"``), matched case-insensitively.
+
+    Returns
+    -------
+    frame_id : int
+        The id, or -1 for an empty or unknown frame.
+    """
+    key = str(frame).strip().lower()
+    return FRAME_IDS.get(_FRAME_ALIASES.get(key, key), -1)
 
 
 def empty_channel_table(names: Sequence[str], types: Sequence[str]) -> pd.DataFrame:
@@ -103,6 +152,7 @@ def empty_channel_table(names: Sequence[str], types: Sequence[str]) -> pd.DataFr
             "frame": [""] * n,
             "pos_source": ["none"] * n,
             "coil_type": [""] * n,
+            "compensation_grade": np.zeros(n, dtype=np.int64),
             "status": ["good"] * n,
             "status_reason": [""] * n,
             "group": [""] * n,

@@ -5,9 +5,12 @@ Where the numbers come from, by channel type:
 MEG (``mag``, ``grad``)
     ``info['chs'][i]['loc']``: position ``loc[0:3]``, coil normal ``ez = loc[9:12]`` into
     ``ox, oy, oz``, and for planar gradiometers the gradient direction ``ex = loc[3:6]``
-    into ``gx, gy, gz`` (both rescaled to unit length: FIF stores them as float32). The coil type name (``FIFFV_COIL_VV_PLANAR_T1``) goes into
-    ``coil_type``. Positions are moved to the head frame with ``info['dev_head_t']`` when the
-    file holds a device-to-head transform; otherwise they stay in the ``device`` frame.
+    into ``gx, gy, gz`` (both rescaled to unit length: FIF stores them as float32). The coil
+    type name (``FIFFV_COIL_VV_PLANAR_T1``) goes into ``coil_type`` and a CTF compensation
+    grade, which MNE keeps in the upper 16 bits of the coil type, into
+    ``compensation_grade`` (:mod:`brainfm.data.coils`). Positions are moved to the head
+    frame with ``info['dev_head_t']`` when the file holds a device-to-head transform;
+    otherwise they stay in the ``device`` frame.
     MNE fills an *identity* transform when a file has none (KIT without marker coils,
     EEG-only FIF); no measured transform is exactly the identity, so an identity transform
     counts as "no transform".
@@ -41,6 +44,8 @@ import numpy as np
 import pandas as pd
 
 from brainfm.data.channel_names import canonical_eeg_name, ten_five_montage_name
+from brainfm.data.channels import FRAME_IDS, frame_id
+from brainfm.data.coils import coil_type_name, split_coil_type
 
 __all__ = [
     "MAX_RADIUS_M",
@@ -111,36 +116,6 @@ def frame_name(coord_frame: int) -> str:
         FIFF.FIFFV_MNE_COORD_MRI_VOXEL: "mri_voxel",
     }
     return names.get(int(coord_frame), "")
-
-
-@functools.cache
-def _coil_names() -> dict[int, str]:
-    from mne.io.constants import FIFF
-
-    names: dict[int, str] = {}
-    for key, value in FIFF.items():
-        if key.startswith("FIFFV_COIL_"):
-            names.setdefault(int(value), key)
-    return names
-
-
-def coil_type_name(coil_type: Any) -> str:
-    """Name a FIFF coil type (``3012`` -> ``"FIFFV_COIL_VV_PLANAR_T1"``).
-
-    Parameters
-    ----------
-    coil_type : int
-        ``info['chs'][i]['coil_type']``; MNE's ``NamedInt`` carries its own name.
-
-    Returns
-    -------
-    name : str
-        The constant's name, or the number as a string when MNE does not know it.
-    """
-    name = getattr(coil_type, "_name", None)
-    if name:
-        return str(name)
-    return _coil_names().get(int(coil_type), str(int(coil_type)))
 
 
 def valid_position(xyz: Any) -> bool:
@@ -329,6 +304,7 @@ class _Columns:
         self.frame = channels["frame"].astype(str).tolist()
         self.source = channels["pos_source"].astype(str).tolist()
         self.coil = channels["coil_type"].astype(str).tolist()
+        self.grade = channels["compensation_grade"].astype(np.int64).tolist()
 
     def set_position(self, row: Any, xyz: np.ndarray, frame: str, source: str) -> None:
         i = self.position[row]
@@ -342,8 +318,10 @@ class _Columns:
         if gradient is not None:
             self.values[i, 6:9] = gradient
 
-    def set_coil(self, row: Any, name: str) -> None:
-        self.coil[self.position[row]] = name
+    def set_coil(self, row: Any, coil_type: Any) -> None:
+        i = self.position[row]
+        self.coil[i] = coil_type_name(coil_type)
+        self.grade[i] = split_coil_type(coil_type)[1]
 
     def write(self) -> None:
         for j, name in enumerate(self._NAMES):
@@ -351,6 +329,7 @@ class _Columns:
         self.channels["frame"] = self.frame
         self.channels["pos_source"] = self.source
         self.channels["coil_type"] = self.coil
+        self.channels["compensation_grade"] = np.asarray(self.grade, dtype=np.int64)
 
 
 def _fill_meg(channels: pd.DataFrame, columns: _Columns, rows: list[Any], chs: Mapping[str, Any], info: Any) -> str:
@@ -361,7 +340,7 @@ def _fill_meg(channels: pd.DataFrame, columns: _Columns, rows: list[Any], chs: M
     for row in rows:
         ch = chs[channels.at[row, "orig_name"]]
         loc = np.asarray(ch["loc"], dtype=float)
-        columns.set_coil(row, coil_type_name(ch["coil_type"]))
+        columns.set_coil(row, ch["coil_type"])
         pos, ex, ez = loc[0:3], loc[3:6], loc[9:12]
         if not valid_position(pos):
             continue
@@ -481,5 +460,15 @@ def fill_geometry(
                 f"{len(unplaced)} EEG channels have no position (not in any template montage): "
                 f"{unplaced[:8]}{' ...' if len(unplaced) > 8 else ''}"
             )
+    unplaceable: dict[str, list[str]] = {}
+    for i, frame in enumerate(columns.frame):
+        if frame_id(frame) < 0 and np.isfinite(columns.values[i, 0:3]).all():
+            unplaceable.setdefault(frame or "unknown", []).append(str(channels["name"].iat[i]))
+    for frame, names in unplaceable.items():
+        report.warnings.append(
+            f"The positions of {len(names)} channels are in the {frame!r} frame, which is not one of "
+            f"brainfm's frames ({', '.join(FRAME_IDS)}): they are stored but loaders mask them "
+            f"(pos_mask False): {names[:5]}{' ...' if len(names) > 5 else ''}"
+        )
     columns.write()
     return report

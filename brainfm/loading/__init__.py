@@ -4,7 +4,7 @@ This is the first layer that imports torch; it builds only on brainfm's core
 (``brainfm.data``, ``brainfm.store``). See ``docs/loading.md``.
 """
 
-from brainfm.loading.batch import PAD_SENSOR_TYPE, Batch, collate_batches
+from brainfm.loading.batch import PAD_FRAME_ID, PAD_SENSOR_TYPE, Batch, collate_batches
 from brainfm.loading.chunks import ChunkReader, configure_worker_threads
 from brainfm.loading.datamodule import WindowDataLoader, WindowDataModule
 from brainfm.loading.dataset import WindowDataset
@@ -19,6 +19,7 @@ from brainfm.loading.windows import WindowIndex, build_window_index
 __all__ = [
     "NORMALIZATIONS",
     "NO_LABEL",
+    "PAD_FRAME_ID",
     "PAD_SENSOR_TYPE",
     "SHUFFLES",
     "SPLIT_UNITS",

@@ -5,11 +5,24 @@ field                     shape            dtype   meaning
 ========================  ===============  ======  =====================================================
 ``signal``                (B, C, T)        float32 normalised signal; zeros on masked channels
 ``channel_mask``          (B, C)           bool    True for real, good channels; False for bad or padding
-``sensor_pos``            (B, C, 6)        float32 x, y, z (m), then orientation: coil normal for
-                                                   magnetometers and axial gradiometers, gradient
-                                                   direction for planar gradiometers, zeros for EEG/iEEG
-``sensor_type``           (B, C)           int64   EEG 0, MAG 1, GRAD 2, sEEG 3, ECoG 4, DBS 5 (...);
+``sensor_pos``            (B, C, 6)        float32 x, y, z (m) in the frame ``frame_ids`` names, then
+                                                   orientation: coil normal for magnetometers and
+                                                   axial gradiometers, gradient direction for planar
+                                                   gradiometers, zeros for EEG/iEEG; all six are zeros
+                                                   where ``pos_mask`` is False (never a real origin)
+``sensor_type``           (B, C)           int64   EEG 0, MAG 1, GRAD 2 (planar *and* axial: CTF, KIT,
+                                                   typed from the coil), sEEG 3, ECoG 4, DBS 5 (...);
                                                    :data:`PAD_SENSOR_TYPE` (-1) on padding
+``pos_mask``              (B, C)           bool    True where the channel has a known position in a
+                                                   frame of ``FRAME_IDS``; False for unknown positions,
+                                                   positions in an unknown space, and padding
+``frame_ids``             (B, C)           int64   frame of the position,
+                                                   :data:`brainfm.data.channels.FRAME_IDS`: head 0
+                                                   (EEG; MEG moved there with the device-to-head
+                                                   transform at ingest), device 1 (MEG without a
+                                                   transform), mri 2, mni_tal 3 (MNI305/fsaverage/
+                                                   MNI152 iEEG), fs_tal 4, ras 5 (ACPC/scanner);
+                                                   :data:`PAD_FRAME_ID` (-1) where ``pos_mask`` is False
 ``channel_ids``           (B, C)           int64   shared channel vocabulary; 0 on padding, 1 for
                                                    a name a frozen vocabulary lacks
 ``region_ids``            (B, C)           int64   region vocabulary; 0 for no region and padding,
@@ -29,14 +42,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["PAD_SENSOR_TYPE", "Batch", "collate_batches"]
+__all__ = ["PAD_FRAME_ID", "PAD_SENSOR_TYPE", "Batch", "collate_batches"]
 
 #: ``sensor_type`` of padding channels.
 PAD_SENSOR_TYPE = -1
+#: ``frame_ids`` of padding channels and of channels without a usable position.
+PAD_FRAME_ID = -1
 
-_CHANNEL_FIELDS = ("signal", "channel_mask", "sensor_pos", "sensor_type", "channel_ids", "region_ids")
+_CHANNEL_FIELDS = ("signal", "channel_mask", "sensor_pos", "sensor_type", "pos_mask", "frame_ids", "channel_ids",
+                   "region_ids")
 _PAD_VALUES = {"signal": 0.0, "channel_mask": False, "sensor_pos": 0.0, "sensor_type": PAD_SENSOR_TYPE,
-               "channel_ids": 0, "region_ids": 0}
+               "pos_mask": False, "frame_ids": PAD_FRAME_ID, "channel_ids": 0, "region_ids": 0}
 
 
 @dataclass
@@ -47,6 +63,8 @@ class Batch:
     channel_mask: torch.Tensor
     sensor_pos: torch.Tensor
     sensor_type: torch.Tensor
+    pos_mask: torch.Tensor
+    frame_ids: torch.Tensor
     channel_ids: torch.Tensor
     region_ids: torch.Tensor
     subject_ids: torch.Tensor

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from brainfm._check import check_option
-from brainfm.loading.batch import PAD_SENSOR_TYPE, Batch
+from brainfm.loading.batch import PAD_FRAME_ID, PAD_SENSOR_TYPE, Batch
 from brainfm.loading.buffers import SignalBuffers
 from brainfm.loading.chunks import ChunkReader
 from brainfm.loading.normalization import NORMALIZATIONS, channel_affine, sensortype_normalize_
@@ -181,6 +181,8 @@ class WindowDataset(torch.utils.data.Dataset):
         channel_mask = np.zeros((n_groups, n_channels), dtype=bool)
         sensor_pos = np.zeros((n_groups, n_channels, 6), dtype=np.float32)
         sensor_type = np.full((n_groups, n_channels), PAD_SENSOR_TYPE, dtype=np.int64)
+        pos_mask = np.zeros((n_groups, n_channels), dtype=bool)
+        frame_ids = np.full((n_groups, n_channels), PAD_FRAME_ID, dtype=np.int64)
         channel_ids = np.zeros((n_groups, n_channels), dtype=np.int64)
         region_ids = np.zeros((n_groups, n_channels), dtype=np.int64)
         for k, (g, i0, i1, width) in enumerate(zip(groups.tolist(), group_start.tolist(), group_stop.tolist(), widths,
@@ -196,6 +198,8 @@ class WindowDataset(torch.utils.data.Dataset):
             channel_mask[k, :width] = tensors.good_np
             sensor_pos[k, :width] = layout.sensor_pos
             sensor_type[k, :width] = layout.sensor_type
+            pos_mask[k, :width] = layout.pos_mask
+            frame_ids[k, :width] = layout.frame_ids
             channel_ids[k, :width] = layout.channel_ids
             region_ids[k, :width] = layout.region_ids
         group_of = np.repeat(np.arange(n_groups), group_stop - group_start)  # (B,) row of each window
@@ -204,6 +208,8 @@ class WindowDataset(torch.utils.data.Dataset):
             channel_mask=torch.from_numpy(channel_mask[group_of]),
             sensor_pos=torch.from_numpy(sensor_pos[group_of]),
             sensor_type=torch.from_numpy(sensor_type[group_of]),
+            pos_mask=torch.from_numpy(pos_mask[group_of]),
+            frame_ids=torch.from_numpy(frame_ids[group_of]),
             channel_ids=torch.from_numpy(channel_ids[group_of]),
             region_ids=torch.from_numpy(region_ids[group_of]),
             subject_ids=torch.from_numpy(self._subject_of[recording]),
@@ -215,6 +221,7 @@ class WindowDataset(torch.utils.data.Dataset):
             batch.slots_key, batch.slot = self._shared_slots.key, slot  # type: ignore[union-attr,attr-defined]
             batch.channel_rows = (group_of, {  # type: ignore[attr-defined]
                 "channel_mask": channel_mask, "sensor_pos": sensor_pos, "sensor_type": sensor_type,
+                "pos_mask": pos_mask, "frame_ids": frame_ids,
                 "channel_ids": channel_ids, "region_ids": region_ids,
             })
         return batch

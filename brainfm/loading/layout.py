@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from brainfm.data.channels import SENSOR_TYPE_IDS
+from brainfm.data.channels import frame_id
+from brainfm.data.coils import sensor_type_ids
 from brainfm.data.windows import bad_spans
 from brainfm.loading.vocabulary import Vocabulary, channel_key, region_key
 from brainfm.store.reader import StoredRecording
 
-__all__ = ["RecordingLayout", "read_layout", "sensor_geometry"]
+__all__ = ["RecordingLayout", "read_layout", "sensor_frames", "sensor_geometry"]
 
 
 @dataclass
@@ -51,7 +52,13 @@ class RecordingLayout:
     sensor_pos : numpy.ndarray of float32, shape (C, 6)
         Position (m) and orientation; see :func:`sensor_geometry`.
     sensor_type : numpy.ndarray of int64, shape (C,)
-        :data:`~brainfm.data.channels.SENSOR_TYPE_IDS` of each channel.
+        :data:`~brainfm.data.channels.SENSOR_TYPE_IDS` of each channel, MEG typed from the
+        coil (:func:`~brainfm.data.coils.sensor_type_ids`).
+    pos_mask : numpy.ndarray of bool, shape (C,)
+        True where the position is known in a frame of
+        :data:`~brainfm.data.channels.FRAME_IDS`; see :func:`sensor_frames`.
+    frame_ids : numpy.ndarray of int64, shape (C,)
+        :data:`~brainfm.data.channels.FRAME_IDS` id of each position, -1 where unknown.
     channel_ids, region_ids : numpy.ndarray of int64, shape (C,)
         Vocabulary ids.
     good : numpy.ndarray of bool, shape (C,)
@@ -77,6 +84,8 @@ class RecordingLayout:
     types: list[str]
     sensor_pos: np.ndarray
     sensor_type: np.ndarray
+    pos_mask: np.ndarray
+    frame_ids: np.ndarray
     channel_ids: np.ndarray
     region_ids: np.ndarray
     good: np.ndarray
@@ -125,6 +134,30 @@ def sensor_geometry(channels: object) -> np.ndarray:
     return np.concatenate([xyz, orientation], axis=1).astype(np.float32)
 
 
+def sensor_frames(channels: object) -> tuple[np.ndarray, np.ndarray]:
+    """Which channels have a usable position, and in which frame.
+
+    Parameters
+    ----------
+    channels : pandas.DataFrame
+        A channel table (columns ``x, y, z, frame``).
+
+    Returns
+    -------
+    pos_mask : numpy.ndarray of bool, shape (n_channels,)
+        True where ``x, y, z`` are finite and the ``frame`` is one of
+        :data:`~brainfm.data.channels.FRAME_IDS` (stores written before frames were checked
+        hold NaN where the position is unknown, so the mask follows from the positions).
+    frame_ids : numpy.ndarray of int64, shape (n_channels,)
+        The frame id where ``pos_mask`` is True, else -1.
+    """
+    table = channels  # a DataFrame; typed loosely to keep pandas out of the signature
+    xyz = table[["x", "y", "z"]].to_numpy(np.float64)  # type: ignore[index]
+    frames = np.array([frame_id(f) for f in table["frame"].astype(str)], dtype=np.int64)  # type: ignore[index]
+    mask = np.isfinite(xyz).all(axis=1) & (frames >= 0)
+    return mask, np.where(mask, frames, -1).astype(np.int64)
+
+
 def read_layout(
     recording: StoredRecording,
     index: int,
@@ -170,6 +203,7 @@ def read_layout(
     encoding = recording.attrs.get("signal_encoding", {})
     chunk_times = int(encoding.get("chunk_times") or recording.signal.chunks[1])
     subject = recording.subject
+    pos_mask, frame_ids = sensor_frames(selected)
     return RecordingLayout(
         index=index,
         recording_id=recording.id,
@@ -182,8 +216,10 @@ def read_layout(
         rows=rows,
         names=names,
         types=types,
-        sensor_pos=sensor_geometry(selected),
-        sensor_type=np.array([SENSOR_TYPE_IDS[t] for t in types], dtype=np.int64),
+        sensor_pos=np.where(pos_mask[:, None], sensor_geometry(selected), np.float32(0.0)),
+        sensor_type=sensor_type_ids(types, selected["coil_type"].astype(str).tolist()),
+        pos_mask=pos_mask,
+        frame_ids=frame_ids,
         channel_ids=np.array(channel_vocabulary.ids(channel_key(n, t) for n, t in zip(names, types, strict=True)), dtype=np.int64),
         region_ids=np.array(region_vocabulary.ids(region_key(r) for r in selected["region"]), dtype=np.int64),
         good=(selected["status"].to_numpy() == "good"),

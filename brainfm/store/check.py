@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from brainfm.data.channels import CHANNEL_COLUMNS, CHANNEL_TYPES
+from brainfm.data.channels import ADDED_COLUMNS, CHANNEL_COLUMNS, CHANNEL_TYPES
 from brainfm.store.format import (
     EVENT_FIELDS,
     REQUIRED_RECORDING_ATTRS,
@@ -68,6 +68,8 @@ def check_recording(group: Any, *, read_values: bool = True) -> list[str]:
     table = attrs["channels"]
     for column in CHANNEL_COLUMNS:
         if column not in table:
+            if column in ADDED_COLUMNS:
+                continue  # written before the column existed: readers fill its default
             problems.append(f"channel table lacks column {column!r}")
         elif len(table[column]) != n_channels:
             problems.append(f"channel column {column!r} has {len(table[column])} entries for {n_channels} channels")

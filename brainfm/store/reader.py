@@ -16,11 +16,49 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS, MEG_TYPES
+from brainfm.data.channels import (
+    ADDED_COLUMNS,
+    CHANNEL_COLUMNS,
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    MEG_TYPES,
+)
+from brainfm.data.coils import coil_type_name, split_coil_type
 from brainfm.errors import StoreFormatError, StoreNotFoundError
 from brainfm.store.format import FAILURES_GROUP, FORMAT_VERSION, RECORDINGS_GROUP, STAT_NAMES
 
 __all__ = ["Store", "StoredRecording", "open_store"]
+
+
+def _channel_table(table: dict[str, list[Any]], n_channels: int, recording_id: str) -> pd.DataFrame:
+    """The channel table of a recording's attributes, completed for stores written earlier.
+
+    Columns of :data:`~brainfm.data.channels.ADDED_COLUMNS` that an older store lacks get
+    their default; a ``coil_type`` stored as a number (``"201609"``: a CTF coil with its
+    compensation grade in the upper 16 bits) is split into the coil's name and the grade.
+    """
+    columns = {}
+    for col in CHANNEL_COLUMNS:
+        if col in table:
+            columns[col] = table[col]
+        elif col in ADDED_COLUMNS:
+            columns[col] = [ADDED_COLUMNS[col]] * n_channels
+        else:
+            raise StoreFormatError(
+                f"The channel table of recording {recording_id!r} lacks the column {col!r}; the store "
+                "is damaged or was not written by brainfm. Run `brainfm store check` on it."
+            )
+    frame = pd.DataFrame(columns)
+    for col in FLOAT_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col]).astype(np.float64)
+    for col in INT_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col]).astype(np.int64)
+    numeric = frame["coil_type"].astype(str).str.fullmatch(r"\d+")
+    for row in np.flatnonzero(numeric.to_numpy()):
+        value = int(frame.at[row, "coil_type"])
+        frame.at[row, "coil_type"] = coil_type_name(value)
+        frame.at[row, "compensation_grade"] = max(int(frame.at[row, "compensation_grade"]), split_coil_type(value)[1])
+    return frame
 
 
 class StoredRecording:
@@ -122,11 +160,7 @@ class StoredRecording:
     def channels(self) -> pd.DataFrame:
         """The channel table (:mod:`brainfm.data.channels`) as a DataFrame (a copy: edits stay the caller's)."""
         if self._channels is None:
-            table = self.attrs["channels"]
-            frame = pd.DataFrame({col: table[col] for col in CHANNEL_COLUMNS})
-            for col in FLOAT_COLUMNS:
-                frame[col] = pd.to_numeric(frame[col]).astype(np.float64)
-            self._channels = frame
+            self._channels = _channel_table(self.attrs["channels"], self.n_channels, self.id)
         return self._channels.copy()
 
     @property

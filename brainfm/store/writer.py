@@ -16,7 +16,7 @@ import numpy as np
 
 from brainfm._logging import logger
 from brainfm._version import __version__
-from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS
+from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
 from brainfm.data.recording import Recording
 from brainfm.errors import StoreFormatError
 from brainfm.store._json import to_json
@@ -229,7 +229,9 @@ class StoreWriter:
 
         channels = recording.channels
         table = {
-            col: [float(v) for v in channels[col]] if col in FLOAT_COLUMNS else [str(v) for v in channels[col]]
+            col: [float(v) for v in channels[col]] if col in FLOAT_COLUMNS
+            else [int(v) for v in channels[col]] if col in INT_COLUMNS
+            else [str(v) for v in channels[col]]
             for col in CHANNEL_COLUMNS
         }
         attrs = {

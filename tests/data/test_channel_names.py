@@ -13,6 +13,7 @@ from brainfm.data.channel_names import (
     clean_channel_name,
     infer_type_from_name,
     normalise_eeg_names,
+    outside_ten_five,
     ten_five_montage_name,
     ten_five_names,
 )
@@ -81,10 +82,22 @@ def test_ten_five_montage_is_not_deprecated():
         ("EMG", "emg"), ("Chin EMG", "emg"),
         ("Fp1", None), ("EEG Fp1", None), ("A2-A1", None), ("acc1", None), ("Status", None),
         ("Legs", None),  # "eg" inside a word is not EEG/ECG/EMG
+        # Sleep-EDF and other polysomnography montages (issue 6, item 10)
+        ("EOG horizontal", "eog"), ("LOC", "eog"), ("ROC-A1", "eog"), ("EMG submental", "emg"), ("Chin1", "emg"),
+        ("Resp oro-nasal", "resp"), ("Thor", "resp"), ("Abdomen", "resp"), ("Airflow", "resp"),
+        ("Temp rectal", "temperature"), ("SpO2", "bio"), ("SaO2", "bio"), ("Pleth", "bio"), ("HR", "bio"),
+        ("Pulse", "bio"), ("GSR", "gsr"), ("Photic", "stim"), ("Event marker", "stim"), ("Snore", "misc"),
+        ("EEG Fpz-Cz", None), ("C3-A2", None), ("T3", None),
+        # iEEG contacts and other names that only look like these words
+        ("LOC1", None), ("HR2", None), ("THOR3", None), ("Temporal1", None), ("PHR", None), ("Eventual", None),
     ],
 )
 def test_infer_type_from_name(name, expected):
     assert infer_type_from_name(name) == expected
+
+
+def test_outside_ten_five():
+    assert outside_ten_five(["Fp1", "EEG Fpz-Cz", "FC5.", "E12", "EEG A2-A1", "C3-A2"]) == ["EEG Fpz-Cz", "E12", "EEG A2-A1"]
 
 
 def test_normalise_eeg_names_stays_unique():

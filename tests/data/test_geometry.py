@@ -48,7 +48,9 @@ def test_coil_type_name():
     assert coil_type_name(FIFF.FIFFV_COIL_VV_PLANAR_T1) == "FIFFV_COIL_VV_PLANAR_T1"
     assert coil_type_name(5001) == "FIFFV_COIL_CTF_GRAD"  # plain int, as CTF files give
     assert coil_type_name(6001) == "FIFFV_COIL_KIT_GRAD"
-    assert coil_type_name(987654) == "987654"
+    assert coil_type_name(4614) == "4614"  # unknown to MNE: the number
+    # CTF files at compensation grade 3: MNE puts the grade in the upper 16 bits
+    assert coil_type_name(3 << 16 | 5001) == "FIFFV_COIL_CTF_GRAD"
 
 
 def test_frame_name():
@@ -214,3 +216,40 @@ def test_montage_positions_moves_digitisation_to_head_frame():
     assert set(positions) == {"Fp1", "Cz"}  # "Cz" found case-insensitively
     assert positions["Cz"] == pytest.approx([0.0, 0.0, 0.1])
     assert positions["Fp1"] == pytest.approx([-0.03, 0.1, 0.05])
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ("head", "head"), ("CapTrak", "head"), ("ElektaNeuromag", "head"), ("device", "device"), ("mri", "mri"),
+        ("mni_tal", "mni_tal"), ("fsaverage", "mni_tal"), ("MNI305", "mni_tal"), ("MNI152NLin2009cAsym", "mni_tal"),
+        ("mni152lin", "mni_tal"), ("Talairach", "mni_tal"), ("fs_tal", "fs_tal"), ("ACPC", "ras"), ("ScanRAS", "ras"),
+        ("ras", "ras"), ("Other", None), ("Pixels", None), ("", None), ("mri_voxel", None), ("isotrak", None),
+    ],
+)
+def test_frame_ids_of_declared_spaces(frame, expected):
+    """BIDS spaces map onto MNE frames as mne-bids maps them; unknown spaces have no id."""
+    from mne_bids.config import BIDS_TO_MNE_FRAMES
+
+    from brainfm.data.channels import FRAME_IDS, frame_id
+
+    assert frame_id(frame) == (-1 if expected is None else FRAME_IDS[expected])
+    if frame in BIDS_TO_MNE_FRAMES and expected is not None:
+        assert expected == BIDS_TO_MNE_FRAMES[frame]
+
+
+def test_every_bids_space_mne_bids_knows_has_its_frame_id():
+    from mne_bids.config import BIDS_TO_MNE_FRAMES
+
+    from brainfm.data.channels import FRAME_IDS, frame_id
+
+    for space, mne_frame in BIDS_TO_MNE_FRAMES.items():
+        assert frame_id(space) == FRAME_IDS.get(mne_frame, -1), space  # ctf_head: EEG not stored so, -1
+
+
+def test_positions_in_an_unknown_space_are_kept_with_a_warning():
+    info = mne.create_info(["LA1", "LA2"], 1000.0, "seeg")
+    table = empty_channel_table(["LA1", "LA2"], ["seeg", "seeg"])
+    report = fill_geometry(table, info, measured={"LA1": [0.01, 0.02, 0.03]}, measured_frame="Other")
+    assert table["frame"].tolist() == ["Other", ""] and np.isfinite(table.loc[0, ["x", "y", "z"]].to_numpy(float)).all()
+    assert any("'Other' frame" in w and "pos_mask False" in w and "LA1" in w for w in report.warnings)

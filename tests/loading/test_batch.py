@@ -138,3 +138,58 @@ def test_vocabulary_is_deterministic_append_only_and_saved(tmp_path):
     assert Vocabulary.load(path, kind="channel") == a
     with pytest.raises(ValueError, match="region"):
         Vocabulary.load(path, kind="region")
+
+
+def _placed(recording, rows_frames):
+    """Give rows of a synthetic recording a position (metres) in a frame."""
+    for row, frame in rows_frames.items():
+        recording.channels.loc[row, ["x", "y", "z"]] = [0.01 * (row + 1), 0.02, 0.03]
+        recording.channels.loc[row, ["frame", "pos_source"]] = [frame, "measured"]
+    return recording
+
+
+def test_position_mask_and_frame_ids(make_recording, make_store):
+    """Unknown positions, positions in unknown spaces and padding are masked, never (0, 0, 0)
+    posing as a position; frames of different kinds are told apart (issue 6, item 9)."""
+    from brainfm.data.channels import FRAME_IDS
+    from brainfm.loading import PAD_FRAME_ID
+
+    eeg = _placed(make_recording(subject="01", n_channels=3, names=["Fp1", "T3", "Cz"]), {0: "head", 2: "head"})
+    mixed = _placed(
+        make_recording(subject="02", n_channels=5, types=["mag", "seeg", "ecog", "seeg", "ecog"],
+                       names=["MEG0111", "LA1", "G1", "LA2", "G2"]),
+        {0: "device", 1: "fsaverage", 2: "MNI152NLin2009cAsym", 3: "Other"},  # G2: position, no frame
+    )
+    mixed.channels.loc[4, ["x", "y", "z"]] = [0.01, 0.01, 0.01]
+    store = make_store([eeg, mixed])
+    index = build_window_index(store, window_s=1.0)
+    dataset = WindowDataset(index, store, "zscore")
+    first = int(np.flatnonzero(index.recording == 0)[0])
+    second = int(np.flatnonzero(index.recording == 1)[0])
+    batch = dataset.__getitems__([first, second])
+    assert batch.pos_mask.dtype == torch.bool and batch.frame_ids.dtype == torch.int64
+    assert batch.pos_mask.tolist() == [[True, False, True, False, False], [True, True, True, False, False]]
+    head, device, mni = FRAME_IDS["head"], FRAME_IDS["device"], FRAME_IDS["mni_tal"]
+    assert batch.frame_ids.tolist() == [[head, -1, head, PAD_FRAME_ID, PAD_FRAME_ID], [device, mni, mni, -1, -1]]
+    assert (batch.sensor_pos[~batch.pos_mask] == 0).all()  # masked: zeros, whatever the store holds
+    assert batch.sensor_pos[1, 1, :3].tolist() == pytest.approx([0.02, 0.02, 0.03])
+    # collate pads the two fields like the others
+    collated = collate_batches([dataset.__getitems__([first]), dataset.__getitems__([second])])
+    assert torch.equal(collated.pos_mask, batch.pos_mask) and torch.equal(collated.frame_ids, batch.frame_ids)
+
+
+def test_real_store_frames_are_not_mixed(real_store):
+    """EEG (template and file positions) and ECoG are in the head frame; the empty-room MEG
+    recording has no device-to-head transform, so its sensors say so (device frame)."""
+    from brainfm.data.channels import FRAME_IDS
+
+    index = build_window_index(real_store, window_s=0.5)
+    frames = {}
+    for layout in index.layouts:
+        assert layout.pos_mask.dtype == bool and layout.frame_ids.dtype == np.int64
+        for kind, frame, known in zip(layout.types, layout.frame_ids.tolist(), layout.pos_mask.tolist(), strict=True):
+            frames.setdefault(kind, set()).add(frame if known else None)
+    assert frames["eeg"] == frames["ecog"] == frames["seeg"] == {FRAME_IDS["head"]}
+    assert frames["mag"] == frames["grad"] == {FRAME_IDS["device"]}
+    batch = WindowDataset(index, real_store, "zscore").__getitems__(list(range(0, len(index), max(1, len(index) // 8))))
+    assert torch.equal(batch.frame_ids >= 0, batch.pos_mask)

@@ -41,7 +41,8 @@ def test_slot_batches_pickle_without_their_signal():
     signal.copy_(torch.arange(4000, dtype=torch.float32).reshape(2, 2, 1000))
     n = 2
     batch = SlotBatch(signal=signal, channel_mask=torch.ones(n, 2, dtype=torch.bool), sensor_pos=torch.zeros(n, 2, 6),
-                      sensor_type=torch.zeros(n, 2, dtype=torch.int64), channel_ids=torch.ones(n, 2, dtype=torch.int64),
+                      sensor_type=torch.zeros(n, 2, dtype=torch.int64), pos_mask=torch.zeros(n, 2, dtype=torch.bool),
+                      frame_ids=torch.full((n, 2), -1, dtype=torch.int64), channel_ids=torch.ones(n, 2, dtype=torch.int64),
                       region_ids=torch.zeros(n, 2, dtype=torch.int64), subject_ids=torch.zeros(n, dtype=torch.int64),
                       recording_ids=torch.zeros(n, dtype=torch.int64), start=torch.tensor([0, 10]))
     batch.slots_key, batch.slot = slots.key, slot

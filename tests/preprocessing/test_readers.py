@@ -535,3 +535,122 @@ def test_real_cnt_written_as_int16_is_read_as_int16(shared_data, tmp_path):
     assert np.abs(got - reference).max() < 2e-6 < np.std(reference)  # within the 2**7 quantisation
     expected = read_source(discover(original.parent).sources[0]).events
     assert result.events["onset_s"].tolist() == pytest.approx(expected["onset_s"].tolist(), abs=2e-3)
+# --- channel types from names (issue 6, item 10) ------------------------------------------------
+
+#: A Sleep-EDF / AASM-like polysomnography montage: every channel typed EEG by the EDF reader.
+SLEEP_CHANNELS = [
+    "EEG Fpz-Cz", "EEG Pz-Oz", "C3-A2", "EOG horizontal", "LOC", "ROC", "EMG submental", "Chin",
+    "ECG", "Resp oro-nasal", "Thor", "Temp rectal", "SpO2", "Pleth", "Photic", "Event marker",
+]
+
+
+def _sleep_edf(folder: Path) -> Path:
+    pytest.importorskip("edfio", reason="edfio (test extra) is needed to export EDF with mne.export")
+    rng = np.random.default_rng(6)
+    data = rng.normal(0, 2e-5, (len(SLEEP_CHANNELS), 100 * 40))
+    raw = mne.io.RawArray(data, mne.create_info(SLEEP_CHANNELS, 100.0, "eeg"), verbose="error")
+    path = folder / "SC4001E0-PSG.edf"
+    mne.export.export_raw(path, raw, fmt="EDF", verbose="error")
+    return path
+
+
+def test_sleep_edf_channels_typed_from_their_names(tmp_path):
+    path = _sleep_edf(tmp_path)
+    assert set(mne.io.read_raw_edf(path, verbose="error").get_channel_types()) == {"eeg"}  # what the file says
+    result = read_source(discover(tmp_path).sources[0])
+    types = dict(zip(result.channels["orig_name"], result.channels["type"], strict=True))
+    assert types == {
+        "EEG Fpz-Cz": "eeg", "EEG Pz-Oz": "eeg", "C3-A2": "eeg", "EOG horizontal": "eog", "LOC": "eog",
+        "ROC": "eog", "EMG submental": "emg", "Chin": "emg", "ECG": "ecg",
+    }  # respiration, temperature, oximetry and marker channels are not store types: left out
+    typed = next(w for w in result.warnings if "typed from their names" in w)
+    for expected in ("resp (not a store type: left out): Resp oro-nasal, Thor", "temperature (not a store type: "
+                     "left out): Temp rectal", "bio (not a store type: left out): SpO2, Pleth",
+                     "stim (not a store type: left out): Photic, Event marker"):
+        assert expected in typed
+    outside = next(w for w in result.warnings if "outside the 10-05 system" in w)
+    assert outside.startswith("2 of 3 EEG channels") and "EEG Fpz-Cz" in outside and "C3-A2" not in outside
+    assert result.events.empty  # name-typed stim channels are not read as trigger channels
+
+
+def test_sleep_edf_keeps_non_eeg_out_of_reference_and_vocabulary(tmp_path):
+    from brainfm.loading import build_window_index
+    from brainfm.preprocessing.run import preprocess
+    from brainfm.store import open_store
+
+    folder = tmp_path / "sleep"
+    folder.mkdir()
+    _sleep_edf(folder)
+    store_path = tmp_path / "store"
+    summary = preprocess(folder, store_path)
+    assert summary.failed == [] and len(summary.processed) == 1
+    store = open_store(store_path)
+    recording = store[next(iter(store))]
+    table = recording.channels
+    assert sorted(set(table["type"])) == ["ecg", "eeg", "emg", "eog"]
+    eeg = table.index[table["type"] == "eeg"].to_numpy()
+    signal = np.asarray(recording.signal[:], dtype=np.float64)
+    # the average reference is taken over the three EEG channels only
+    np.testing.assert_allclose(signal[eeg].mean(axis=0), 0.0, atol=1e-9)
+    assert np.abs(signal[table.index[table["type"] != "eeg"]].mean(axis=0)).max() > 1e-7
+    tokens = build_window_index(store_path, window_s=2.0).channel_vocabulary.tokens
+    assert [t for t in tokens if t.startswith("eeg:")] == ["eeg:Fpz-Cz", "eeg:Pz-Oz"]  # C3-A2 is C3
+    for name in ("Resp", "Temp", "SpO2", "Pleth", "Photic", "Event", "LOC", "ROC", "Chin", "EMG", "EOG"):
+        assert not any(name in t for t in tokens), name
+
+
+# --- MEG sensor types from the coil (issue 6, item 11) ------------------------------------------
+
+FIFF_REF_MEG = mne.io.constants.FIFF.FIFFV_REF_MEG_CH
+
+
+@pytest.mark.parametrize(
+    ("relpath", "expected"),
+    [
+        ("meg/fif/test_move_anon_erm_raw.fif", {("grad", "FIFFV_COIL_VV_PLANAR_T1", 2): 204,
+                                                ("mag", "FIFFV_COIL_VV_MAG_T3", 1): 102}),
+        ("meg/ctf/testdata_ctf_short_discontinuous.ds", {("mag", "FIFFV_COIL_CTF_GRAD", 2): 273}),
+        ("meg/kit/test.sqd", {("mag", "FIFFV_COIL_KIT_GRAD", 2): 157}),
+    ],
+)
+def test_meg_sensor_types_from_the_coil(read, relpath, expected):
+    """Elekta planar -> 2, Elekta magnetometer -> 1, CTF and KIT axial gradiometers -> 2
+    (BrainOmni's EEG 0 / MAG 1 / GRAD 2), though MNE types the axial ones "mag"."""
+    from brainfm.data.coils import coil_class, sensor_type_ids
+
+    table = read(relpath).channels
+    meg = table[table["type"].isin(["mag", "grad"])]
+    ids = sensor_type_ids(meg["type"].tolist(), meg["coil_type"].tolist())
+    assert dict(Counter(zip(meg["type"], meg["coil_type"], ids.tolist(), strict=True))) == expected
+    # reference sensors (CTF: 28, KIT: 3) are left out of the table; their coils are references
+    raw = read(relpath).raw
+    refs = [ch for ch in raw.info["chs"] if ch["kind"] == FIFF_REF_MEG]
+    assert all(coil_class(str(int(ch["coil_type"]))).startswith("reference") for ch in refs)
+    assert not set(table["orig_name"]) & {ch["ch_name"] for ch in refs}
+
+
+def test_ctf_compensation_grade_stored_apart_from_the_coil(shared_data, tmp_path):
+    """A CTF recording at third-order gradient compensation (MNE: coil type 3 << 16 | 5001)."""
+    from brainfm.data import Identity, Recording
+    from brainfm.data.geometry import fill_geometry
+    from brainfm.loading import build_window_index
+    from brainfm.preprocessing.readers import build_channel_table
+    from brainfm.store import StoreWriter, open_store
+
+    raw = mne.io.read_raw_ctf(shared_data / "meg" / "ctf" / "testdata_ctf_short_discontinuous.ds", verbose="error")
+    raw.apply_gradient_compensation(3, verbose="error")
+    assert {int(ch["coil_type"]) for ch in raw.info["chs"] if ch["kind"] == mne.io.constants.FIFF.FIFFV_MEG_CH} == {201609}
+    table = build_channel_table(raw)
+    fill_geometry(table, raw.info)
+    meg = table["type"] == "mag"
+    assert set(table.loc[meg, "coil_type"]) == {"FIFFV_COIL_CTF_GRAD"}
+    assert set(table.loc[meg, "compensation_grade"]) == {3} and set(table.loc[~meg, "compensation_grade"]) == {0}
+    signal = np.zeros((len(table), 600), dtype=np.float32)
+    recording = Recording(signal, 1200.0, Identity("ctf", subject="01"), table, source={"path": "x", "sha256": "0"})
+    StoreWriter(tmp_path / "store").write(recording)
+    stored = open_store(tmp_path / "store")["ctf_sub-01"].channels
+    assert stored["compensation_grade"].dtype == np.int64
+    assert stored["compensation_grade"].tolist() == table["compensation_grade"].tolist()
+    assert stored["coil_type"].tolist() == table["coil_type"].tolist()
+    layout = build_window_index(tmp_path / "store", window_s=0.25).layouts[0]
+    assert set(layout.sensor_type[np.array(layout.types) == "mag"].tolist()) == {2}

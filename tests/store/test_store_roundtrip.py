@@ -252,3 +252,33 @@ def test_stray_partial_metadata_file_from_a_killed_writer_is_not_a_recording(tmp
     store = open_store(path)  # pytest turns Zarr's "not recognized" warning into an error
     assert list(store) == [rid]
     assert check_store(store) == {}
+
+
+def test_stores_written_before_compensation_grades_and_frames_still_read(tmp_path):
+    """A v1 store written before ``compensation_grade`` existed (coil types stored as bare
+    numbers such as ``201609``; unknown positions NaN) reads, checks clean and loads with
+    CTF gradiometers typed GRAD and a position mask derived from the NaN positions."""
+    from brainfm.loading import build_window_index
+
+    recording = _recording()
+    recording.channels.loc[3, ["x", "y", "z", "frame"]] = [0.0, 0.05, 0.09, "head"]
+    StoreWriter(tmp_path / "s").write(recording)
+    group = zarr.open_group(tmp_path / "s" / "recordings" / recording.recording_id, mode="r+")
+    table = dict(group.attrs["channels"])
+    assert table["compensation_grade"] == [0] * 5 and table["coil_type"] == [""] * 5
+    del table["compensation_grade"]
+    table["type"] = ["eeg", "eeg", "eeg", "mag", "mag"]
+    table["coil_type"] = ["", "", "", "201609", "3022"]  # CTF gradiometer at grade 3; VV magnetometer
+    group.attrs.update({"channels": table})
+
+    store = open_store(tmp_path / "s")
+    assert check_store(store) == {}
+    channels = store[recording.recording_id].channels
+    assert channels["coil_type"].tolist() == ["", "", "", "FIFFV_COIL_CTF_GRAD", "FIFFV_COIL_VV_MAG_T1"]
+    assert channels["compensation_grade"].tolist() == [0, 0, 0, 3, 0]
+    layout = build_window_index(tmp_path / "s", window_s=1.0, channel_types=["eeg", "mag"]).layouts[0]
+    assert layout.sensor_type.tolist() == [0, 0, 0, 2, 1]
+    # NaN: no position; channel 0 has coordinates but no frame, which no reader can place
+    assert layout.pos_mask.tolist() == [False, False, False, True, False]
+    assert layout.frame_ids.tolist() == [-1, -1, -1, 0, -1]
+    assert layout.sensor_pos[:3].tolist() == [[0.0] * 6] * 3
