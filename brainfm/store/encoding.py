@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bitround_", "channel_stats", "signal_chunk_times", "signal_compressors"]
+__all__ = ["bitround", "bitround_config", "channel_stats", "signal_chunk_times", "signal_compressors"]
 
 
 def signal_chunk_times(n_channels: int, n_times: int, chunk_mib: float = 2.0) -> int:
@@ -62,35 +62,56 @@ def signal_compressors(compression: str, clevel: int, shuffle: str) -> tuple[lis
     return [codec], {"name": "blosc", "cname": compression, "clevel": clevel, "shuffle": shuffle}
 
 
-def bitround_(block: np.ndarray, keepbits: int) -> np.ndarray:
-    """Round float32 mantissas to ``keepbits`` bits in place (round to nearest).
+def bitround(block: np.ndarray, keepbits: int) -> np.ndarray:
+    """Round float32 mantissas to ``keepbits`` bits with :class:`numcodecs.BitRound`.
 
-    Zeroed low mantissa bits compress far better; the relative error of one sample is at
-    most ``2 ** -(keepbits + 1)``.
+    Zeroed low mantissa bits compress far better; rounding is to nearest (ties to even), so
+    the relative error of one sample is at most ``2 ** -(keepbits + 1)``. The rounded values
+    are stored as ordinary float32 (no filter in the Zarr codec pipeline), so any Zarr reader
+    reads them, and stores rounded by earlier brainfm versions read the same way.
 
     Parameters
     ----------
     block : numpy.ndarray of float32
-        Finite values, modified in place.
+        Finite values (left unchanged).
     keepbits : int
         Mantissa bits to keep, 1 to 23 (23 keeps everything).
 
     Returns
     -------
-    block : numpy.ndarray
-        The same array.
+    rounded : numpy.ndarray of float32
+        A rounded copy, same shape (``block`` itself when ``keepbits`` is 23).
     """
+    from numcodecs import BitRound
+
     if block.dtype != np.float32:
-        raise TypeError(f"bitround_ needs float32 data, got {block.dtype}.")
+        raise TypeError(f"bitround needs float32 data, got {block.dtype}.")
     if not 1 <= keepbits <= 23:
         raise ValueError(f"keepbits must lie in [1, 23], got {keepbits!r}.")
     if keepbits == 23:
         return block
-    drop = 23 - keepbits
-    bits = block.view(np.uint32)
-    bits += np.uint32(1 << (drop - 1))
-    bits &= np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)
-    return block
+    return np.asarray(BitRound(keepbits).encode(block)).view(np.float32).reshape(block.shape)
+
+
+def bitround_config(keepbits: int | None) -> dict[str, Any] | None:
+    """The numcodecs configuration of the rounding, as recorded in ``signal_encoding.bitround``.
+
+    Parameters
+    ----------
+    keepbits : int | None
+        Mantissa bits kept, or None (no rounding).
+
+    Returns
+    -------
+    config : dict | None
+        ``{"id": "bitround", "keepbits": keepbits}`` (:meth:`numcodecs.BitRound.get_config`),
+        or None.
+    """
+    if keepbits is None:
+        return None
+    from numcodecs import BitRound
+
+    return dict(BitRound(keepbits).get_config())
 
 
 #: Median and IQR use at most this many evenly spaced samples per channel.

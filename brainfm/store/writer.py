@@ -20,7 +20,7 @@ from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS
 from brainfm.data.recording import Recording
 from brainfm.errors import StoreFormatError
 from brainfm.store._json import to_json
-from brainfm.store.encoding import bitround_, channel_stats, signal_chunk_times, signal_compressors
+from brainfm.store.encoding import bitround, bitround_config, channel_stats, signal_chunk_times, signal_compressors
 from brainfm.store.format import (
     COMPRESSIONS,
     EVENT_FIELDS,
@@ -201,9 +201,9 @@ class StoreWriter:
         )
         block = chunk_times * 8
         for start in range(0, n_times, block):
-            values = np.array(recording.signal[:, start : start + block], dtype=np.float32, copy=True)
+            values = np.asarray(recording.signal[:, start : start + block], dtype=np.float32)
             if bitround_keepbits is not None:
-                bitround_(values, bitround_keepbits)
+                values = bitround(values, bitround_keepbits)
             signal[:, start : start + values.shape[1]] = values
 
         stats = channel_stats(recording.signal)
@@ -251,6 +251,7 @@ class StoreWriter:
                 "compressor": codec,
                 "chunk_times": int(chunk_times),
                 "bitround_keepbits": bitround_keepbits,
+                "bitround": bitround_config(bitround_keepbits),
             },
         }
         # One metadata write with everything, then the last one: the recording becomes
