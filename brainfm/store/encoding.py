@@ -13,7 +13,11 @@ def signal_chunk_times(n_channels: int, n_times: int, chunk_mib: float = 2.0) ->
     """Pick the time length of a signal chunk holding about ``chunk_mib`` MiB of float32.
 
     The length is a power of two between 256 and 65536 samples, and never more than the
-    recording (so short recordings are one chunk).
+    recording (so short recordings are one chunk). Zarr stores the last chunk of a recording
+    at full size, so when a length up to 4x shorter pads the recording much less (by more
+    than 1/64 of its length), the shorter one is taken: a 3-minute 21-channel recording at
+    256 Hz (46,592 samples) is 3 chunks of 16,384 samples (5% padding), not 2 of 32,768
+    (41%), which an uncompressed store would write to disk as it is.
 
     Parameters
     ----------
@@ -31,7 +35,15 @@ def signal_chunk_times(n_channels: int, n_times: int, chunk_mib: float = 2.0) ->
     """
     target = chunk_mib * 2**20 / (4 * max(n_channels, 1))
     power = int(np.clip(np.round(np.log2(max(target, 1.0))), 8, 16))
-    return int(max(1, min(2**power, n_times)))
+    if n_times <= 2**power:
+        return int(max(1, n_times))
+    candidates = [2**p for p in range(max(8, power - 2), power + 1)]
+
+    def stored(length: int) -> int:  # samples written, the last chunk padded
+        return -(-n_times // length) * length
+
+    least = min(stored(length) for length in candidates)
+    return max(length for length in candidates if stored(length) <= least + n_times / 64)
 
 
 def signal_compressors(compression: str, clevel: int, shuffle: str) -> tuple[list[Any] | None, dict[str, Any] | None]:

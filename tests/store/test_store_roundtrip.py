@@ -219,6 +219,21 @@ def test_chunk_times_targets_size():
     assert signal_chunk_times(64, 10**7, 2.0) == 8192
     assert signal_chunk_times(306, 10**7, 2.0) == 2048
     assert signal_chunk_times(64, 1000, 2.0) == 1000  # short recording: one chunk
+    # 3 min of 21 channels at 256 Hz: 3 chunks of 16384 (5% padding), not 2 of 32768 (41%)
+    assert signal_chunk_times(21, 46_592, 2.0) == 16_384
+
+
+def test_chunk_times_pad_little():
+    """The last chunk is stored full size: the padding stays under a quarter chunk (+ 1/64)."""
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        n_channels, n_times = int(rng.integers(1, 400)), int(rng.integers(1, 10**7))
+        length = signal_chunk_times(n_channels, n_times, 2.0)
+        assert length == n_times or (length & (length - 1) == 0 and 256 <= length <= 65536)
+        target = 2 ** int(np.clip(np.round(np.log2(2 * 2**20 / (4 * n_channels))), 8, 16))
+        assert length >= min(target // 4, n_times) and length <= target
+        padding = -(-n_times // length) * length - n_times
+        assert padding <= max(target // 4, 256) + n_times / 64, (n_channels, n_times, length)
 
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
