@@ -20,7 +20,13 @@ from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS
 from brainfm.data.recording import Recording
 from brainfm.errors import StoreFormatError
 from brainfm.store._json import to_json
-from brainfm.store.encoding import bitround, bitround_config, channel_stats, signal_chunk_times, signal_compressors
+from brainfm.store.encoding import (
+    bitround,
+    bitround_config,
+    channel_stats,
+    signal_chunk_times,
+    signal_compressors,
+)
 from brainfm.store.format import (
     COMPRESSIONS,
     EVENT_FIELDS,
@@ -151,7 +157,7 @@ class StoreWriter:
         recording: Recording,
         *,
         chunk_mib: float = 2.0,
-        compression: str = "lz4",
+        compression: str = "none",
         clevel: int = 5,
         shuffle: str | None = None,
         bitround_keepbits: int | None = None,
@@ -164,8 +170,9 @@ class StoreWriter:
             The recording.
         chunk_mib : float
             Target uncompressed size of one signal chunk.
-        compression : "lz4" | "zstd" | "none"
-            Blosc codec of the signal (see :func:`~brainfm.store.encoding.signal_compressors`).
+        compression : "none" | "lz4" | "zstd"
+            Blosc codec of the signal, or none (the default: fastest to load; see
+            :func:`~brainfm.store.encoding.signal_compressors` and ``docs/benchmarks.md``).
         clevel : int
             Compression level (1-9).
         shuffle : "shuffle" | "bitshuffle" | None
