@@ -21,6 +21,18 @@ Usage (data is written under --workdir, outside the repository; never commit it)
     python bench/loading_throughput.py --workdir /work/bench-loading \\
         --braindecode-python /work/bench-venv/bin/python
 
+With ``--real DATA`` the signal encodings (:data:`ENCODINGS`: none, lz4, zstd, 12-bit
+mantissa rounding + zstd) are compared on real recordings instead: the EEG datasets of
+:data:`REAL_DATASETS` under ``DATA/eeg`` are preprocessed with the default recipe, and each
+encoding's stored size and error is printed per dataset; then the 64-channel recordings of
+:data:`REAL_THROUGHPUT_DATASET` are repeated to ``--hours`` (each copy a recording and a
+file of its own) and written as one store per encoding, as ``.npy`` and as FIF, and every
+encoding's store is timed as training reads it (z-score, chunk-aware shuffle) against the
+same references::
+
+    python bench/loading_throughput.py --real DATA --hours 3 --rounds 3 --max-s 5 \\
+        --workdir /tmp/bench-encodings --braindecode-python /work/bench-venv/bin/python
+
 braindecode 1.8.1 imports torchaudio, so it runs in its own environment (a subprocess);
 pass ``--braindecode-python`` to include it. ``--big-gb 0`` skips the memory test.
 
@@ -99,7 +111,10 @@ def write_data(workdir: Path, hours: float, n_channels: int, sfreq: float, recor
 
 
 def write_store(workdir: Path, sfreq: float, compression: str) -> Path:
-    """The .npy recordings as a brainfm store with the given signal codec (skipped when present)."""
+    """The .npy recordings as a brainfm store with the given signal encoding (skipped when present).
+
+    ``compression`` names an entry of :data:`ENCODINGS` (``"bitround12+zstd"``...).
+    """
     from brainfm.data import Identity, Recording
     from brainfm.store import StoreWriter
 
@@ -111,9 +126,141 @@ def write_store(workdir: Path, sfreq: float, compression: str) -> Path:
     for i, file in enumerate(sorted((workdir / "npy").glob("*.npy"))):
         signal = np.load(file)
         writer.write(Recording(signal, sfreq, Identity("synth", subject=f"{i:03d}"), _channels(len(signal))),
-                     compression=compression)
+                     **ENCODINGS[compression])
     marker.write_text("done")
     return path
+
+
+# -- real recordings --------------------------------------------------------------------------
+
+#: Signal encodings compared: name -> ``StoreWriter.write`` keywords (blosc level 5, the default).
+ENCODINGS: dict[str, dict] = {
+    "none": {"compression": "none"},
+    "lz4": {"compression": "lz4"},
+    "zstd": {"compression": "zstd"},
+    "bitround12+zstd": {"compression": "zstd", "bitround_keepbits": 12},
+}
+#: Real EEG datasets of ``--real`` (folders under DATA/eeg), preprocessed with the default recipe.
+REAL_DATASETS = ("eegmmidb", "eegmat", "ssvep-exo")
+#: The dataset whose recordings are repeated to make the throughput stores (64 channels, like
+#: the synthetic setup).
+REAL_THROUGHPUT_DATASET = "eegmmidb"
+
+
+def preprocess_real(data: Path, workdir: Path) -> Path:
+    """The real EEG datasets through the default recipe into one uncompressed store (skipped when present)."""
+    from brainfm.preprocessing.run import preprocess
+
+    store = workdir / "preprocessed"
+    marker = workdir / "preprocessed.done"
+    if marker.exists():
+        return store
+    recipe = workdir / "default-uncompressed.yaml"
+    recipe.write_text("name: default-uncompressed\nextends: default\nwrite: {compression: none}\n")
+    for name in REAL_DATASETS:
+        summary = preprocess(data / "eeg" / name, store, recipe=recipe, dataset=name)
+        print(f"  {name}: {len(summary.processed)} stored, {len(summary.failed)} failed", flush=True)
+    marker.write_text("done")
+    return store
+
+
+def _stored_recordings(store: Path, dataset: str | None = None) -> list:
+    from brainfm.store import open_store
+
+    opened = open_store(store)
+    return [opened[rid] for rid in opened if dataset is None or opened[rid].dataset == dataset]
+
+
+def chunk_bytes(store: Path) -> int:
+    """Bytes of the signal chunks of a store (metadata, tables and statistics left out)."""
+    return sum(f.stat().st_size for f in store.glob("recordings/*/signal/c/**/*") if f.is_file())
+
+
+def encoding_table(preprocessed: Path, workdir: Path) -> list[dict]:
+    """Stored size and error of each encoding on every real recording, dataset by dataset.
+
+    Each recording is written into one store per encoding (``StoreWriter.write``, as
+    preprocessing does) and read back whole (Zarr). The sizes are those of the signal chunks
+    on disk (the last chunk of a recording is stored at full size, so an uncompressed store
+    can be a little larger than the float32 signal); the error is that of the stored values
+    against the exact ones, relative RMS over all samples (0 for lossless encodings). Speed is
+    what the throughput rows measure.
+    """
+    import shutil
+
+    from brainfm.data import Identity, Recording
+    from brainfm.store import StoreWriter, open_store
+
+    rows = []
+    for dataset in REAL_DATASETS:
+        recordings = _stored_recordings(preprocessed, dataset)
+        signals = [np.asarray(rec.signal[:]) for rec in recordings]
+        raw_bytes = sum(x.nbytes for x in signals)
+        power = sum(float(np.sum(x.astype(np.float64) ** 2)) for x in signals)
+        for name, kwargs in ENCODINGS.items():
+            path = workdir / "encoding-table" / f"{dataset}_{name}"
+            shutil.rmtree(path, ignore_errors=True)
+            writer = StoreWriter(path)
+            ids = [writer.write(Recording(signal, rec.sfreq, Identity(dataset, subject=rec.id), rec.channels),
+                                **kwargs) for rec, signal in zip(recordings, signals, strict=True)]
+            opened = open_store(path)
+            squared = sum(float(np.sum((np.asarray(opened[rid].signal[:], dtype=np.float64) - x) ** 2))
+                          for rid, x in zip(ids, signals, strict=True))
+            stored = chunk_bytes(path)
+            rows.append({"dataset": dataset, "encoding": name, "recordings": len(recordings),
+                         "channels": sorted({rec.n_channels for rec in recordings}),
+                         "hours": sum(rec.duration_s for rec in recordings) / 3600,
+                         "float32_mb": raw_bytes / 1e6, "stored_mb": stored / 1e6,
+                         "ratio": raw_bytes / max(stored, 1), "rel_rms_error": float(np.sqrt(squared / power))})
+    return rows
+
+
+def write_real_data(preprocessed: Path, workdir: Path, hours: float) -> dict:
+    """The 64-channel real recordings repeated to ``hours``, as .npy and FIF files (skipped when present).
+
+    Each copy is a file of its own (and, in the stores, a recording of its own), so that every
+    reader maps, caches and decodes as many distinct bytes as it would for as many distinct
+    recordings; the signal of each copy is that of one real preprocessed recording.
+    """
+    import mne
+
+    recordings = _stored_recordings(preprocessed, REAL_THROUGHPUT_DATASET)
+    total_s = sum(rec.duration_s for rec in recordings)
+    copies = int(np.ceil(hours * 3600 / total_s))
+    marker = workdir / f"data-real-{copies}x{len(recordings)}.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    (workdir / "fif").mkdir(parents=True, exist_ok=True)
+    (workdir / "npy").mkdir(exist_ok=True)
+    sfreq = recordings[0].sfreq
+    n_channels = recordings[0].n_channels
+    for copy in range(copies):
+        for j, rec in enumerate(recordings):
+            signal = np.asarray(rec.signal[:])
+            if rec.sfreq != sfreq or len(signal) != n_channels:
+                raise RuntimeError(f"{rec.id}: {len(signal)} channels at {rec.sfreq} Hz; the throughput "
+                                   f"stores need {n_channels} at {sfreq} Hz")
+            stem = f"rec{copy:03d}_{j}"
+            info = mne.create_info([f"E{i:03d}" for i in range(n_channels)], sfreq, "eeg")
+            mne.io.RawArray(signal, info, verbose="error").save(workdir / "fif" / f"{stem}_raw.fif", fmt="single",
+                                                                overwrite=True, verbose="error")
+            np.save(workdir / "npy" / f"{stem}.npy", signal)
+    n_times = sum(rec.n_times for rec in recordings) * copies
+    meta = {"n_recordings": copies * len(recordings), "n_times": n_times, "n_channels": n_channels,
+            "sfreq": sfreq, "hours": n_times / sfreq / 3600, "copies": copies,
+            "sources": [rec.id for rec in recordings]}
+    marker.write_text(json.dumps(meta))
+    return meta
+
+
+def print_encoding_table(rows: list[dict]) -> None:
+    print("\nencodings on real recordings (default recipe; blosc level 5, ~2 MiB chunks); "
+          "ratio = float32 bytes / stored chunk bytes")
+    print(f"{'dataset':10s} {'encoding':16s} {'recs':>4s} {'hours':>5s} {'float32 MB':>10s} {'stored MB':>9s} "
+          f"{'ratio':>6s} {'rel RMS error':>13s}")
+    for r in rows:
+        print(f"{r['dataset']:10s} {r['encoding']:16s} {r['recordings']:4d} {r['hours']:5.2f} {r['float32_mb']:10.1f} "
+              f"{r['stored_mb']:9.1f} {r['ratio']:6.2f} {r['rel_rms_error']:13.1e}")
 
 
 def warm_page_cache(folders: list[Path]) -> float:
@@ -313,6 +460,35 @@ def write_big_store(workdir: Path, min_gb: float, sfreq: float, compression: str
 CODECS = ("lz4", "zstd", "none")
 
 
+def plan_real_rows(workdir: Path, window: int, braindecode_python: str | None,
+                   encodings: tuple[str, ...] = tuple(ENCODINGS)) -> list[tuple[str, object, set[int] | None]]:
+    """The rows of ``--real``: each encoding's store as training reads it (z-score, chunk-aware shuffle)."""
+    rows: list[tuple[str, object, set[int] | None]] = []
+    for codec in encodings:
+        rows.append((f"brainfm {codec} store, zscore", lambda w, b, t, c=codec: bench_brainfm(
+            workdir / f"store_{c}", w, "chunk", "zscore", b, t), None))
+    # Without workers brainfm's gather, normalisation and decoding use torch's and blosc's
+    # threads; on a loaded machine a second thread can cost more than it gains. With one:
+    for codec in encodings:
+        rows.append((f"brainfm {codec} store, zscore, 1 thread", lambda w, b, t, c=codec: bench_brainfm(
+            workdir / f"store_{c}", w, "chunk", "zscore", b, t, threads=1), {0}))
+    return rows + reference_rows(workdir, window, braindecode_python)
+
+
+def reference_rows(workdir: Path, window: int, braindecode_python: str | None) -> list[tuple[str, object, set[int] | None]]:
+    """The .npy reader (first and second epoch) and braindecode on the same recordings."""
+    rows: list[tuple[str, object, set[int] | None]] = []
+    rows.append(("memory-mapped .npy", lambda w, b, t: bench_npy(workdir / "npy", window, w, b, t), None))
+    # A long run maps each page once: the .npy reader's later epochs skip the page faults
+    # (brainfm maps and unmaps chunks, so every epoch is like its first).
+    rows.append(("memory-mapped .npy, 2nd epoch", lambda w, b, t: bench_npy(
+        workdir / "npy", window, w, b, t, second_epoch=True), None))
+    if braindecode_python:
+        rows.append(("braindecode 1.8.1 FIF lazy", lambda w, b, t: bench_braindecode(
+            braindecode_python, workdir / "fif", window, w, b, t), None))
+    return rows
+
+
 def plan_rows(workdir: Path, window: int, braindecode_python: str | None) -> list[tuple[str, object, set[int] | None]]:
     """(name, function of (workers, max_batches, max_s) -> (rate, n), worker counts or None for all)."""
     rows: list[tuple[str, object, set[int] | None]] = []
@@ -329,15 +505,7 @@ def plan_rows(workdir: Path, window: int, braindecode_python: str | None) -> lis
     for codec in ("none", "lz4"):
         rows.append((f"brainfm {codec} store, zscore, uniform", lambda w, b, t, c=codec: bench_brainfm(
             workdir / f"store_{c}", w, "uniform", "zscore", b, t), None))
-    rows.append(("memory-mapped .npy", lambda w, b, t: bench_npy(workdir / "npy", window, w, b, t), None))
-    # A long run maps each page once: the .npy reader's later epochs skip the page faults
-    # (brainfm maps and unmaps chunks, so every epoch is like its first).
-    rows.append(("memory-mapped .npy, 2nd epoch", lambda w, b, t: bench_npy(
-        workdir / "npy", window, w, b, t, second_epoch=True), None))
-    if braindecode_python:
-        rows.append(("braindecode 1.8.1 FIF lazy", lambda w, b, t: bench_braindecode(
-            braindecode_python, workdir / "fif", window, w, b, t), None))
-    return rows
+    return rows + reference_rows(workdir, window, braindecode_python)
 
 
 def main() -> None:
@@ -354,18 +522,39 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--big-gb", type=float, default=10.5, help="size of the memory-test stores; 0 skips them")
     parser.add_argument("--big-codecs", nargs="+", default=["lz4", "none"], help="codecs of the memory-test stores")
+    parser.add_argument("--real", type=Path, default=None, metavar="DATA",
+                        help="measure the encodings on the real recordings of DATA/eeg instead of synthetic EEG: "
+                             "their sizes (every dataset of REAL_DATASETS) and the throughput of their stores "
+                             f"({REAL_THROUGHPUT_DATASET} repeated to --hours)")
+    parser.add_argument("--encodings", nargs="+", default=list(ENCODINGS), choices=list(ENCODINGS),
+                        help="with --real: the encodings whose stores are timed (all are sized)")
     parser.add_argument("--memory-child", nargs=3, metavar=("STORE", "WORKERS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child[0], int(args.memory_child[1]), args.memory_child[2])
         return
 
-    print(f"writing {args.hours} h of {args.channels}-channel EEG at {args.sfreq:g} Hz to {args.workdir}", flush=True)
-    meta = write_data(args.workdir, args.hours, args.channels, args.sfreq, args.recording_min)
-    for codec in CODECS:
+    if args.real is not None:
+        real = args.workdir / f"real-{args.hours:g}h"
+        real.mkdir(parents=True, exist_ok=True)
+        print(f"preprocessing {', '.join(REAL_DATASETS)} from {args.real / 'eeg'} (default recipe)", flush=True)
+        preprocessed = preprocess_real(args.real, real)
+        table = encoding_table(preprocessed, real)
+        print_encoding_table(table)
+        (real / "encodings.json").write_text(json.dumps(table, indent=1))
+        meta = write_real_data(preprocessed, real, args.hours)
+        print(f"throughput stores: {REAL_THROUGHPUT_DATASET} ({len(meta['sources'])} recordings) repeated "
+              f"{meta['copies']}x", flush=True)
+        args.workdir, args.sfreq, args.channels, args.big_gb = real, meta["sfreq"], meta["n_channels"], 0.0
+        codecs: tuple[str, ...] = tuple(args.encodings)
+    else:
+        print(f"writing {args.hours} h of {args.channels}-channel EEG at {args.sfreq:g} Hz to {args.workdir}", flush=True)
+        meta = write_data(args.workdir, args.hours, args.channels, args.sfreq, args.recording_min)
+        codecs = CODECS
+    for codec in codecs:
         write_store(args.workdir, args.sfreq, codec)
     window = int(WINDOW_S * args.sfreq)
-    sizes = {name: folder_gb(args.workdir / name) for name in (*(f"store_{c}" for c in CODECS), "fif", "npy")}
+    sizes = {name: folder_gb(args.workdir / name) for name in (*(f"store_{c}" for c in codecs), "fif", "npy")}
     print(f"data: {meta['hours']:.1f} h, {meta['n_recordings']} recordings; on disk (GB): "
           + ", ".join(f"{k} {v:.2f}" for k, v in sizes.items()), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -375,7 +564,10 @@ def main() -> None:
     seconds = warm_page_cache([args.workdir / name for name in sizes])
     print(f"page cache warmed ({seconds:.0f} s)", flush=True)
 
-    rows = plan_rows(args.workdir, window, args.braindecode_python)
+    if args.real is not None:
+        rows = plan_real_rows(args.workdir, window, args.braindecode_python, tuple(args.encodings))
+    else:
+        rows = plan_rows(args.workdir, window, args.braindecode_python)
     rates: dict[tuple[str, int], list[float]] = {}
     for round_ in range(args.rounds):
         for workers in args.workers:

@@ -91,6 +91,10 @@ def is_bids_root(folder: Path) -> bool:
 def parse_bids_name(name: str) -> tuple[dict[str, str], str, str]:
     """Split a BIDS file name into entities, suffix and extension.
 
+    The entities come from :func:`mne_bids.get_entities_from_fname` (entities mne-bids does
+    not know, such as ``hemi-``, are kept too), keyed by the short names that BIDS file names
+    use.
+
     Parameters
     ----------
     name : str
@@ -99,21 +103,23 @@ def parse_bids_name(name: str) -> tuple[dict[str, str], str, str]:
     Returns
     -------
     entities : dict of str to str
-        Key-value pairs in file order (``{"sub": "01", "ses": "eeg", "space": "CapTrak"}``).
+        Key-value pairs present in the name (``{"sub": "01", "ses": "eeg", "space": "CapTrak"}``),
+        known entities in BIDS' order, then any others.
     suffix : str
         ``"electrodes"``.
     extension : str
         ``".tsv"`` (everything from the first dot).
     """
+    import mne_bids
+    from mne_bids.config import ALLOWED_PATH_ENTITIES_SHORT
+
     base, dot, rest = name.partition(".")
-    extension = dot + rest
     parts = base.split("_")
     suffix = parts[-1] if parts and "-" not in parts[-1] else ""
-    entities = {}
-    for part in parts[:-1] if suffix else parts:
-        key, _, value = part.partition("-")
-        entities[key] = value
-    return entities, suffix, extension
+    short = {long: key for key, long in ALLOWED_PATH_ENTITIES_SHORT.items()}  # "subject" -> "sub"
+    found = mne_bids.get_entities_from_fname(base, on_error="ignore")
+    entities = {short.get(key, key): value for key, value in found.items() if value is not None}
+    return entities, suffix, dot + rest
 
 
 def read_json_sidecar(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ A recipe is YAML (``configs/preprocessing/<name>.yaml`` for the shipped ones)::
     steps:                   # in order; see brainfm.preprocessing.steps.STEPS
       - resample: {sfreq: 256}
       - notch: {freqs: line}
-    write: {chunk_mib: 2.0, compression: lz4, clevel: 5, bitround_keepbits: null}
+    write: {chunk_mib: 2.0, compression: none, clevel: 5, bitround_keepbits: null}
     on_nonfinite: raise      # or bad_channel: mark the channel bad and zero its non-finite samples
     on_event_error: raise    # or store_without_events: when the stim channel / event file cannot be read
     min_duration_s: null     # refuse shorter recordings (the steps' own needs always apply)
@@ -101,10 +101,11 @@ class WriteSpec:
     ----------
     chunk_mib : float
         Target uncompressed size of a signal chunk (all channels x a stretch of time).
-    compression : "lz4" | "zstd" | "none"
-        Blosc codec of the signal: lz4 (default; about 1.15x on float32 EEG, encodes at
-        about 1 GB/s and decodes at 3 GB/s per core), zstd (about 1.2x, 4x slower to write,
-        2.5x slower to read) or none (fastest to read).
+    compression : "none" | "lz4" | "zstd"
+        Signal codec: none (default; the fastest to load, the only one that keeps the loader
+        at or above a memory-mapped ``.npy`` reader, see ``docs/benchmarks.md``), Blosc lz4
+        (about 1.15x smaller on real EEG, about half the windows per second) or Blosc zstd
+        (about 1.2x, slower still; with ``bitround_keepbits: 12`` about 2x: for archives).
     clevel : int
         Compression level, 1-9.
     shuffle : "shuffle" | "bitshuffle" | None
@@ -116,7 +117,7 @@ class WriteSpec:
     """
 
     chunk_mib: PositiveFloat = 2.0
-    compression: Literal["lz4", "zstd", "none"] = "lz4"
+    compression: Literal["none", "lz4", "zstd"] = "none"
     clevel: int = 5
     shuffle: Literal["shuffle", "bitshuffle"] | None = None
     bitround_keepbits: int | None = None

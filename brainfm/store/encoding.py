@@ -6,14 +6,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bitround_", "channel_stats", "signal_chunk_times", "signal_compressors"]
+__all__ = ["bitround", "bitround_config", "channel_stats", "signal_chunk_times", "signal_compressors"]
 
 
 def signal_chunk_times(n_channels: int, n_times: int, chunk_mib: float = 2.0) -> int:
     """Pick the time length of a signal chunk holding about ``chunk_mib`` MiB of float32.
 
     The length is a power of two between 256 and 65536 samples, and never more than the
-    recording (so short recordings are one chunk).
+    recording (so short recordings are one chunk). Zarr stores the last chunk of a recording
+    at full size, so when a length up to 4x shorter pads the recording much less (by more
+    than 1/64 of its length), the shorter one is taken: a 3-minute 21-channel recording at
+    256 Hz (46,592 samples) is 3 chunks of 16,384 samples (5% padding), not 2 of 32,768
+    (41%), which an uncompressed store would write to disk as it is.
 
     Parameters
     ----------
@@ -31,7 +35,15 @@ def signal_chunk_times(n_channels: int, n_times: int, chunk_mib: float = 2.0) ->
     """
     target = chunk_mib * 2**20 / (4 * max(n_channels, 1))
     power = int(np.clip(np.round(np.log2(max(target, 1.0))), 8, 16))
-    return int(max(1, min(2**power, n_times)))
+    if n_times <= 2**power:
+        return int(max(1, n_times))
+    candidates = [2**p for p in range(max(8, power - 2), power + 1)]
+
+    def stored(length: int) -> int:  # samples written, the last chunk padded
+        return -(-n_times // length) * length
+
+    least = min(stored(length) for length in candidates)
+    return max(length for length in candidates if stored(length) <= least + n_times / 64)
 
 
 def signal_compressors(compression: str, clevel: int, shuffle: str) -> tuple[list[Any] | None, dict[str, Any] | None]:
@@ -39,9 +51,11 @@ def signal_compressors(compression: str, clevel: int, shuffle: str) -> tuple[lis
 
     Parameters
     ----------
-    compression : "lz4" | "zstd" | "none"
-        Blosc's lz4 (fast to write and read; the default), zstd (a few percent smaller,
-        2-4x slower) or no compression (fastest to read, largest).
+    compression : "none" | "lz4" | "zstd"
+        No compression (the default: fastest to load, about 1.15x larger than lz4), Blosc's
+        lz4 (about 1.15x smaller than float32 on real EEG; the loader then delivers about
+        half the windows per second) or zstd (about 1.2x; slower still: for archives, best
+        after mantissa rounding, about 2x).
     clevel : int
         Blosc compression level, 1-9.
     shuffle : "shuffle" | "bitshuffle"
@@ -62,35 +76,56 @@ def signal_compressors(compression: str, clevel: int, shuffle: str) -> tuple[lis
     return [codec], {"name": "blosc", "cname": compression, "clevel": clevel, "shuffle": shuffle}
 
 
-def bitround_(block: np.ndarray, keepbits: int) -> np.ndarray:
-    """Round float32 mantissas to ``keepbits`` bits in place (round to nearest).
+def bitround(block: np.ndarray, keepbits: int) -> np.ndarray:
+    """Round float32 mantissas to ``keepbits`` bits with :class:`numcodecs.BitRound`.
 
-    Zeroed low mantissa bits compress far better; the relative error of one sample is at
-    most ``2 ** -(keepbits + 1)``.
+    Zeroed low mantissa bits compress far better; rounding is to nearest (ties to even), so
+    the relative error of one sample is at most ``2 ** -(keepbits + 1)``. The rounded values
+    are stored as ordinary float32 (no filter in the Zarr codec pipeline), so any Zarr reader
+    reads them, and stores rounded by earlier brainfm versions read the same way.
 
     Parameters
     ----------
     block : numpy.ndarray of float32
-        Finite values, modified in place.
+        Finite values (left unchanged).
     keepbits : int
         Mantissa bits to keep, 1 to 23 (23 keeps everything).
 
     Returns
     -------
-    block : numpy.ndarray
-        The same array.
+    rounded : numpy.ndarray of float32
+        A rounded copy, same shape (``block`` itself when ``keepbits`` is 23).
     """
+    from numcodecs import BitRound
+
     if block.dtype != np.float32:
-        raise TypeError(f"bitround_ needs float32 data, got {block.dtype}.")
+        raise TypeError(f"bitround needs float32 data, got {block.dtype}.")
     if not 1 <= keepbits <= 23:
         raise ValueError(f"keepbits must lie in [1, 23], got {keepbits!r}.")
     if keepbits == 23:
         return block
-    drop = 23 - keepbits
-    bits = block.view(np.uint32)
-    bits += np.uint32(1 << (drop - 1))
-    bits &= np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)
-    return block
+    return np.asarray(BitRound(keepbits).encode(block)).view(np.float32).reshape(block.shape)
+
+
+def bitround_config(keepbits: int | None) -> dict[str, Any] | None:
+    """The numcodecs configuration of the rounding, as recorded in ``signal_encoding.bitround``.
+
+    Parameters
+    ----------
+    keepbits : int | None
+        Mantissa bits kept, or None (no rounding).
+
+    Returns
+    -------
+    config : dict | None
+        ``{"id": "bitround", "keepbits": keepbits}`` (:meth:`numcodecs.BitRound.get_config`),
+        or None.
+    """
+    if keepbits is None:
+        return None
+    from numcodecs import BitRound
+
+    return dict(BitRound(keepbits).get_config())
 
 
 #: Median and IQR use at most this many evenly spaced samples per channel.

@@ -20,7 +20,13 @@ from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
 from brainfm.data.recording import Recording
 from brainfm.errors import StoreFormatError
 from brainfm.store._json import to_json
-from brainfm.store.encoding import bitround_, channel_stats, signal_chunk_times, signal_compressors
+from brainfm.store.encoding import (
+    bitround,
+    bitround_config,
+    channel_stats,
+    signal_chunk_times,
+    signal_compressors,
+)
 from brainfm.store.format import (
     COMPRESSIONS,
     EVENT_FIELDS,
@@ -151,7 +157,7 @@ class StoreWriter:
         recording: Recording,
         *,
         chunk_mib: float = 2.0,
-        compression: str = "lz4",
+        compression: str = "none",
         clevel: int = 5,
         shuffle: str | None = None,
         bitround_keepbits: int | None = None,
@@ -164,8 +170,9 @@ class StoreWriter:
             The recording.
         chunk_mib : float
             Target uncompressed size of one signal chunk.
-        compression : "lz4" | "zstd" | "none"
-            Blosc codec of the signal (see :func:`~brainfm.store.encoding.signal_compressors`).
+        compression : "none" | "lz4" | "zstd"
+            Blosc codec of the signal, or none (the default: fastest to load; see
+            :func:`~brainfm.store.encoding.signal_compressors` and ``docs/benchmarks.md``).
         clevel : int
             Compression level (1-9).
         shuffle : "shuffle" | "bitshuffle" | None
@@ -201,9 +208,9 @@ class StoreWriter:
         )
         block = chunk_times * 8
         for start in range(0, n_times, block):
-            values = np.array(recording.signal[:, start : start + block], dtype=np.float32, copy=True)
+            values = np.asarray(recording.signal[:, start : start + block], dtype=np.float32)
             if bitround_keepbits is not None:
-                bitround_(values, bitround_keepbits)
+                values = bitround(values, bitround_keepbits)
             signal[:, start : start + values.shape[1]] = values
 
         stats = channel_stats(recording.signal)
@@ -253,6 +260,7 @@ class StoreWriter:
                 "compressor": codec,
                 "chunk_times": int(chunk_times),
                 "bitround_keepbits": bitround_keepbits,
+                "bitround": bitround_config(bitround_keepbits),
             },
         }
         # One metadata write with everything, then the last one: the recording becomes

@@ -119,6 +119,10 @@ def test_parse_bids_name():
         {"sub": "01", "ses": "eeg", "space": "CapTrak"}, "electrodes", ".tsv")
     assert parse_bids_name("sub-01_task-a_split-02_meg.fif") == ({"sub": "01", "task": "a", "split": "02"}, "meg", ".fif")
     assert parse_bids_name("dataset_description.json")[1] == "description"
+    # entities mne-bids does not know are kept; the order in the name does not matter
+    assert parse_bids_name("sub-01_hemi-L_space-fsaverage_electrodes.tsv")[0] == {
+        "sub": "01", "hemi": "L", "space": "fsaverage"}
+    assert parse_bids_name("sub-01_run-1_task-a_eeg.vhdr")[0] == {"sub": "01", "task": "a", "run": "1"}
 
 
 def test_recording_sidecars(shared_data):

@@ -14,7 +14,7 @@ from brainfm.data import Identity, Recording, empty_channel_table
 from brainfm.errors import StoreFormatError, StoreNotFoundError
 from brainfm.store import StoreWriter
 from brainfm.store.check import check_store
-from brainfm.store.encoding import bitround_, signal_chunk_times
+from brainfm.store.encoding import bitround, signal_chunk_times
 from brainfm.store.summary import store_info
 
 
@@ -157,13 +157,13 @@ def test_store_info_contract(tmp_path):
 def test_bitround_error_bound_and_compression(tmp_path):
     rng = np.random.default_rng(1)
     values = (rng.standard_normal(100_000) * 1e-5).astype(np.float32)
-    rounded = bitround_(values.copy(), 12)
+    rounded = bitround(values, 12)
     relative = np.abs(rounded - values) / np.abs(values)
     assert relative.max() <= 2.0**-13 * 1.0001
     assert np.any(rounded != values)
     recording = _recording(n_times=200_000)
-    StoreWriter(tmp_path / "exact.zarr").write(recording)
-    StoreWriter(tmp_path / "round.zarr").write(recording, bitround_keepbits=10)
+    StoreWriter(tmp_path / "exact.zarr").write(recording, compression="lz4")
+    StoreWriter(tmp_path / "round.zarr").write(recording, compression="lz4", bitround_keepbits=10)
     assert open_store(tmp_path / "round.zarr")[recording.recording_id].attrs["signal_encoding"]["compressor"]["shuffle"] == "bitshuffle"
 
     def size(path):
@@ -172,12 +172,68 @@ def test_bitround_error_bound_and_compression(tmp_path):
     assert size(tmp_path / "round.zarr") < 0.8 * size(tmp_path / "exact.zarr")
     stored = open_store(tmp_path / "round.zarr")[recording.recording_id]
     assert stored.attrs["signal_encoding"]["bitround_keepbits"] == 10
+    assert stored.attrs["signal_encoding"]["bitround"] == {"id": "bitround", "keepbits": 10}
+    assert open_store(tmp_path / "exact.zarr")[recording.recording_id].attrs["signal_encoding"]["bitround"] is None
+
+
+def test_bitround_is_numcodecs_rounding_to_nearest():
+    """The stored values are numcodecs' BitRound of the input: low bits zero, nearest of the grid."""
+    from numcodecs import BitRound
+
+    rng = np.random.default_rng(2)
+    values = (rng.standard_normal((3, 4096)) * 1e-5).astype(np.float32)
+    before = values.copy()
+    rounded = bitround(values, 7)
+    np.testing.assert_array_equal(values, before)  # the input is left alone
+    expected = BitRound(7).encode(values).view(np.float32).reshape(values.shape)
+    np.testing.assert_array_equal(rounded, expected)
+    assert not np.any(rounded.view(np.uint32) & np.uint32((1 << 16) - 1))  # 23 - 7 low bits dropped
+    # nearest: no neighbour on the 7-bit grid is closer than the rounded value
+    step = np.uint32(1 << 16)
+    for neighbour in (rounded.view(np.uint32) - step, rounded.view(np.uint32) + step):
+        assert np.all(np.abs(rounded - values) <= np.abs(neighbour.view(np.float32) - values))
+    assert bitround(values, 23) is values
+    with pytest.raises(ValueError, match="keepbits must lie in"):
+        bitround(values, 0)
+    with pytest.raises(TypeError, match="float32"):
+        bitround(values.astype(np.float64), 12)
+
+
+def test_store_rounded_before_numcodecs_still_reads(tmp_path):
+    """Stores rounded by the hand-written code (no ``bitround`` attribute) read and check as before."""
+    recording = _recording(n_times=4096)
+    path = tmp_path / "old.zarr"
+    StoreWriter(path).write(recording, bitround_keepbits=12)
+    group = zarr.open_group(path / "recordings" / recording.recording_id, mode="r+")
+    encoding = dict(group.attrs["signal_encoding"])
+    del encoding["bitround"]
+    group.update_attributes({"signal_encoding": encoding})
+    store = open_store(path)
+    stored = store[recording.recording_id]
+    assert stored.attrs["signal_encoding"]["bitround_keepbits"] == 12
+    np.testing.assert_array_equal(np.asarray(stored.signal[:]), bitround(recording.signal, 12))
+    assert check_store(store) == {}
 
 
 def test_chunk_times_targets_size():
     assert signal_chunk_times(64, 10**7, 2.0) == 8192
     assert signal_chunk_times(306, 10**7, 2.0) == 2048
     assert signal_chunk_times(64, 1000, 2.0) == 1000  # short recording: one chunk
+    # 3 min of 21 channels at 256 Hz: 3 chunks of 16384 (5% padding), not 2 of 32768 (41%)
+    assert signal_chunk_times(21, 46_592, 2.0) == 16_384
+
+
+def test_chunk_times_pad_little():
+    """The last chunk is stored full size: the padding stays under a quarter chunk (+ 1/64)."""
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        n_channels, n_times = int(rng.integers(1, 400)), int(rng.integers(1, 10**7))
+        length = signal_chunk_times(n_channels, n_times, 2.0)
+        assert length == n_times or (length & (length - 1) == 0 and 256 <= length <= 65536)
+        target = 2 ** int(np.clip(np.round(np.log2(2 * 2**20 / (4 * n_channels))), 8, 16))
+        assert length >= min(target // 4, n_times) and length <= target
+        padding = -(-n_times // length) * length - n_times
+        assert padding <= max(target // 4, 256) + n_times / 64, (n_channels, n_times, length)
 
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
