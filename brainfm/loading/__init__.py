@@ -2,11 +2,16 @@
 
 This is the first layer that imports torch; it builds only on brainfm's core
 (``brainfm.data``, ``brainfm.store``). See ``docs/loading.md``.
+
+``WindowDataLoader`` and ``WindowDataModule`` are imported on first access: they need
+Lightning, whose import takes seconds, and DataLoader workers started with ``spawn`` or
+``forkserver`` (Python 3.14's default on Linux) import this package to unpickle the dataset.
 """
+
+from typing import Any
 
 from brainfm.loading.batch import PAD_FRAME_ID, PAD_SENSOR_TYPE, Batch, collate_batches
 from brainfm.loading.chunks import ChunkReader, configure_worker_threads
-from brainfm.loading.datamodule import WindowDataLoader, WindowDataModule
 from brainfm.loading.dataset import WindowDataset
 from brainfm.loading.labels import NO_LABEL, RecordingLabels
 from brainfm.loading.layout import RecordingLayout, sensor_geometry
@@ -43,3 +48,11 @@ __all__ = [
     "sensortype_normalize_",
     "split_index",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("WindowDataLoader", "WindowDataModule"):
+        from brainfm.loading import datamodule
+
+        return getattr(datamodule, name)
+    raise AttributeError(f"module 'brainfm.loading' has no attribute {name!r}")

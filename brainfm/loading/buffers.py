@@ -5,49 +5,81 @@ when freed, so every use pays one page fault per 4 KiB page on first touch: for 
 256 windows x 64 channels x 512 samples (33.5 MB) that is about as long as decoding it.
 Reusing the memory avoids it, but only when the previous user is done with it.
 
-Whether anyone else still uses an array is read from its reference count: a numpy view
-keeps its ``base`` alive, and ``torch.from_numpy`` keeps the array alive through the
-tensor's storage, which every tensor view and every autograd or DataLoader reference
-shares. So an array held only by one of the lists below is free. The count an unshared
-array has is measured once at import (interpreters differ in how they count the
-references of a call), through the same function that later checks it.
+Whether anyone still uses a block of memory is followed with weak references, not with
+reference counts (``sys.getrefcount`` counts differently from one interpreter to the next:
+Python 3.14 borrows references on the stack, free-threaded builds defer them). A
+:class:`ReusableMemory` hands its memory out as a *new* numpy array each time, made with
+``numpy.frombuffer`` over a ``memoryview``. numpy makes every view of that array point at it
+(the chain of bases stops at the first array whose base is not an array), and
+``torch.from_numpy`` keeps it alive through the tensor's storage, which every tensor view,
+``tensor.numpy()`` array, autograd or DataLoader reference shares. So the array dies, and
+its weak reference with it, exactly when the last view or tensor of it is gone.
 """
 
 from __future__ import annotations
 
-import sys
+import weakref
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["SignalBuffers", "held_elsewhere"]
+__all__ = ["ReusableMemory", "SignalBuffers"]
 
 
-def _count(items: list[Any], i: int) -> int:
-    return sys.getrefcount(items[i])
-
-
-#: Reference count of an item held by its list only, as :func:`_count` sees it.
-_UNSHARED = _count([np.empty(0)], 0)
-
-
-def held_elsewhere(items: list[Any], i: int) -> bool:
-    """Whether ``items[i]`` is referenced by anything besides the list (views and tensors count).
+class ReusableMemory:
+    """A block of memory lent out as numpy arrays, free again once every array made from it is gone.
 
     Parameters
     ----------
-    items : list
-        The list holding the object.
-    i : int
-        Its position.
-
-    Returns
-    -------
-    held : bool
-        False when only the list holds it (it may then be reused).
+    memory : int | memoryview
+        A size in bytes (private memory is allocated, untouched until written) or a writable
+        memoryview to lend out (e.g. one slot of a shared mapping).
     """
-    return _count(items, i) > _UNSHARED
+
+    __slots__ = ("_lent", "_memory", "nbytes")
+
+    def __init__(self, memory: int | memoryview) -> None:
+        if isinstance(memory, memoryview):
+            self._memory = memory.cast("B")
+        else:
+            self._memory = memoryview(np.empty(int(memory), dtype=np.uint8))
+        self.nbytes = int(self._memory.nbytes)
+        self._lent: list[weakref.ref[np.ndarray]] = []
+
+    def __repr__(self) -> str:
+        return f"<ReusableMemory | {self.nbytes} bytes, {'in use' if self.in_use else 'free'}>"
+
+    @property
+    def in_use(self) -> bool:
+        """Whether an array lent by :meth:`array` (or any view or tensor of it) is still alive."""
+        self._lent = [ref for ref in self._lent if ref() is not None]
+        return bool(self._lent)
+
+    def array(self, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+        """A new C-contiguous array of ``shape`` over the start of the memory (not initialised).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The array shape.
+        dtype : numpy dtype
+            The element type.
+
+        Returns
+        -------
+        array : numpy.ndarray
+            The memory counts as in use while this array, a view of it or a tensor sharing
+            it is alive.
+        """
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape))
+        if count * dtype.itemsize > self.nbytes:
+            raise ValueError(f"An array of shape {shape} and dtype {dtype} needs {count * dtype.itemsize} bytes; "
+                             f"this memory holds {self.nbytes}.")
+        flat = np.frombuffer(self._memory, dtype=dtype, count=count)  # base: the memoryview, not an array
+        self._lent.append(weakref.ref(flat))
+        return flat.reshape(shape)
 
 
 class SignalBuffers:
@@ -65,7 +97,7 @@ class SignalBuffers:
 
     def __init__(self, n_buffers: int = 3) -> None:
         self.n_buffers = int(n_buffers)
-        self._buffers: list[np.ndarray] = []
+        self._buffers: list[ReusableMemory] = []
 
     def __getstate__(self) -> dict[str, Any]:
         return {"n_buffers": self.n_buffers, "_buffers": []}
@@ -84,15 +116,15 @@ class SignalBuffers:
             Contiguous float32; its memory is not reused while the tensor (or any view of
             it) is alive.
         """
-        numel = int(np.prod(shape))
-        free = [i for i in range(len(self._buffers)) if not held_elsewhere(self._buffers, i)]
-        fitting = [i for i in free if self._buffers[i].size >= numel]
+        nbytes = int(np.prod(shape)) * 4
+        free = [i for i, buffer in enumerate(self._buffers) if not buffer.in_use]
+        fitting = [i for i in free if self._buffers[i].nbytes >= nbytes]
         if fitting:
-            buffer = self._buffers[min(fitting, key=lambda i: self._buffers[i].size)]
+            buffer = self._buffers[min(fitting, key=lambda i: self._buffers[i].nbytes)]
         else:
-            buffer = np.empty(numel, dtype=np.float32)
+            buffer = ReusableMemory(nbytes)
             if len(self._buffers) < self.n_buffers:
                 self._buffers.append(buffer)
             elif free:  # replace a free buffer that is too small
                 self._buffers[free[0]] = buffer
-        return torch.from_numpy(buffer[:numel].reshape(shape))
+        return torch.from_numpy(buffer.array(shape))

@@ -38,7 +38,7 @@ import numpy as np
 
 from brainfm._logging import logger
 from brainfm.errors import StoreFormatError
-from brainfm.loading.buffers import held_elsewhere
+from brainfm.loading.buffers import ReusableMemory
 from brainfm.loading.layout import RecordingLayout
 from brainfm.store.format import RECORDINGS_GROUP
 
@@ -167,6 +167,29 @@ class _Source:
                 "`brainfm preprocess` on this recording's source to rewrite it."
             )
 
+    def lost_through_zarr(self, start: int, stop: int) -> None:
+        """Refuse samples ``[start, stop)`` that Zarr read as the NaN fill value (a lost chunk).
+
+        Store format v1 stores finite samples only, so a NaN read through Zarr is a chunk (or
+        shard) whose file is missing: Zarr returns the fill value for it without a word.
+        """
+        store = self.array.store
+        where = os.path.join(store.root, self.array.path) if hasattr(store, "root") else f"{store}/{self.array.path}"
+        keys = sorted({self.array.metadata.encode_chunk_key((0, i)) for i in self._grid_chunks(start, stop)})
+        files = ", ".join(os.path.join(str(where), key) for key in keys)
+        raise StoreFormatError(
+            f"{where}: samples {start} to {stop} read as NaN, the fill value of a signal chunk whose file is "
+            f"missing (the store is damaged: a partial copy or a deleted file); chunk file(s) {files}. Run "
+            "`brainfm store check` and re-run `brainfm preprocess` on this recording's source to rewrite it."
+        )
+
+    def _grid_chunks(self, start: int, stop: int) -> range:
+        """Indices along time of the stored chunks (shards when sharded) that hold ``[start, stop)``."""
+        meta = self.array.metadata.to_dict()
+        grid = (meta["chunk_grid"].get("configuration") or {}).get("chunk_shape", [0, stop])
+        step = max(int(grid[1]), 1)
+        return range(start // step, (stop - 1) // step + 1)
+
     def map(self, chunk_index: int) -> np.ndarray | None:
         """An uncompressed chunk file as a (n_channels, chunk_times) array, without a copy.
 
@@ -198,6 +221,8 @@ class _Source:
             stop = min(start + chunk_times, self.shape[1])
             out[:, : stop - start] = self.array[:, start:stop]
             out[:, stop - start :] = self.fill_value
+            if np.isnan(self.fill_value) and np.isnan(out[:, : stop - start]).any():
+                self.lost_through_zarr(start, stop)
             return
         mapping = self._map_file(chunk_index, mmap.ACCESS_READ)
         if mapping is None:
@@ -244,9 +269,10 @@ class ChunkReader:
         self.cache_bytes = int(cache_mib * 2**20)
         self._zarr_store: Any = None
         self._sources: dict[str, _Source] = {}
-        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        # decoded chunk and the memory it lies in (None for a memory-mapped chunk file)
+        self._cache: OrderedDict[tuple[int, int], tuple[np.ndarray, ReusableMemory | None]] = OrderedDict()
         self._cached_bytes = 0
-        self._spare: list[np.ndarray] = []
+        self._spare: list[ReusableMemory] = []
         self.n_decoded = 0
 
     def _source(self, layout: RecordingLayout) -> _Source:
@@ -266,17 +292,20 @@ class ChunkReader:
             self._sources[layout.recording_id] = source
         return source
 
-    def _buffer(self, shape: tuple[int, int]) -> np.ndarray:
-        """An array to decode into: a recycled one of that shape that nobody holds, else a new one."""
-        for i in range(len(self._spare)):  # no loop variable: it would count as a holder
-            if self._spare[i].shape == shape and not held_elsewhere(self._spare, i):
-                return self._spare.pop(i)
-        return np.empty(shape, dtype=np.float32)
+    def _buffer(self, shape: tuple[int, int]) -> tuple[np.ndarray, ReusableMemory]:
+        """An array to decode into: in recycled memory of that size that nobody holds, else in new memory."""
+        nbytes = shape[0] * shape[1] * 4
+        for i, memory in enumerate(self._spare):
+            if memory.nbytes == nbytes and not memory.in_use:
+                del self._spare[i]
+                return memory.array(shape), memory
+        memory = ReusableMemory(nbytes)
+        return memory.array(shape), memory
 
-    def _recycle(self, array: np.ndarray) -> None:
-        """Keep an array this reader allocated for a later decode (used only once nobody holds it)."""
-        if array.base is None:  # not a memory map
-            self._spare.append(array)
+    def _recycle(self, memory: ReusableMemory | None) -> None:
+        """Keep memory this reader allocated for a later decode (used only once nobody holds it)."""
+        if memory is not None:  # None: a memory map of a chunk file
+            self._spare.append(memory)
             if len(self._spare) > _MAX_SPARE:
                 del self._spare[0]
 
@@ -300,37 +329,39 @@ class ChunkReader:
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
-            return cached
+            return cached[0]
         source = self._source(layout)
         n_rows, chunk_times = layout.n_channels, source.chunk_shape[1]
+        memory: ReusableMemory | None
         if source.kind == "raw":
             mapped = source.map(int(chunk_index))
             if mapped is None:
-                decoded = self._buffer((n_rows, chunk_times))
+                decoded, memory = self._buffer((n_rows, chunk_times))
                 decoded.fill(source.fill_value)
             elif layout.all_rows:
-                decoded = mapped  # no copy: windows are gathered from the page cache
+                decoded, memory = mapped, None  # no copy: windows are gathered from the page cache
             else:
-                decoded = self._buffer((n_rows, chunk_times))
+                decoded, memory = self._buffer((n_rows, chunk_times))
                 np.take(mapped, layout.rows, axis=0, out=decoded)
             del mapped
         else:
-            full = self._buffer(source.chunk_shape)
+            full, full_memory = self._buffer(source.chunk_shape)
             source.read(int(chunk_index), full)
             if layout.all_rows:
-                decoded = full
+                decoded, memory = full, full_memory
             else:
-                decoded = self._buffer((n_rows, chunk_times))
+                decoded, memory = self._buffer((n_rows, chunk_times))
                 np.take(full, layout.rows, axis=0, out=decoded)
-                self._recycle(full)
+                self._recycle(full_memory)
             del full
         self.n_decoded += 1
-        self._cache[key] = decoded
+        self._cache[key] = (decoded, memory)
         self._cached_bytes += decoded.nbytes
         while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
-            _, evicted = self._cache.popitem(last=False)
+            _, (evicted, evicted_memory) = self._cache.popitem(last=False)
             self._cached_bytes -= evicted.nbytes
-            self._recycle(evicted)
+            del evicted
+            self._recycle(evicted_memory)
         return decoded
 
     def clear(self) -> None:

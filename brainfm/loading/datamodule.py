@@ -31,8 +31,7 @@ from brainfm._check import check_option, check_range, ensure_int
 from brainfm._logging import logger
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
-from brainfm.loading.chunks import configure_worker_threads
-from brainfm.loading.dataset import WindowDataset
+from brainfm.loading.dataset import WindowDataset, init_loader_worker, whole_batch_collate
 from brainfm.loading.labels import RecordingLabels
 from brainfm.loading.normalization import NORMALIZATIONS
 from brainfm.loading.samplers import SHUFFLES, WindowBatchSampler
@@ -47,16 +46,6 @@ from brainfm.loading.vocabulary import (
 from brainfm.loading.windows import WindowIndex, build_window_index
 
 __all__ = ["WindowDataLoader", "WindowDataModule"]
-
-
-def _passthrough(batch: Batch) -> Batch:
-    """collate_fn: the dataset already returns whole batches."""
-    return batch
-
-
-def _init_worker(worker_id: int) -> None:
-    """worker_init_fn: one thread per worker for torch, blosc and Zarr."""
-    configure_worker_threads(1)
 
 
 class WindowDataLoader(torch.utils.data.DataLoader):
@@ -108,9 +97,9 @@ class WindowDataLoader(torch.utils.data.DataLoader):
             dataset,
             batch_sampler=batch_sampler,
             num_workers=num_workers,
-            collate_fn=_passthrough,
+            collate_fn=whole_batch_collate,
             pin_memory=pin_memory,
-            worker_init_fn=_init_worker if num_workers > 0 else None,
+            worker_init_fn=init_loader_worker if num_workers > 0 else None,
             persistent_workers=persistent_workers and num_workers > 0,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
             multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
@@ -253,6 +242,11 @@ class WindowDataModule(L.LightningDataModule):
         Batches each worker prepares ahead.
     cache_mib : float
         Decoded-chunk cache per process in MiB.
+    multiprocessing_context : "fork" | "forkserver" | "spawn" | None
+        How worker processes start; None: the platform's default (``fork`` on Linux up to
+        Python 3.13, ``forkserver`` from 3.14, ``spawn`` on macOS and Windows). Every method
+        delivers the same batches; under ``fork`` the workers write batch signals into
+        reused shared-memory slots, under the others into a fresh shared segment per batch.
     vocabulary : str | pathlib.Path | None
         JSON file of the channel and region vocabularies: read (and extended with new names,
         unless ``freeze_vocabulary``) when it exists, written when it does not or when it
@@ -300,6 +294,7 @@ class WindowDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         prefetch_factor: int | None = None,
         cache_mib: float = 128.0,
+        multiprocessing_context: Literal["fork", "forkserver", "spawn"] | None = None,
         vocabulary: str | Path | None = None,
         sensortype_eps: dict[str, float] | None = None,
         freeze_vocabulary: bool = False,
@@ -332,6 +327,9 @@ class WindowDataModule(L.LightningDataModule):
         self.drop_last, self.pin_memory = bool(drop_last), bool(pin_memory)
         self.persistent_workers, self.prefetch_factor = bool(persistent_workers), prefetch_factor
         self.cache_mib = float(cache_mib)
+        if multiprocessing_context is not None:
+            check_option("multiprocessing_context", multiprocessing_context, tuple(multiprocessing.get_all_start_methods()))
+        self.multiprocessing_context = multiprocessing_context
         self.vocabulary = Path(vocabulary) if vocabulary is not None else None
         self.sensortype_eps = sensortype_eps
         self.freeze_vocabulary = bool(freeze_vocabulary)
@@ -509,6 +507,7 @@ class WindowDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             prefetch_factor=self.prefetch_factor,
+            multiprocessing_context=self.multiprocessing_context,
             progress=self._processed_batches if (trainer is not None and training) else None,
         )
 

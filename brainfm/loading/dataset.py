@@ -34,12 +34,42 @@ import torch
 from brainfm._check import check_option
 from brainfm.loading.batch import PAD_FRAME_ID, PAD_SENSOR_TYPE, Batch
 from brainfm.loading.buffers import SignalBuffers
-from brainfm.loading.chunks import ChunkReader
+from brainfm.loading.chunks import ChunkReader, configure_worker_threads
 from brainfm.loading.normalization import NORMALIZATIONS, channel_affine, sensortype_normalize_
 from brainfm.loading.shared_slots import SharedSlots, SlotBatch
 from brainfm.loading.windows import WindowIndex
 
-__all__ = ["WindowDataset"]
+__all__ = ["WindowDataset", "init_loader_worker", "whole_batch_collate"]
+
+
+def whole_batch_collate(batch: Batch) -> Batch:
+    """A DataLoader ``collate_fn`` for :class:`WindowDataset`: its ``__getitems__`` returns whole batches.
+
+    Parameters
+    ----------
+    batch : Batch
+        What the dataset returned.
+
+    Returns
+    -------
+    batch : Batch
+        The same batch.
+    """
+    return batch
+
+
+def init_loader_worker(worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn``: one thread per worker for torch, blosc and Zarr.
+
+    It lives here, with the dataset, so that a spawned or forkserver worker imports only
+    what the dataset needs (not Lightning, which costs seconds per worker start).
+
+    Parameters
+    ----------
+    worker_id : int
+        The DataLoader worker id.
+    """
+    configure_worker_threads(1)
 
 
 def _empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:

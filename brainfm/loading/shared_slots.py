@@ -17,7 +17,7 @@ main process before the workers start, so the workers inherit it):
   is a view of the slot, and remembers the slot;
 - :meth:`SharedSlots.release` (called by the loader for every batch it yields) marks free
   the remembered slots whose signal nothing references any more (numpy views and tensors
-  of the slot count; see :mod:`brainfm.loading.buffers`).
+  of the slot count; followed with weak references, see :mod:`brainfm.loading.buffers`).
 
 Only a worker sets a slot *in use*, only for a *free* slot it owns, and only the main
 process sets it *free*, for a slot whose batch it has received: the two never race. When
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from brainfm.loading.batch import Batch
-from brainfm.loading.buffers import held_elsewhere
+from brainfm.loading.buffers import ReusableMemory
 
 __all__ = ["SharedSlots", "SlotBatch"]
 
@@ -73,9 +73,8 @@ class SharedSlots:
         # processes forked afterwards.
         self._arena = mmap.mmap(-1, max(n_slots * self.slot_bytes, _PAGE))
         self._state = np.frombuffer(mmap.mmap(-1, _PAGE), dtype=np.uint8)[:n_slots]
-        count = self.slot_bytes // 4
-        self._owners = [np.frombuffer(self._arena, dtype=np.float32, count=count, offset=i * self.slot_bytes)
-                        for i in range(n_slots)]
+        arena = memoryview(self._arena)
+        self._slots = [ReusableMemory(arena[i * self.slot_bytes : (i + 1) * self.slot_bytes]) for i in range(n_slots)]
         self._delivered: list[int] = []
         self._lock = threading.Lock()
         _REGISTRY[self.key] = self
@@ -88,8 +87,7 @@ class SharedSlots:
         raise TypeError("SharedSlots live in one process tree (fork); they cannot be pickled.")
 
     def _tensor(self, slot: int, shape: tuple[int, ...]) -> torch.Tensor:
-        numel = int(np.prod(shape))
-        return torch.from_numpy(self._owners[slot][:numel].reshape(shape))
+        return torch.from_numpy(self._slots[slot].array(shape))
 
     def take(self, worker_id: int, shape: tuple[int, ...]) -> tuple[int, torch.Tensor] | None:
         """In a worker: a free slot of this worker as a float32 tensor of ``shape``.
@@ -132,7 +130,7 @@ class SharedSlots:
         with self._lock:
             kept = []
             for slot in self._delivered:
-                if held_elsewhere(self._owners, slot):
+                if self._slots[slot].in_use:
                     kept.append(slot)
                 else:
                     self._state[slot] = _FREE

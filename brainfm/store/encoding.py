@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bitround", "bitround_config", "channel_stats", "signal_chunk_times", "signal_compressors"]
+__all__ = ["bitround", "bitround_config", "channel_stats", "good_samples", "signal_chunk_times", "signal_compressors"]
 
 
 def signal_chunk_times(n_channels: int, n_times: int, chunk_mib: float = 2.0) -> int:
@@ -132,13 +132,37 @@ def bitround_config(keepbits: int | None) -> dict[str, Any] | None:
 QUANTILE_SAMPLES = 2**16
 
 
-def channel_stats(signal: Any, block_bytes: int = 64 * 2**20) -> np.ndarray:
+def good_samples(n_times: int, spans: np.ndarray | None) -> np.ndarray | None:
+    """The samples outside ``spans``, as a mask; None when every sample is outside them.
+
+    Parameters
+    ----------
+    n_times : int
+        Samples in the recording.
+    spans : numpy.ndarray of int, shape (n_spans, 2) | None
+        ``[start, stop)`` sample spans to leave out (``BAD`` spans,
+        :func:`brainfm.data.windows.bad_spans`); they may reach outside the recording.
+
+    Returns
+    -------
+    good : numpy.ndarray of bool, shape (n_times,) | None
+        True outside every span; None when no span touches the recording.
+    """
+    if spans is None or not len(spans):
+        return None
+    good = np.ones(n_times, dtype=bool)
+    for a, b in np.clip(np.asarray(spans, dtype=np.int64), 0, n_times).tolist():
+        good[a:b] = False
+    return None if good.all() else good
+
+
+def channel_stats(signal: Any, block_bytes: int = 64 * 2**20, *, exclude: np.ndarray | None = None) -> np.ndarray:
     """Per-channel mean, standard deviation, median and interquartile range.
 
-    Mean and standard deviation use every sample; median and IQR are exact for recordings of
-    up to :data:`QUANTILE_SAMPLES` samples and otherwise computed on that many evenly spaced
-    samples (every k-th), which is far more precise than normalisation needs and keeps the
-    cost linear.
+    Mean and standard deviation use every sample (outside ``exclude``); median and IQR are
+    exact for recordings of up to :data:`QUANTILE_SAMPLES` samples and otherwise computed on
+    that many evenly spaced samples (every k-th), which is far more precise than
+    normalisation needs and keeps the cost linear.
 
     Parameters
     ----------
@@ -147,6 +171,10 @@ def channel_stats(signal: Any, block_bytes: int = 64 * 2**20) -> np.ndarray:
     block_bytes : int
         Memory for one block of rows in float64 (the standard deviation's temporary), so that
         the cost in memory does not grow with the recording's length beyond one row.
+    exclude : numpy.ndarray of int, shape (n_spans, 2) | None
+        ``[start, stop)`` sample spans left out of the statistics (the recording's ``BAD``
+        spans, so that artefacts do not set the normalisation). When they cover every
+        sample, every sample is used.
 
     Returns
     -------
@@ -154,10 +182,15 @@ def channel_stats(signal: Any, block_bytes: int = 64 * 2**20) -> np.ndarray:
         float64 columns ``mean, std, median, iqr`` (see ``STAT_NAMES``).
     """
     n_channels, n_times = signal.shape
+    good = good_samples(n_times, exclude)
+    if good is not None and not good.any():
+        good = None  # nothing outside the spans: statistics of the whole recording rather than none
     stats = np.zeros((n_channels, 4))
     block_channels = max(1, block_bytes // (8 * max(n_times, 1)))
     for start in range(0, n_channels, block_channels):
         rows = np.asarray(signal[start : start + block_channels])
+        if good is not None:
+            rows = rows[:, good]  # a copy of this block's good samples
         if rows.shape[1] == 0:
             continue
         stats[start : start + len(rows), 0] = rows.mean(axis=1, dtype=np.float64)

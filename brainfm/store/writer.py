@@ -18,12 +18,14 @@ from brainfm._logging import logger
 from brainfm._version import __version__
 from brainfm.data.channels import CHANNEL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
 from brainfm.data.recording import Recording
+from brainfm.data.windows import bad_spans
 from brainfm.errors import StoreFormatError
 from brainfm.store._json import to_json
 from brainfm.store.encoding import (
     bitround,
     bitround_config,
     channel_stats,
+    good_samples,
     signal_chunk_times,
     signal_compressors,
 )
@@ -213,7 +215,12 @@ class StoreWriter:
                 values = bitround(values, bitround_keepbits)
             signal[:, start : start + values.shape[1]] = values
 
-        stats = channel_stats(recording.signal)
+        # normalisation statistics over the good spans only: artefacts marked BAD would set them
+        spans = bad_spans(recording.events["onset_s"].to_numpy(np.float64),
+                          recording.events["duration_s"].to_numpy(np.float64),
+                          recording.events["description"].astype(str).to_numpy(), recording.sfreq)
+        good = good_samples(n_times, spans)
+        stats = channel_stats(recording.signal, exclude=spans)
         group.create_array(
             "channel_stats", data=stats.astype(np.float64), dimension_names=["channel", "stat"]
         )
@@ -251,6 +258,7 @@ class StoreWriter:
             "meas_date": recording.meas_date,
             "channels": table,
             "stat_names": list(STAT_NAMES),
+            "stat_samples": int(n_times if good is None or not good.any() else np.count_nonzero(good)),
             "event_descriptions": descriptions,
             "event_fields": list(EVENT_FIELDS),
             "source": recording.source,

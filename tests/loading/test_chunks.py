@@ -21,7 +21,7 @@ from brainfm.loading import (
     channel_affine,
     sensortype_normalize_,
 )
-from brainfm.loading.buffers import SignalBuffers, held_elsewhere
+from brainfm.loading.buffers import ReusableMemory, SignalBuffers
 from brainfm.store import open_store
 
 
@@ -119,7 +119,8 @@ def test_fast_paths_are_taken_and_zero_chunks_are_stored(stores):
         chunk = reader.chunk(layout, 0)
         expected = np.asarray(open_store(store)[layout.recording_id].signal[:, :256])
         np.testing.assert_array_equal(chunk, expected)
-        assert (chunk.base is not None) == (compression == "none")  # a view of the memory-mapped file
+        # uncompressed: a view of the memory-mapped file, not in memory of the reader's own
+        assert (reader._cache[(layout.index, 0)][1] is None) == (compression == "none")
     assert kinds == {"lz4": "decode", "zstd": "decode", "none": "raw"}
 
 
@@ -157,6 +158,34 @@ def test_other_layouts_fall_back_to_zarr(stores, tmp_path):
     batch = dataset.__getitems__(windows)
     assert dataset.reader._sources[recording_id].kind == "zarr"
     assert torch.equal(batch.signal, _reference(store, index, windows, "zscore"))
+
+
+def test_a_lost_chunk_read_through_zarr_is_an_error_naming_it(stores, tmp_path):
+    """The Zarr fallback refuses a lost chunk as the fast paths do (Zarr itself returns NaN)."""
+    import shutil
+
+    store = tmp_path / "sharded.zarr"
+    shutil.copytree(stores["lz4"], store)
+    recording_id = list(open_store(store))[0]
+    group = zarr.open_group(str(store / "recordings" / recording_id), mode="a")
+    values = group["signal"][:]
+    del group["signal"]
+    sharded = group.create_array("signal", shape=values.shape, dtype="float32", chunks=(values.shape[0], 256),
+                                 shards=(values.shape[0], 512), dimension_names=["channel", "time"],
+                                 fill_value=float("nan"))
+    sharded[:] = values
+    lost = store / "recordings" / recording_id / "signal" / "c" / "0" / "1"  # samples [512, 1024)
+    lost.unlink()
+    index = build_window_index(store, window_s=1.0)
+    layout = index.layouts[0]
+    reader = ChunkReader(store)
+    reader.chunk(layout, 0)  # the samples of the other shards still read
+    assert reader._sources[recording_id].kind == "zarr"
+    with pytest.raises(StoreFormatError, match=r"samples 512 to 768 read as NaN.*signal/c/0/1"):
+        reader.chunk(layout, 2)
+    dataset = WindowDataset(index, store, "none")
+    with pytest.raises(StoreFormatError, match=r"chunk whose file is missing"):
+        dataset.__getitems__(np.flatnonzero(index.recording == 0))
 
 
 def test_damaged_uncompressed_chunk_is_reported(stores, tmp_path):
@@ -216,11 +245,26 @@ def test_signal_buffers_reuse_only_free_memory():
     reused = buffers.empty((2, 3, 10))  # smaller: fits in the free buffer
     assert reused.data_ptr() == pointer and reused.shape == (2, 3, 10)
     assert pickle.loads(pickle.dumps(buffers))._buffers == []
-    items = [np.zeros(3)]
-    assert not held_elsewhere(items, 0)
-    alias = items[0]
-    assert held_elsewhere(items, 0)
-    del alias
+
+
+def test_reusable_memory_is_in_use_while_any_view_or_tensor_of_it_lives():
+    memory = ReusableMemory(4 * 60)
+    assert not memory.in_use
+    array = memory.array((3, 20))
+    assert memory.in_use
+    view = array[1:, 5:][::2]  # numpy views point at the lent array, not at the memory behind it
+    del array
+    assert memory.in_use
+    tensor = torch.from_numpy(view).t()[2:]
+    del view
+    assert memory.in_use
+    back = tensor.numpy()[1:]  # an array of a tensor keeps the tensor's storage
+    del tensor
+    assert memory.in_use
+    del back
+    assert not memory.in_use
+    with pytest.raises(ValueError, match="needs 244 bytes; this memory holds 240"):
+        memory.array((61,))
 
 
 def test_main_process_batches_reuse_memory_only_when_released(stores):

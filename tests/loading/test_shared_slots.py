@@ -78,18 +78,3 @@ def test_worker_slots_never_overwrite_kept_batches(make_recording, make_store, k
     else:
         assert len(set(pointers)) < len(pointers)  # released slots were reused
     assert loader._shared_slots is not None and np.all(loader._shared_slots._state <= 1)
-
-
-@pytest.mark.slow
-def test_spawned_workers_use_fresh_shared_memory(make_recording, make_store):
-    store = make_store([make_recording(n_times=600)], compression="none")
-    data = WindowDataModule(store, window_s=0.5, batch_size=4, val_fraction=0.0, split_unit="window", shuffle="none")
-    data.setup()
-    from brainfm.loading import WindowBatchSampler, WindowDataLoader, WindowDataset
-
-    index = data.split("train")
-    loader = WindowDataLoader(WindowDataset(index, store, "none"), WindowBatchSampler(index, 4, shuffle="none"),
-                              num_workers=1, multiprocessing_context="spawn")
-    starts = [batch.start.tolist() for batch in loader]
-    assert loader._shared_slots is None  # spawned workers cannot inherit the slots
-    assert sum(starts, []) == index.start.tolist()

@@ -50,10 +50,12 @@ def test_roundtrip_values_tables_and_attributes(tmp_path):
     assert events["onset_s"].tolist() == [0.5, 2.0, 3.0]  # sorted by onset
     assert events["description"].tolist() == ["BAD_seg", "T1", "T1"]
     stats = stored.stats
-    np.testing.assert_allclose(stats["mean"], recording.signal.mean(axis=1), atol=1e-9)
-    np.testing.assert_allclose(stats["std"], recording.signal.astype(np.float64).std(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(stats["median"], np.median(recording.signal, axis=1), rtol=1e-5)
-    q75, q25 = np.percentile(recording.signal, [75, 25], axis=1)
+    good = np.concatenate([recording.signal[:, :125], recording.signal[:, 375:]], axis=1)  # BAD_seg: [0.5, 1.5) s
+    assert stored.attrs["stat_samples"] == good.shape[1] == 20_000 - 250
+    np.testing.assert_allclose(stats["mean"], good.mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose(stats["std"], good.astype(np.float64).std(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(stats["median"], np.median(good, axis=1), rtol=1e-5)
+    q75, q25 = np.percentile(good, [75, 25], axis=1)
     np.testing.assert_allclose(stats["iqr"], q75 - q25, rtol=1e-5)
     root = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
     assert root.attrs["brainfm_format_version"] == 1
@@ -262,6 +264,31 @@ def test_quantiles_of_long_recordings_use_an_even_subsample():
     np.testing.assert_allclose(stats[:, 2], np.median(signal, axis=1), atol=0.02)  # about 1/sqrt(65536)
     q75, q25 = np.percentile(signal, [75, 25], axis=1)
     np.testing.assert_allclose(stats[:, 3], q75 - q25, rtol=0.02)
+
+
+def test_normalisation_statistics_leave_out_bad_spans(tmp_path):
+    """An artefact marked BAD (a 1000x jump) must not set the mean, spread or quantiles used to normalise."""
+    recording = _recording(n_channels=3, n_times=5000)
+    recording.signal[:, 1000:1500] += 1e-2  # electrode pop, 1000 times the signal
+    recording.signal[:, 4990:] = 5e-3  # and a saturated end, also marked
+    recording.events = pd.DataFrame({"onset_s": [4.0, 19.96, 10.0], "duration_s": [2.0, 0.04, 0.0],
+                                     "description": ["BAD_pop", "bad_end", "T1"]})  # [1000, 1500), [4990, 5000)
+    rid = StoreWriter(tmp_path / "s.zarr").write(recording)
+    stored = open_store(tmp_path / "s.zarr")[rid]
+    good = np.concatenate([recording.signal[:, :1000], recording.signal[:, 1500:4990]], axis=1)
+    assert stored.attrs["stat_samples"] == good.shape[1]
+    stats = stored.stats
+    np.testing.assert_allclose(stats["mean"], good.mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose(stats["std"], good.astype(np.float64).std(axis=1), rtol=1e-6)
+    assert (stats["std"] < 2e-5).all()  # the artefact would make it ~4e-3
+    np.testing.assert_allclose(stats["median"], np.median(good, axis=1), rtol=1e-5)
+    # a recording that is BAD from end to end keeps statistics (of every sample) rather than none
+    recording.events = pd.DataFrame({"onset_s": [0.0], "duration_s": [20.0], "description": ["BAD_all"]})
+    recording.identity = Identity("ds", "02")
+    rid = StoreWriter(tmp_path / "s.zarr").write(recording)
+    stored = open_store(tmp_path / "s.zarr")[rid]
+    assert stored.attrs["stat_samples"] == 5000
+    np.testing.assert_allclose(stored.stats["mean"], recording.signal.mean(axis=1), atol=1e-9)
 
 
 def _open_writer_and_write(path: str, subject: str, barrier) -> None:
