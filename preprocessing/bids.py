@@ -394,6 +394,7 @@ def discover_bids(root: Path, dataset: str) -> BidsScan:
                 recording_id=identity.recording_id(),
                 companions=companions,
                 bids_root=root,
+                subject_source="bids" if identity.subject else "recording",
             )
         )
         claimed.update(files)

@@ -192,6 +192,7 @@ def discover(
                     path=entry.path, relpath=relpath, format=entry.format, files=entry.files,
                     dataset=dataset, identity=identity, recording_id=recording_id,
                     companions=dict(entry.companions),
+                    subject_source=("pattern" if compiled else "filename") if identity.subject else "recording",
                 )
             )
         ignored.extend(scan.ignored)

@@ -314,4 +314,5 @@ def preprocess_source(source: Source, recipe: Recipe, *, config_hash: str = "", 
         },
         line_freq=state.line_freq,
         meas_date=raw_input.meas_date,
+        subject_source=source.subject_source,
     )

@@ -50,6 +50,9 @@ class Source:
         ``"coordsystem"``, ``"events_tsv"``, ``"sidecar"``.
     bids_root : pathlib.Path | None
         The BIDS root when the source comes from a BIDS dataset.
+    subject_source : str
+        How ``identity.subject`` was derived (:data:`brainfm.data.recording.SUBJECT_SOURCES`):
+        ``bids``, ``filename``, ``pattern``, or ``recording`` when there is no subject.
     """
 
     path: Path
@@ -61,6 +64,7 @@ class Source:
     recording_id: str
     companions: dict[str, Path] = field(default_factory=dict)
     bids_root: Path | None = None
+    subject_source: str = "recording"
 
     @property
     def size(self) -> int:

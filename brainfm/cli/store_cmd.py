@@ -21,15 +21,30 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--stride-s", type=float, default=None, help="window stride (default: the window length)")
 
 
+#: What each ``subject_source`` means, for ``brainfm store info``.
+_SUBJECT_SOURCE_TEXT = {
+    "bids": "from BIDS entities",
+    "filename": "from sub-<label> in file names",
+    "pattern": "from --pattern",
+    "given": "given in the Python API",
+    "recording": "no subject: each recording counts as its own subject (split by subject refuses)",
+    "unknown": "not recorded (store written by an older brainfm; split by subject refuses)",
+}
+
+
 def _info_table(info: dict[str, Any]) -> str:
-    lines = [f"{'recording':<48} {'sfreq':>7} {'duration':>9}  channels (types)  positions  bad  events"]
+    lines = [f"{'recording':<48} {'subject (source)':<22} {'sfreq':>7} {'duration':>9}  channels (types)  "
+             "positions  bad  events"]
     for row in info["recordings"]:
         types = ", ".join(f"{n} {t}" for t, n in row["channel_types"].items())
         duration = row["n_times"] / row["sfreq"]
+        subject = f"{row['subject'] if row['subject'] is not None else '-'} ({row['subject_source']})"
         lines.append(
-            f"{row['id'][:48]:<48} {row['sfreq']:>7g} {duration:>8.1f}s  {row['n_channels']} ({types})  "
-            f"{row['n_positions']}  {row['n_bad_channels']}  {row['n_events']}"
+            f"{row['id'][:48]:<48} {subject:<22} {row['sfreq']:>7g} {duration:>8.1f}s  {row['n_channels']} "
+            f"({types})  {row['n_positions']}  {row['n_bad_channels']}  {row['n_events']}"
         )
+    for source, n in info.get("subject_sources", {}).items():
+        lines.append(f"subjects of {n} recordings: {source}, {_SUBJECT_SOURCE_TEXT.get(source, source)}")
     for failure in info["failed"]:
         lines.append(f"FAILED {failure['path']}: {failure['error']}")
     for rid in info["incomplete"]:

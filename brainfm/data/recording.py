@@ -11,11 +11,29 @@ import pandas as pd
 
 from brainfm.data.channels import validate_channel_table
 
-__all__ = ["EVENT_COLUMNS", "IDENTITY_FIELDS", "Identity", "Recording", "empty_events"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "IDENTITY_FIELDS",
+    "KNOWN_SUBJECT_SOURCES",
+    "SUBJECT_SOURCES",
+    "Identity",
+    "Recording",
+    "empty_events",
+]
 
 #: Identity fields in id order. ``acquisition`` distinguishes BIDS ``acq-`` variants.
 IDENTITY_FIELDS: tuple[str, ...] = ("dataset", "subject", "session", "task", "acquisition", "run")
 EVENT_COLUMNS: tuple[str, ...] = ("onset_s", "duration_s", "description")
+
+#: How a recording's subject was derived (the ``subject_source`` attribute of a stored
+#: recording): ``bids`` (BIDS entities, read with mne-bids), ``filename`` (a ``sub-<label>``
+#: entity in a plain file name), ``pattern`` (the user's identity pattern, ``--pattern``),
+#: ``given`` (set by the caller of the Python API in :class:`Identity`), ``recording`` (no
+#: subject: each recording counts as its own subject). Stores written before brainfm recorded
+#: it read as ``unknown``.
+SUBJECT_SOURCES: tuple[str, ...] = ("bids", "filename", "pattern", "given", "recording", "unknown")
+#: The sources that name a real subject, shared by the recordings of one person.
+KNOWN_SUBJECT_SOURCES: tuple[str, ...] = ("bids", "filename", "pattern", "given")
 
 _ID_PREFIX = {"subject": "sub", "session": "ses", "task": "task", "acquisition": "acq", "run": "run"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9.\-]+")
@@ -117,6 +135,9 @@ class Recording:
         Power-line frequency in Hz when known.
     meas_date : str | None
         ISO 8601 start of the measurement when known.
+    subject_source : str | None
+        How ``identity.subject`` was derived (:data:`SUBJECT_SOURCES`); None: ``given`` when
+        the identity has a subject, else ``recording``.
     """
 
     signal: np.ndarray
@@ -128,6 +149,7 @@ class Recording:
     provenance: dict[str, Any] = field(default_factory=dict)
     line_freq: float | None = None
     meas_date: str | None = None
+    subject_source: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.signal, np.ndarray) or self.signal.ndim != 2:
@@ -144,6 +166,13 @@ class Recording:
             raise ValueError(
                 f"The channel table has {len(self.channels)} rows but the signal has "
                 f"{self.signal.shape[0]} channels."
+            )
+        if self.subject_source is None:
+            self.subject_source = "given" if self.identity.subject not in (None, "") else "recording"
+        elif self.subject_source not in SUBJECT_SOURCES[:-1]:
+            raise ValueError(
+                f"Invalid value for the 'subject_source' parameter. Allowed values are "
+                f"{list(SUBJECT_SOURCES[:-1])}, but got {self.subject_source!r} instead."
             )
         missing = [c for c in EVENT_COLUMNS if c not in self.events.columns]
         if missing:

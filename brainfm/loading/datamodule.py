@@ -36,7 +36,7 @@ from brainfm.loading.labels import RecordingLabels
 from brainfm.loading.normalization import NORMALIZATIONS
 from brainfm.loading.samplers import SHUFFLES, WindowBatchSampler
 from brainfm.loading.shared_slots import SharedSlots
-from brainfm.loading.splits import SPLIT_UNITS, split_index
+from brainfm.loading.splits import ON_UNKNOWN_SUBJECT, SPLIT_UNITS, split_index
 from brainfm.loading.vocabulary import (
     load_vocabularies,
     save_vocabularies,
@@ -230,6 +230,11 @@ class WindowDataModule(L.LightningDataModule):
         Training windows per epoch with ``dataset_weights``; None: all training windows.
     split_unit : "subject" | "recording" | "window"
         What stays together in the train/val/test split.
+    on_unknown_subject : "raise" | "warn" | "ignore"
+        Splitting by subject when some recordings have no known subject (stored from a plain
+        folder without ``sub-`` names or ``--pattern``): refuse, naming them (the default), or
+        warn, or go on; then each such recording counts as its own subject
+        (:func:`~brainfm.loading.splits.split_index`).
     val_fraction, test_fraction : float
         Fractions of the units held out.
     drop_last : bool
@@ -287,6 +292,7 @@ class WindowDataModule(L.LightningDataModule):
         dataset_weights: dict[str, float] | None = None,
         epoch_size: int | None = None,
         split_unit: Literal["subject", "recording", "window"] = "subject",
+        on_unknown_subject: Literal["raise", "warn", "ignore"] = "raise",
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
         drop_last: bool = False,
@@ -317,6 +323,7 @@ class WindowDataModule(L.LightningDataModule):
         self.recording_labels = recording_labels
         self.datasets, self.dataset_weights, self.epoch_size = datasets, dataset_weights, epoch_size
         self.split_unit = check_option("split_unit", split_unit, SPLIT_UNITS)
+        self.on_unknown_subject = check_option("on_unknown_subject", on_unknown_subject, ON_UNKNOWN_SUBJECT)
         check_range("val_fraction", val_fraction, 0, 1)
         check_range("test_fraction", test_fraction, 0, 1)
         if val_fraction + test_fraction >= 1:
@@ -452,7 +459,8 @@ class WindowDataModule(L.LightningDataModule):
             return
         fractions = {"train": 1.0 - self.val_fraction - self.test_fraction, "val": self.val_fraction,
                      "test": self.test_fraction}
-        self._splits = split_index(self.index, fractions, unit=self.split_unit, seed=self.seed)
+        self._splits = split_index(self.index, fractions, unit=self.split_unit, seed=self.seed,
+                                   on_unknown_subject=self.on_unknown_subject)
         logger.info(
             "split by %s: %s", self.split_unit, {name: len(part) for name, part in self._splits.items()}
         )

@@ -35,6 +35,9 @@ class RecordingLayout:
         Dataset name.
     subject : str
         ``"<dataset>/<subject>"``, or ``"<dataset>/<recording id>"`` when the subject is unknown.
+    subject_source : str
+        How the subject was derived (:data:`~brainfm.data.recording.SUBJECT_SOURCES`;
+        ``recording`` and ``unknown`` mean that the subject is not known).
     subject_index : int
         The subject's id (``subject_ids`` in a batch); set by the window index.
     sfreq : float
@@ -92,6 +95,7 @@ class RecordingLayout:
     stats: np.ndarray
     bad_spans: np.ndarray
     label: int | None = None
+    subject_source: str = "unknown"
     subject_index: int = 0
     events: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -226,4 +230,5 @@ def read_layout(
         stats=stats,
         bad_spans=spans,
         events=events,
+        subject_source=recording.subject_source,
     )

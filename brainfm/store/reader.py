@@ -132,6 +132,13 @@ class StoredRecording:
         return self.attrs["identity"].get("subject")
 
     @property
+    def subject_source(self) -> str:
+        """How the subject was derived: ``bids``, ``filename``, ``pattern``, ``given``, ``recording``
+        (no subject: the recording counts as its own), or ``unknown`` (a store written before
+        brainfm recorded it); see :data:`brainfm.data.recording.SUBJECT_SOURCES`."""
+        return str(self.attrs.get("subject_source") or "unknown")
+
+    @property
     def session(self) -> str | None:
         """Session label, or None."""
         return self.attrs["identity"].get("session")

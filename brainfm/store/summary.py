@@ -25,7 +25,7 @@ def recording_summary(store: Store, recording_id: str) -> dict[str, Any]:
     Returns
     -------
     row : dict
-        ``id, dataset, subject, session, task, run, sfreq, n_channels, n_times,
+        ``id, dataset, subject, subject_source, session, task, run, sfreq, n_channels, n_times,
         channel_types, n_positions, pos_sources, n_bad_channels, n_events, event_counts,
         source {path, sha256}``.
     """
@@ -39,6 +39,7 @@ def recording_summary(store: Store, recording_id: str) -> dict[str, Any]:
         "id": recording_id,
         "dataset": identity.get("dataset"),
         "subject": identity.get("subject"),
+        "subject_source": recording.subject_source,
         "session": identity.get("session"),
         "task": identity.get("task"),
         "run": identity.get("run"),
@@ -66,11 +67,15 @@ def store_info(store: Store) -> dict[str, Any]:
     Returns
     -------
     info : dict
-        ``{"format_version", "recordings": [...], "failed": [...], "incomplete": [...]}``.
+        ``{"format_version", "recordings": [...], "subject_sources": {...}, "failed": [...],
+        "incomplete": [...]}``; ``subject_sources`` counts the recordings by how their
+        subject was derived (:data:`~brainfm.data.recording.SUBJECT_SOURCES`).
     """
+    recordings = [recording_summary(store, rid) for rid in store]
     return {
         "format_version": store.format_version,
-        "recordings": [recording_summary(store, rid) for rid in store],
+        "recordings": recordings,
+        "subject_sources": dict(sorted(Counter(row["subject_source"] for row in recordings).items())),
         "failed": [{"path": f.get("path"), "error": f.get("error")} for f in store.failed],
         "incomplete": store.incomplete,
     }

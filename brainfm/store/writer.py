@@ -251,6 +251,7 @@ class StoreWriter:
         attrs = {
             "id": rid,
             "identity": recording.identity.to_dict(),
+            "subject_source": recording.subject_source,
             "sfreq": float(recording.sfreq),
             "n_channels": int(n_channels),
             "n_times": int(n_times),

@@ -99,6 +99,7 @@ def test_demo_runs_on_the_bundled_sample(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "2 stored" in result.stdout
     assert "eegmmidb_sub-001_run-03" in result.stdout and "eegmmidb_sub-001_run-04" in result.stdout
+    assert "subjects of 2 recordings: pattern, from --pattern" in result.stdout  # the demo names its subjects
     assert "first batch signal (8, 64, 1024)" in result.stdout
 
 
