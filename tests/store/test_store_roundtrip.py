@@ -147,9 +147,10 @@ def test_store_info_contract(tmp_path):
     assert info["format_version"] == 1
     row = info["recordings"][0]
     assert set(row) == {
-        "id", "dataset", "subject", "session", "task", "run", "sfreq", "n_channels", "n_times",
+        "id", "dataset", "subject", "subject_source", "session", "task", "run", "sfreq", "n_channels", "n_times",
         "channel_types", "n_positions", "pos_sources", "n_bad_channels", "n_events", "event_counts", "source",
     }
+    assert row["subject_source"] == "given" and info["subject_sources"] == {"given": 1}
     assert row["channel_types"] == {"eeg": 3, "mag": 1, "grad": 1}
     assert row["n_positions"] == 1 and row["pos_sources"] == {"template": 1, "none": 4}
     assert row["n_bad_channels"] == 1 and row["event_counts"] == {"BAD_seg": 1, "T1": 2}
