@@ -18,6 +18,7 @@ its weak reference with it, exactly when the last view or tensor of it is gone.
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
@@ -73,7 +74,7 @@ class ReusableMemory:
             it is alive.
         """
         dtype = np.dtype(dtype)
-        count = int(np.prod(shape))
+        count = math.prod(shape)  # (numpy.prod costs microseconds on a tuple: this runs per decoded chunk)
         if count * dtype.itemsize > self.nbytes:
             raise ValueError(f"An array of shape {shape} and dtype {dtype} needs {count * dtype.itemsize} bytes; "
                              f"this memory holds {self.nbytes}.")
@@ -116,7 +117,7 @@ class SignalBuffers:
             Contiguous float32; its memory is not reused while the tensor (or any view of
             it) is alive.
         """
-        nbytes = int(np.prod(shape)) * 4
+        nbytes = math.prod(shape) * 4
         free = [i for i, buffer in enumerate(self._buffers) if not buffer.in_use]
         fitting = [i for i in free if self._buffers[i].nbytes >= nbytes]
         if fitting:
