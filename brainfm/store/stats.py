@@ -52,7 +52,9 @@ def dataset_stats(store: Store, window_s: float, stride_s: float | None = None) 
     -------
     rows : list of dict
         One dict per dataset, sorted by name, with ``dataset``, ``n_recordings``,
-        ``n_subjects``, ``hours``, ``bad_hours`` (recording time inside ``BAD`` spans),
+        ``n_subjects`` (a recording without a subject counts as one), ``subject_sources``
+        (recordings by how their subject was derived: ``bids``, ``filename``, ``pattern``,
+        ``given``, ``recording`` = none, ``unknown`` = not recorded), ``hours``, ``bad_hours`` (recording time inside ``BAD`` spans),
         ``n_channels_min``, ``n_channels_max``, ``channels_by_type`` (type -> [min, max]
         channels per recording), ``sfreqs`` (sorted distinct rates in Hz), ``window_s``,
         ``stride_s`` and ``n_windows``. JSON-ready.
@@ -66,8 +68,10 @@ def dataset_stats(store: Store, window_s: float, stride_s: float | None = None) 
         entry = per_dataset.setdefault(
             recording.dataset,
             {"subjects": set(), "seconds": 0.0, "bad_seconds": 0.0, "n_channels": [], "type_counts": [],
-             "sfreqs": set(), "n_windows": 0, "n_recordings": 0},
+             "sfreqs": set(), "n_windows": 0, "n_recordings": 0, "subject_sources": {}},
         )
+        sources = entry["subject_sources"]
+        sources[recording.subject_source] = sources.get(recording.subject_source, 0) + 1
         entry["n_recordings"] += 1
         entry["subjects"].add(recording.subject if recording.subject is not None else f"<{recording_id}>")
         entry["seconds"] += recording.duration_s
@@ -90,6 +94,7 @@ def dataset_stats(store: Store, window_s: float, stride_s: float | None = None) 
                 "dataset": dataset,
                 "n_recordings": n,
                 "n_subjects": len(entry["subjects"]),
+                "subject_sources": dict(sorted(entry["subject_sources"].items())),
                 "hours": entry["seconds"] / 3600.0,
                 "bad_hours": entry["bad_seconds"] / 3600.0,
                 "n_channels_min": int(min(entry["n_channels"])),
@@ -159,4 +164,9 @@ def format_stats_table(rows: list[dict[str, Any]]) -> str:
     if rows:
         text.append(f"windows: {rows[0]['window_s']:g} s, stride {rows[0]['stride_s']:g} s, "
                     "last partial window dropped, BAD spans skipped")
+    for row in rows:
+        unknown = sum(n for source, n in row.get("subject_sources", {}).items() if source in ("recording", "unknown"))
+        if unknown:
+            text.append(f"subjects of {row['dataset']}: {unknown} recordings without a known subject count as one "
+                        "subject each (give --pattern or BIDS names; the loader will not split them by subject)")
     return "\n".join(text)

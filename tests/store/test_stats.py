@@ -26,6 +26,7 @@ def test_dataset_stats_and_table(tmp_path):
     rows = dataset_stats(open_store(tmp_path / "store"), window_s=2.0)
     a, b = rows
     assert a["dataset"] == "a" and a["n_recordings"] == 2 and a["n_subjects"] == 2
+    assert a["subject_sources"] == {"given": 2}
     assert a["hours"] == pytest.approx((10.5 + 4.2) / 3600)
     assert a["bad_hours"] == pytest.approx(0.5 / 3600)
     assert a["n_windows"] == 4 + 2  # 5 windows minus 1 on the BAD span, + 2
@@ -50,3 +51,14 @@ def test_bad_hours_count_only_time_inside_the_recording(tmp_path):
     (row,) = dataset_stats(open_store(tmp_path / "store"), window_s=2.0)
     assert row["bad_hours"] == pytest.approx(1.0 / 3600)
     assert row["n_windows"] == 3  # windows at 2, 4 and 6 s; 0 s and 8 s overlap the spans
+
+
+def test_stats_say_when_subjects_are_not_known(tmp_path):
+    writer = StoreWriter(tmp_path / "store")
+    for run in ("1", "2"):  # no subject: each recording counts as its own
+        recording = _recording("plain", None, 1000, 100.0, ["eeg"] * 2)
+        recording.identity = Identity("plain", run=run)
+        writer.write(recording)
+    rows = dataset_stats(open_store(tmp_path / "store"), window_s=2.0)
+    assert rows[0]["n_subjects"] == 2 and rows[0]["subject_sources"] == {"recording": 2}
+    assert "subjects of plain: 2 recordings without a known subject count as one subject each" in format_stats_table(rows)
