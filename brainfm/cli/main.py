@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store info": ("brainfm.cli.store_cmd", "list the recordings of a store"),
     "store check": ("brainfm.cli.store_cmd", "verify every recording of a store"),
     "store stats": ("brainfm.cli.store_cmd", "hours, channels, rates and window counts per dataset"),
+    "report": ("brainfm.cli.report_cmd", "write a store's HTML quality report (mne.Report)"),
     "demo": ("brainfm.cli.demo_cmd", "run the pipeline on the bundled sample data"),
 }
 
