@@ -21,6 +21,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     """Preprocess the bundled sample into ``OUT/store.zarr`` and print what the store holds."""
     from brainfm._logging import use_log_level
     from brainfm.cli.store_cmd import _info_table
+    from brainfm.preprocessing.report import write_report
     from brainfm.preprocessing.run import preprocess
     from brainfm.store.reader import open_store
     from brainfm.store.summary import store_info
@@ -29,15 +30,20 @@ def run(args: argparse.Namespace, command: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "store.zarr"
     with as_file(files("brainfm") / "sample_data" / "eegmmidb") as sample:
-        sys.stdout.write(f"[1/3] preprocess {sample} -> {store_path} (recipe 'default')\n")
+        sys.stdout.write(f"[1/4] preprocess {sample} -> {store_path} (recipe 'default')\n")
         with use_log_level(log_level(args)):
             summary = preprocess(
                 sample, store_path, recipe="default", jobs=args.jobs, dataset="eegmmidb",
                 pattern=r"S(?P<subject>\d+)R(?P<run>\d+)", progress=not args.quiet and sys.stderr.isatty(),
             )
     sys.stdout.write(summary.table() + "\n")
-    sys.stdout.write(f"[2/3] brainfm store info {store_path}\n")
+    sys.stdout.write(f"[2/4] brainfm store info {store_path}\n")
     sys.stdout.write(_info_table(store_info(open_store(store_path))) + "\n")
+    report = write_report(store_path, out / "report.html")
+    sys.stdout.write(
+        f"[3/4] brainfm report {store_path} {report['html']}\n  quality report (PSDs, sensor layout, events, "
+        f"provenance) of {report['summary']['n_recordings']} recordings: open it in a browser\n"
+    )
     sys.stdout.write(_load_report(store_path) + "\n")
     return summary.exit_status
 
@@ -61,7 +67,7 @@ def _load_report(store_path: Path) -> str:
     seconds = time.perf_counter() - started
     assert first is not None
     return (
-        f"[3/3] load event-locked windows (T1 left fist -> 0, T2 right fist -> 1), split by recording\n"
+        f"[4/4] load event-locked windows (T1 left fist -> 0, T2 right fist -> 1), split by recording\n"
         f"  train: {n_windows} windows in {seconds:.2f} s; first batch signal {tuple(first.signal.shape)}, "
         f"sensor_pos {tuple(first.sensor_pos.shape)}, labels {first.labels.tolist()}\n"
         f"  channels linked into models: n_channels={data.n_channels}, n_times={data.n_times}, "

@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     parser.add_argument("--dataset", default=None, help="dataset name (default: the input folder's name)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument(
+        "--report", action="store_true",
+        help="when the run ends, write the store's HTML quality report beside it (as 'brainfm report STORE')",
+    )
     add_verbosity(parser)
 
 
@@ -60,10 +64,23 @@ def run(args: argparse.Namespace, command: str) -> int:
         logger.error("Internal error in brainfm preprocess", exc_info=True)
         print_error(exc)
         return EXIT_INTERNAL_ERROR
+    report = None
+    if args.report:
+        from brainfm.preprocessing.report import write_report
+
+        try:
+            with use_log_level(log_level(args)), stdout_to_stderr():
+                report = write_report(args.store, progress=progress)["html"]
+        except Exception as exc:  # noqa: BLE001 - the store is written; the report is what failed
+            logger.error("Internal error writing the quality report", exc_info=True)
+            print_error(exc)
+            return EXIT_INTERNAL_ERROR
     if args.json:
-        print_json(summary.to_json())
+        print_json({**summary.to_json(), **({"report": report} if report else {})})
         if not args.quiet:
             sys.stderr.write(summary.table() + "\n")
     else:
         sys.stdout.write(summary.table() + "\n")
+        if report:
+            sys.stdout.write(f"quality report -> {report}\n")
     return summary.exit_status

@@ -101,6 +101,8 @@ def test_demo_runs_on_the_bundled_sample(tmp_path):
     assert "eegmmidb_sub-001_run-03" in result.stdout and "eegmmidb_sub-001_run-04" in result.stdout
     assert "subjects of 2 recordings: pattern, from --pattern" in result.stdout  # the demo names its subjects
     assert "first batch signal (8, 64, 1024)" in result.stdout
+    report = (tmp_path / "demo" / "report.html").read_text()
+    assert "eegmmidb_sub-001_run-03" in report and "Power spectral density" in report
 
 
 # --- issue 6: stdout holds one JSON document; exit statuses --------------------------------------

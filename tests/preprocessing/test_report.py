@@ -449,3 +449,22 @@ def test_warning_kind_masks_what_varies():
     assert warning_kind("notch skipped: the power-line frequency is unknown and was not detected") == \
         "notch skipped: the power-line frequency is unknown and was not detected"
     assert re.fullmatch(r"N EEG channels .*", warning_kind("58 EEG channels have no position: ['POL E'] ..."))
+
+
+@pytest.mark.slow
+def test_preprocess_report_writes_the_report_beside_the_store(shared_data, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("test_raw_chanloc.set", "test_raw_chanloc.fdt"):
+        shutil.copy(shared_data / "eeg" / "eeglab" / name, folder)
+    shutil.copy(shared_data / "corrupt" / "not_really.edf", folder)
+    store = tmp_path / "s.zarr"
+    result = subprocess.run(
+        [sys.executable, "-m", "brainfm.cli.main", "preprocess", str(folder), str(store), "--report", "--json", "-q"],
+        capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=600,
+    )
+    assert result.returncode == 1, result.stderr  # one file failed
+    payload = json.loads(result.stdout)
+    assert payload["report"] == str(tmp_path / "s-report.html")
+    html = Path(payload["report"]).read_text()
+    assert "in_test_raw_chanloc" in html and str(folder / "not_really.edf") in html
