@@ -33,7 +33,13 @@ _BAD = "#d62728"
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=90, layout="constrained")
+    return Figure(figsize=(width, height), dpi=90)
+
+
+def _margins(fig: Any, left: float, right: float, bottom: float, top: float, **space: float) -> None:
+    """Fixed margins in inches (a layout engine would draw every figure once more)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height, **space)
 
 
 def sample_psd(
@@ -105,8 +111,9 @@ def psd_figure(recording: StoredRecording, freqs: np.ndarray, psd: np.ndarray, s
     types = [t for t in dict.fromkeys(channels["type"])]
     ncols = min(3, len(types))
     nrows = -(-len(types) // ncols)
-    fig = _figure(4.2 * ncols, 2.9 * nrows)
+    fig = _figure(4.2 * ncols, 2.9 * nrows + 0.3)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    _margins(fig, 0.75, 0.15, 0.45, 0.55, wspace=0.4 / 4.2 * 3, hspace=0.8 / 2.9 * 2)
     line = recording.attrs.get("line_freq")
     nyquist = recording.sfreq / 2
     keep = freqs > 0
@@ -162,8 +169,9 @@ def layout_figure(recording: StoredRecording) -> Any | None:
     if placed.empty:
         return None
     frames = list(dict.fromkeys(placed["frame"].replace("", "unknown")))
-    fig = _figure(3.6 * len(frames) + 0.4, 3.9)
+    fig = _figure(4.6 * len(frames), 3.9)
     axes = np.atleast_1d(fig.subplots(1, len(frames), squeeze=False)).ravel()
+    _margins(fig, 0.6, 1.1, 0.5, 0.35, wspace=1.7 / 3.0)
     for ax, frame in zip(axes, frames, strict=True):
         here = placed[placed["frame"].replace("", "unknown") == frame]
         for kind, rows in here.groupby("type", sort=False):
@@ -210,6 +218,7 @@ def events_figure(recording: StoredRecording, max_rows: int = 25) -> Any | None:
     shown = list(counts.index[:max_rows])
     fig = _figure(10.0, 1.0 + 0.28 * len(shown))
     ax = fig.subplots()
+    _margins(fig, 1.9, 0.2, 0.45, 0.3)
     sfreq = recording.sfreq
     for start, stop in bad_spans(events["onset_s"], events["duration_s"], events["description"], sfreq):
         ax.axvspan(start / sfreq, stop / sfreq, color=_BAD, alpha=0.18, lw=0)

@@ -84,7 +84,13 @@ def _add_recording(report: Any, recording: StoredRecording, row: dict[str, Any])
 
 
 def _add_figure(report: Any, fig: Any, title: str, caption: str, section: str, tag: str) -> None:
-    report.add_figure(fig, title, caption=caption, section=section, tags=(tag,), image_format="png")
+    """Embed a figure as PNG: drawn once here (``Report.add_figure`` would draw it twice)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="brainfm-report-") as folder:
+        path = Path(folder) / "figure.png"
+        fig.savefig(path, format="png", dpi=fig.get_dpi(), facecolor="white")
+        report.add_image(path, title, caption=caption, section=section, tags=(tag,))
 
 
 @verbose
