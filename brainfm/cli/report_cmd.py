@@ -53,6 +53,9 @@ def run(args: argparse.Namespace, command: str) -> int:
         print_json(facts)
     elif not args.quiet:
         summary = facts["summary"]
+        if summary["n_recordings"] == 0:
+            what = f"all {summary['n_failed']} source files failed" if summary["n_failed"] else "nothing was stored yet"
+            sys.stderr.write(f"brainfm: note: {args.store} holds no complete recording ({what}); the report says so.\n")
         sys.stdout.write(
             f"{summary['n_recordings']} recordings ({summary['hours']:.2f} h), {summary['n_failed']} failed, "
             f"{len(facts['detailed'])} detailed sections -> {facts['html']}\n"

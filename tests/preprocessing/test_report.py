@@ -337,6 +337,20 @@ def test_not_a_store_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "not a brainfm store" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_report_command_rejects_unusable_arguments(tmp_path):
+    writer = StoreWriter(tmp_path / "s.zarr")
+    writer.write(_recording("d", "01"))
+    for args, message in [
+        (["--recordings", "x*"], "matches none of the 1 recordings"),
+        (["--max-recordings", "-1"], "--max-recordings must be 0 or more"),
+        ([str(tmp_path / "r.pdf")], "must end in .html"),
+    ]:
+        result = subprocess.run([sys.executable, "-m", "brainfm.cli.main", "report", str(tmp_path / "s.zarr"), *args],
+                                capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=300)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
 def test_empty_store_says_so(tmp_path):
     StoreWriter(tmp_path / "empty.zarr")
     facts = write_report(tmp_path / "empty.zarr")
