@@ -482,3 +482,37 @@ def test_preprocess_report_writes_the_report_beside_the_store(shared_data, tmp_p
     assert payload["report"] == str(tmp_path / "s-report.html")
     html = Path(payload["report"]).read_text()
     assert "in_test_raw_chanloc" in html and str(folder / "not_really.edf") in html
+
+
+def test_psd_reads_a_few_chunks_and_matches_the_whole_recording(tmp_path):
+    from scipy.signal import welch
+
+    from brainfm.preprocessing.report.figures import sample_psd
+
+    writer = StoreWriter(tmp_path / "s.zarr")
+    writer.write(_recording("d", "01", seconds=120.0, sfreq=256.0), chunk_mib=0.004)  # small chunks
+    recording = open_store(tmp_path / "s.zarr")["d_sub-01"]
+    signal = recording.signal
+    chunk = int(signal.chunks[1])
+    assert recording.n_times // chunk >= 30
+
+    class Counting:
+        def __init__(self, array):
+            self.array, self.chunks, self.reads = array, array.chunks, []
+
+        def __getitem__(self, key):
+            self.reads.append(key[1])
+            return self.array[key]
+
+    counting = Counting(signal)
+    recording._signal = counting
+    freqs, psd, seconds = sample_psd(recording, max_chunks=6)
+    assert len(counting.reads) == 6 and seconds == pytest.approx(6 * chunk / 256.0)
+    assert all(s.start % chunk == 0 and s.stop - s.start == chunk for s in counting.reads)  # whole chunks only
+    full_freqs, full = welch(np.asarray(signal[:], dtype=np.float64), fs=256.0, nperseg=min(512, chunk), axis=-1)
+    np.testing.assert_allclose(freqs, full_freqs)
+    band = (freqs > 5) & (freqs < 120)
+    ratio = psd[:, band].mean(axis=1) / full[:, band].mean(axis=1)
+    np.testing.assert_allclose(ratio, 1.0, rtol=0.25)  # stationary noise: 6 chunks estimate the whole
+    peak = np.argmin(np.abs(freqs - 50.0))
+    assert (psd[:, peak] > 2.5 * np.median(psd[:, band], axis=1)).all()  # the 50 Hz line stands out
