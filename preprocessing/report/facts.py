@@ -93,7 +93,7 @@ def recording_facts(recording: StoredRecording) -> dict[str, Any]:
         ``pos_sources``, ``amplitude`` (type -> median standard deviation of its good
         channels, in the type's SI unit), ``n_events``, ``event_counts``, ``n_bad_spans``,
         ``bad_seconds``, ``warnings``, ``recipe``, ``config_hash`` and ``source_path``.
-        JSON-ready.
+        JSON-ready. :func:`report_facts` adds ``flags``.
     """
     attrs = recording.attrs
     table = attrs["channels"]
@@ -191,6 +191,30 @@ def choose_detailed(store: Store, pattern: str | None, max_recordings: int) -> l
     return [rid for rid in ids if rid in chosen]
 
 
+#: A recording's typical amplitude of a channel type this many times above (or below) the
+#: median over the store's recordings, or this share of bad channels, is flagged.
+OUTLIER_FACTOR = 5.0
+BAD_CHANNEL_SHARE = 0.25
+
+
+def _flag_outliers(rows: list[dict[str, Any]]) -> None:
+    """Add ``flags`` to each row: amplitudes far from the store's median, many bad channels."""
+    medians: dict[str, float] = {}
+    for kind in sorted({k for row in rows for k in row["amplitude"]}):
+        values = [row["amplitude"][kind] for row in rows if row["amplitude"].get(kind)]
+        if len(values) >= 3:  # a median of fewer recordings says little
+            medians[kind] = float(np.median(values))
+    for row in rows:
+        flags = []
+        for kind, median in medians.items():
+            value = row["amplitude"].get(kind)
+            if value and median > 0 and not 1 / OUTLIER_FACTOR <= value / median <= OUTLIER_FACTOR:
+                flags.append(f"{kind} amplitude {value / median:.2g}x the store's median")
+        if row["n_channels"] and row["n_bad_channels"] / row["n_channels"] >= BAD_CHANNEL_SHARE:
+            flags.append(f"{row['n_bad_channels']} of {row['n_channels']} channels bad")
+        row["flags"] = flags
+
+
 def _recipes(store: Store) -> list[dict[str, Any]]:
     """Distinct recipes (by configuration hash) with the recordings made with each."""
     found: dict[str, dict[str, Any]] = {}
@@ -245,7 +269,7 @@ def report_facts(
         ``subjects`` (``dataset/subject`` labels), ``n_without_subject`` (recordings without a
         subject label, each counted as a subject of its own), ``sessions``, ``tasks``, ``channel_types`` (type -> ``channels``,
         ``recordings``), ``sfreqs`` (rate -> recordings), ``line_freqs``,
-        ``n_bad_channels``, ``bad_hours``, ``n_events``), ``recipes``, ``warnings`` (groups:
+        ``n_bad_channels``, ``bad_hours``, ``n_events``, ``n_flagged``: recordings with flags), ``recipes``, ``warnings`` (groups:
         ``kind``, ``count``, ``recordings``, ``example``), ``failures`` (``path``, ``error``,
         ``error_type``, ``recording_id``, ``time``), ``incomplete`` (ids), ``recordings``
         (one :func:`recording_facts` row each) and ``detailed`` (ids with a detailed
@@ -253,6 +277,7 @@ def report_facts(
     """
     detailed = choose_detailed(store, recordings, max_recordings)
     rows = [recording_facts(store[rid]) for rid in store]
+    _flag_outliers(rows)
     subjects = sorted({f"{r['dataset']}/{r['subject']}" for r in rows if r["subject"] is not None})
     without_subject = sum(r["subject"] is None for r in rows)
     type_channels: Counter[str] = Counter()
@@ -288,6 +313,7 @@ def report_facts(
         "n_bad_channels": sum(r["n_bad_channels"] for r in rows),
         "bad_hours": sum(r["bad_seconds"] for r in rows) / 3600.0,
         "n_events": sum(r["n_events"] for r in rows),
+        "n_flagged": sum(bool(r["flags"]) for r in rows),
     }
     return {
         "store": str(store.path),

@@ -50,7 +50,13 @@ def _cell(value: Any) -> str:
 
 
 def table(
-    header: list[str], rows: list[list[Any]], *, sortable: bool = True, table_id: str | None = None, raw_columns: tuple[int, ...] = ()
+    header: list[str],
+    rows: list[list[Any]],
+    *,
+    sortable: bool = True,
+    table_id: str | None = None,
+    raw_columns: tuple[int, ...] = (),
+    cell_classes: dict[tuple[int, int], str] | None = None,
 ) -> str:
     """An HTML table; ``raw_columns`` hold HTML already escaped by the caller.
 
@@ -66,6 +72,9 @@ def table(
         The table's ``id`` attribute.
     raw_columns : tuple of int
         Columns whose cells are trusted HTML.
+    cell_classes : dict | None
+        ``(row, column) -> CSS class`` of single cells (e.g. ``"table-danger"``); a class
+        on the cell keeps its value a bare number, so it still sorts as one.
 
     Returns
     -------
@@ -80,10 +89,13 @@ def table(
         f'<th data-field="c{i}"{" data-sortable=" + chr(34) + "true" + chr(34) if sortable else ""}>{escape(h)}</th>'
         for i, h in enumerate(header)
     )
-    body = "".join(
-        "<tr>" + "".join(f"<td>{v if i in raw_columns else _cell(v)}</td>" for i, v in enumerate(row)) + "</tr>"
-        for row in rows
-    )
+    classes = cell_classes or {}
+
+    def td(r: int, i: int, value: Any) -> str:
+        css = f' class="{escape(classes[(r, i)])}"' if (r, i) in classes else ""
+        return f"<td{css}>{value if i in raw_columns else _cell(value)}</td>"
+
+    body = "".join("<tr>" + "".join(td(r, i, v) for i, v in enumerate(row)) + "</tr>" for r, row in enumerate(rows))
     return f"<table{attributes}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -138,6 +150,7 @@ def summary_html(facts: dict[str, Any]) -> str:
         ["sampling rates (Hz: recordings)", _join_counts(summary["sfreqs"]) or "none"],
         ["power-line frequency (Hz: recordings)", _join_counts(summary["line_freqs"]) or "none"],
         ["bad channels", str(summary["n_bad_channels"])],
+        ["flagged recordings", f"{summary['n_flagged']}" + (" (red cells in the per-recording statistics)" if summary["n_flagged"] else "")],
         ["events", str(summary["n_events"])],
         ["format version", escape(str(facts["format_version"]))],
         ["written by", _join_counts(facts.get("written_by") or {})],
@@ -196,17 +209,27 @@ def recipes_html(facts: dict[str, Any]) -> str:
 
 
 def statistics_table(facts: dict[str, Any]) -> str:
-    """One sortable row per recording: duration, channels, bad channels, amplitude per type."""
+    """One sortable row per recording: duration, channels, bad channels, amplitude per type.
+
+    Cells of flagged values (far-off amplitudes, many bad channels) are shaded red.
+    """
     rows_in = facts["recordings"]
     if not rows_in:
         return alert("No recordings.", "info")
     types = list(facts["summary"]["channel_types"])
     header = ["recording", "dataset", "subject", "session", "task", "run", "duration (s)", "sfreq (Hz)",
               "channels", "bad channels", "positions", "events", "bad spans (s)", "warnings"]
-    header += [f"{t} amplitude ({amplitude_unit(t)[1]})" for t in types]
+    header += [f"{t} amplitude ({amplitude_unit(t)[1]})" for t in types] + ["flags"]
     detailed = set(facts["detailed"])
     rows = []
-    for row in rows_in:
+    classes: dict[tuple[int, int], str] = {}
+    for r, row in enumerate(rows_in):
+        flags = row.get("flags", [])
+        for i, t in enumerate(types):
+            if any(flag.startswith(f"{t} amplitude") for flag in flags):
+                classes[(r, 14 + i)] = "table-danger"
+        if any(flag.endswith("channels bad") for flag in flags):
+            classes[(r, 9)] = "table-danger"
         name = escape(row["id"])
         link = f'<a href="#brainfm-rec-{name}">{name}</a>' if row["id"] in detailed else name
         values: list[Any] = [link, row["dataset"], row["subject"], row["session"], row["task"], row["run"],
@@ -215,8 +238,8 @@ def statistics_table(facts: dict[str, Any]) -> str:
         for t in types:
             value = row["amplitude"].get(t)
             values.append(None if value is None else float(f"{value * amplitude_unit(t)[0]:.4g}"))
-        rows.append(values)
-    return table(header, rows, table_id="brainfm-statistics", raw_columns=(0,))
+        rows.append([*values, "; ".join(flags)])
+    return table(header, rows, table_id="brainfm-statistics", raw_columns=(0,), cell_classes=classes)
 
 
 def recording_overview(row: dict[str, Any], recording_attrs: dict[str, Any]) -> str:

@@ -284,6 +284,11 @@ def test_real_report_loads_offline_in_chromium(real_report, tmp_path):
             })()"""
         )
         assert len(durations) == 4 and durations == sorted(durations)
+        # the MEG file's EEG is ~300x quieter than the others' (its units warning): still red after sorting
+        flagged = browser.evaluate(
+            "[...document.querySelectorAll('#brainfm-statistics td.table-danger')].map(td => td.closest('tr').innerText)"
+        )
+        assert len(flagged) == 1 and "test_move_anon_erm_raw" in flagged[0]
         png = browser.screenshot()
     finally:
         browser.close()
@@ -297,11 +302,11 @@ def test_real_report_loads_offline_in_chromium(real_report, tmp_path):
 
 def _recording(dataset: str, subject: str, *, n_channels: int = 4, seconds: float = 4.0, sfreq: float = 100.0,
                positions: bool = True, events: bool = True, bad: dict[str, str] | None = None,
-               warnings: list[str] | None = None, seed: int = 0) -> Recording:
+               warnings: list[str] | None = None, seed: int = 0, scale: float = 1.0) -> Recording:
     rng = np.random.default_rng(seed)
     n = int(seconds * sfreq)
     t = np.arange(n) / sfreq
-    signal = (rng.standard_normal((n_channels, n)) * 1e-5 + 3e-6 * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+    signal = ((rng.standard_normal((n_channels, n)) * 1e-5 + 3e-6 * np.sin(2 * np.pi * 50 * t)) * scale).astype(np.float32)
     names = ["Fz", "Cz", "Pz", "Oz", "C3", "C4", "F3", "F4"][:n_channels]
     table = empty_channel_table(names, ["eeg"] * n_channels)
     if positions:
@@ -412,6 +417,26 @@ def test_detailed_sections_are_limited_and_shared_between_datasets(tmp_path):
     assert len(facts["recordings"]) == 7  # the summary covers every recording
     assert html.count('id="brainfm-rec-') == 2
     assert "Detailed sections for 2 of 7 recordings" in html
+
+
+def test_outliers_are_flagged_and_shaded(tmp_path):
+    writer = StoreWriter(tmp_path / "s.zarr")
+    for i in range(4):
+        writer.write(_recording("d", f"{i:02d}", seed=i))
+    writer.write(_recording("d", "big", scale=100.0))  # volts stored as if they were centivolts
+    writer.write(_recording("d", "bad", bad={"Fz": "flat", "Cz": "flat"}))
+    facts = write_report(tmp_path / "s.zarr", max_recordings=0)
+    flags = {row["id"]: row["flags"] for row in facts["recordings"]}
+    assert flags["d_sub-big"] == ["eeg amplitude 1e+02x the store's median"]
+    assert flags["d_sub-bad"] == ["2 of 4 channels bad"]
+    assert all(flags[f"d_sub-{i:02d}"] == [] for i in range(4))
+    assert facts["summary"]["n_flagged"] == 2
+    html = Path(facts["html"]).read_text()
+    table = html[html.index('id="brainfm-statistics"'):]
+    table = table[: table.index("</table>")]
+    assert table.count('class="table-danger"') == 2
+    big_row = next(r for r in table.split("<tr>") if "d_sub-big" in r)
+    assert '<td class="table-danger">' in big_row and "1e+02x" in big_row
 
 
 def test_report_file_must_be_html(tmp_path):
