@@ -209,7 +209,7 @@ def _flag_outliers(rows: list[dict[str, Any]]) -> None:
         for kind, median in medians.items():
             value = row["amplitude"].get(kind)
             if value and median > 0 and not 1 / OUTLIER_FACTOR <= value / median <= OUTLIER_FACTOR:
-                flags.append(f"{kind} amplitude {value / median:.2g}x the store's median")
+                flags.append(f"{kind} amplitude {value / median:.2g}x median")
         if row["n_channels"] and row["n_bad_channels"] / row["n_channels"] >= BAD_CHANNEL_SHARE:
             flags.append(f"{row['n_bad_channels']} of {row['n_channels']} channels bad")
         row["flags"] = flags

@@ -153,7 +153,7 @@ def write_report(
         f"<p>Detailed sections for {len(facts['detailed'])} of {summary['n_recordings']} recordings"
         + (" (linked); choose others with <code>--recordings PATTERN</code> and <code>--max-recordings N</code>."
            if len(facts["detailed"]) < summary["n_recordings"] else " (linked).")
-        + " Click a column header to sort. Red cells: a typical amplitude more than 5x above or below the "
+        + " Click a column header to sort. Red cells: a typical amplitude more than 5x above or below its "
         "median over the store's recordings, or a quarter or more of the channels bad.</p>"
     )
     report.add_html(detail_note + tables.statistics_table(facts), "Per-recording statistics",

@@ -209,17 +209,19 @@ def recipes_html(facts: dict[str, Any]) -> str:
 
 
 def statistics_table(facts: dict[str, Any]) -> str:
-    """One sortable row per recording: duration, channels, bad channels, amplitude per type.
+    """One sortable row per recording: flags, duration, channels, bad channels, amplitude per type.
 
-    Cells of flagged values (far-off amplitudes, many bad channels) are shaded red.
+    Cells of flagged values (far-off amplitudes, many bad channels) are shaded red; cells do
+    not wrap, so each recording is one line (the table scrolls sideways).
     """
     rows_in = facts["recordings"]
     if not rows_in:
         return alert("No recordings.", "info")
     types = list(facts["summary"]["channel_types"])
-    header = ["recording", "dataset", "subject", "session", "task", "run", "duration (s)", "sfreq (Hz)",
+    header = ["recording", "flags", "dataset", "subject", "session", "task", "run", "duration (s)", "sfreq (Hz)",
               "channels", "bad channels", "positions", "events", "bad spans (s)", "warnings"]
-    header += [f"{t} amplitude ({amplitude_unit(t)[1]})" for t in types] + ["flags"]
+    bad_column, first_amplitude = header.index("bad channels"), len(header)
+    header += [f"{t} amplitude ({amplitude_unit(t)[1]})" for t in types]
     detailed = set(facts["detailed"])
     rows = []
     classes: dict[tuple[int, int], str] = {}
@@ -227,19 +229,21 @@ def statistics_table(facts: dict[str, Any]) -> str:
         flags = row.get("flags", [])
         for i, t in enumerate(types):
             if any(flag.startswith(f"{t} amplitude") for flag in flags):
-                classes[(r, 14 + i)] = "table-danger"
+                classes[(r, first_amplitude + i)] = "table-danger"
         if any(flag.endswith("channels bad") for flag in flags):
-            classes[(r, 9)] = "table-danger"
+            classes[(r, bad_column)] = "table-danger"
         name = escape(row["id"])
         link = f'<a href="#brainfm-rec-{name}">{name}</a>' if row["id"] in detailed else name
-        values: list[Any] = [link, row["dataset"], row["subject"], row["session"], row["task"], row["run"],
-                             round(row["duration_s"], 2), row["sfreq"], row["n_channels"], row["n_bad_channels"],
-                             row["n_positions"], row["n_events"], round(row["bad_seconds"], 2), len(row["warnings"])]
+        values: list[Any] = [link, "; ".join(flags), row["dataset"], row["subject"], row["session"], row["task"],
+                             row["run"], round(row["duration_s"], 2), row["sfreq"], row["n_channels"],
+                             row["n_bad_channels"], row["n_positions"], row["n_events"], round(row["bad_seconds"], 2),
+                             len(row["warnings"])]
         for t in types:
             value = row["amplitude"].get(t)
             values.append(None if value is None else float(f"{value * amplitude_unit(t)[0]:.4g}"))
-        rows.append([*values, "; ".join(flags)])
-    return table(header, rows, table_id="brainfm-statistics", raw_columns=(0,), cell_classes=classes)
+        rows.append(values)
+    style = "<style>#brainfm-statistics td, #brainfm-statistics th { white-space: nowrap; }</style>"
+    return style + table(header, rows, table_id="brainfm-statistics", raw_columns=(0,), cell_classes=classes)
 
 
 def recording_overview(row: dict[str, Any], recording_attrs: dict[str, Any]) -> str:
