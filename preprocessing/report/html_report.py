@@ -10,6 +10,7 @@ timeline, bad spans, provenance steps, warnings) are written for the recordings 
 from __future__ import annotations
 
 import time
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from brainfm.store.reader import Store, StoredRecording, open_store
 __all__ = ["default_report_path", "write_report"]
 
 _SUMMARY = "Dataset"
+_MIN_PSD_SAMPLES = 16
 
 
 def default_report_path(store: str | Path) -> Path:
@@ -46,13 +48,19 @@ def _add_recording(report: Any, recording: StoredRecording, row: dict[str, Any])
 
     section = recording.id
     report.add_html(tables.recording_overview(row, recording.attrs), "Overview", section=section, tags=("recording",))
-    freqs, psd, seconds = figures.sample_psd(recording)
-    line = row["line_freq"]
-    caption = (
-        f"Power spectral density per channel type (log scale) from {seconds:.0f} s of evenly spaced signal chunks. "
-        + (f"Dashed lines: power-line frequency {line:g} Hz and harmonics." if line else "Power-line frequency unknown.")
-    )
-    _add_figure(report, figures.psd_figure(recording, freqs, psd, seconds), "Power spectral density", caption, section, "psd")
+    if recording.n_times < _MIN_PSD_SAMPLES:
+        report.add_html(tables.alert(
+            f"<b>No spectrum</b>: the recording has {recording.n_times} samples, too few for one.", "warning"),
+            "Power spectral density", section=section, tags=("psd",))
+    else:
+        freqs, psd, seconds = figures.sample_psd(recording)
+        line = row["line_freq"]
+        caption = (
+            f"Power spectral density per channel type (log scale) from {seconds:.0f} s of evenly spaced signal chunks. "
+            + (f"Dashed lines: power-line frequency {line:g} Hz and harmonics." if line else "Power-line frequency unknown.")
+        )
+        _add_figure(report, figures.psd_figure(recording, freqs, psd, seconds), "Power spectral density", caption,
+                    section, "psd")
     layout = figures.layout_figure(recording)
     missing = row["n_channels"] - row["n_positions"]
     if layout is None:
@@ -124,7 +132,8 @@ def write_report(
     -------
     facts : dict
         :func:`~brainfm.preprocessing.report.facts.report_facts` plus ``html`` (the path
-        written) and ``seconds``.
+        written), ``seconds`` and ``section_errors`` (recording id -> the error that kept its
+        detailed section from being drawn; the report shows it in its place).
 
     Raises
     ------
@@ -159,6 +168,7 @@ def write_report(
     report.add_html(detail_note + tables.statistics_table(facts), "Per-recording statistics",
                     section=_SUMMARY, tags=("statistics",))
     rows = {row["id"]: row for row in facts["recordings"]}
+    facts["section_errors"] = {}
     bar = None
     if progress and facts["detailed"]:
         from tqdm import tqdm
@@ -168,8 +178,16 @@ def write_report(
         for rid in facts["detailed"]:
             if bar is not None:
                 bar.set_postfix_str(rid[-40:])
-            _add_recording(report, the_store[rid], rows[rid])
-            logger.debug("report section for %s", rid)
+            try:
+                _add_recording(report, the_store[rid], rows[rid])
+            except Exception as exc:  # noqa: BLE001 - one odd recording must not cost the whole report
+                logger.warning("could not draw the report section of %s: %s: %s", rid, type(exc).__name__, exc)
+                logger.debug("report section of %s", rid, exc_info=True)
+                facts["section_errors"][rid] = f"{type(exc).__name__}: {exc}"
+                report.add_html(tables.alert(
+                    f"<b>This section could not be drawn</b> ({escape(type(exc).__name__)}: {escape(str(exc))}). "
+                    "Please report it with the store's <code>brainfm store info</code> row of this recording.", "danger"),
+                    "Error", section=rid, tags=("error",), replace=True)
             if bar is not None:
                 bar.update()
     finally:

@@ -541,3 +541,25 @@ def test_psd_reads_a_few_chunks_and_matches_the_whole_recording(tmp_path):
     np.testing.assert_allclose(ratio, 1.0, rtol=0.25)  # stationary noise: 6 chunks estimate the whole
     peak = np.argmin(np.abs(freqs - 50.0))
     assert (psd[:, peak] > 2.5 * np.median(psd[:, band], axis=1)).all()  # the 50 Hz line stands out
+
+
+def test_a_section_that_cannot_be_drawn_is_marked_and_the_rest_is_written(tmp_path, monkeypatch):
+    from brainfm.preprocessing.report import figures
+
+    writer = StoreWriter(tmp_path / "s.zarr")
+    writer.write(_recording("d", "01"))
+    writer.write(_recording("d", "02", seconds=0.1))  # 10 samples: too few for a spectrum
+    original = figures.layout_figure
+
+    def layout_or_fail(recording):
+        if recording.id == "d_sub-01":
+            raise ValueError("odd channel table")
+        return original(recording)
+
+    monkeypatch.setattr(figures, "layout_figure", layout_or_fail)
+    facts = write_report(tmp_path / "s.zarr")
+    assert facts["section_errors"] == {"d_sub-01": "ValueError: odd channel table"}
+    html = Path(facts["html"]).read_text()
+    assert "This section could not be drawn</b> (ValueError: odd channel table)" in html
+    assert "the recording has 10 samples, too few for one" in html
+    assert html.count('id="brainfm-rec-') == 2
