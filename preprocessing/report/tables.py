@@ -213,6 +213,16 @@ def statistics_table(facts: dict[str, Any]) -> str:
 
     Cells of flagged values (far-off amplitudes, many bad channels) are shaded red; cells do
     not wrap, so each recording is one line (the table scrolls sideways).
+
+    Parameters
+    ----------
+    facts : dict
+        :func:`~brainfm.preprocessing.report.facts.report_facts` of the store.
+
+    Returns
+    -------
+    html : str
+        The table (an alert when the store holds no recording).
     """
     rows_in = facts["recordings"]
     if not rows_in:
