@@ -40,6 +40,12 @@ def run(args: argparse.Namespace, command: str) -> int:
     from brainfm.errors import BrainFMError, ConfigError, StoreFormatError
     from brainfm.preprocessing.run import EXIT_FAILED, EXIT_INTERNAL_ERROR, preprocess
 
+    if args.report and args.shard is not None:
+        print_error(ConfigError(
+            "--report with --shard: every array job would rewrite the report while the others still "
+            "write. Leave --report out and run 'brainfm report STORE' once all shards have finished."
+        ))
+        return 2
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     try:
         # stdout holds only the summary: what readers print while reading goes to stderr

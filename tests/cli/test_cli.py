@@ -85,6 +85,7 @@ def test_preprocess_json_contract_and_exit_status(folder, tmp_path):
         (["preprocess", ".", "S.zarr", "--shard", "5/2"], "--shard"),
         (["preprocess", ".", "S.zarr", "--recipe", "brainomnii"], "Did you mean 'brainomni'"),
         (["store", "info", "MISSING.zarr"], "not a brainfm store"),
+        (["preprocess", ".", "S.zarr", "--shard", "0/2", "--report"], "run 'brainfm report STORE' once"),
     ],
 )
 def test_unusable_arguments_exit_2(args, message, tmp_path):
