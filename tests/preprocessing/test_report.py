@@ -168,8 +168,8 @@ class Browser:
         os.close(self._from_child)
 
 
-def open_in_browser(html: Path, profile: Path) -> Browser:
-    browser = Browser(_chromium(), profile)
+def open_in_browser(html: Path, profile: Path, executable: str | None = None) -> Browser:
+    browser = Browser(executable or _chromium(), profile)
     try:
         browser.call("Page.navigate", {"url": html.resolve().as_uri()}, session=True)
         browser.wait_for("Page.loadEventFired", timeout=120)
@@ -266,10 +266,16 @@ def test_real_report_json_gives_the_summary_facts(real_store, real_report, tmp_p
     assert "grad: 204 channels in 1 recordings" in table
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium executable (the test skips, before building anything, where there is none)."""
+    return _chromium()
+
+
 @pytest.mark.slow
-def test_real_report_loads_offline_in_chromium(real_report, tmp_path):
+def test_real_report_loads_offline_in_chromium(chromium, real_report, tmp_path):
     out, facts = real_report
-    browser = open_in_browser(out, tmp_path / "profile")
+    browser = open_in_browser(out, tmp_path / "profile", chromium)
     try:
         assert browser.errors() == []
         outside = [u for u in browser.requests() if not u.startswith(("file:", "data:", "about:", "blob:"))]
