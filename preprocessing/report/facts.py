@@ -248,7 +248,11 @@ def _warning_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def report_facts(
-    store: Store, *, recordings: str | None = None, max_recordings: int = DEFAULT_MAX_RECORDINGS
+    store: Store,
+    *,
+    recordings: str | None = None,
+    max_recordings: int = DEFAULT_MAX_RECORDINGS,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Everything the quality report states, for every recording of a store.
 
@@ -260,6 +264,8 @@ def report_facts(
         Shell-style pattern on recording ids choosing the detailed sections.
     max_recordings : int
         At most this many detailed sections (see :func:`choose_detailed`).
+    progress : bool
+        Show a progress bar on stderr while the recordings are read.
 
     Returns
     -------
@@ -276,7 +282,12 @@ def report_facts(
         section). JSON-ready.
     """
     detailed = choose_detailed(store, recordings, max_recordings)
-    rows = [recording_facts(store[rid]) for rid in store]
+    ids = list(store)
+    if progress and ids:
+        from tqdm import tqdm
+
+        ids = tqdm(ids, unit="rec", desc="summary", dynamic_ncols=True)
+    rows = [recording_facts(store[rid]) for rid in ids]
     _flag_outliers(rows)
     subjects = sorted({f"{r['dataset']}/{r['subject']}" for r in rows if r["subject"] is not None})
     without_subject = sum(r["subject"] is None for r in rows)

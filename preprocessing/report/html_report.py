@@ -151,7 +151,7 @@ def write_report(
         from brainfm.errors import ConfigError
 
         raise ConfigError(f"The report file must end in .html, got {str(out_path)!r}.")
-    facts = report_facts(the_store, recordings=recordings, max_recordings=max_recordings)
+    facts = report_facts(the_store, recordings=recordings, max_recordings=max_recordings, progress=progress)
     summary = facts["summary"]
     report = mne.Report(title=f"brainfm report: {the_store.path.name}", image_format="png", verbose="error")
     report.add_html(tables.summary_html(facts), "Summary", section=_SUMMARY, tags=("summary",))
