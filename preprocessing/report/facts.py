@@ -87,7 +87,8 @@ def recording_facts(recording: StoredRecording) -> dict[str, Any]:
     Returns
     -------
     row : dict
-        ``id``, identity fields, ``duration_s``, ``sfreq``, ``line_freq``, ``n_channels``,
+        ``id``, identity fields, ``subject_source`` (how the subject was derived: ``bids``,
+        ``filename``, ``pattern``, ``given``, ``recording`` or ``unknown``), ``duration_s``, ``sfreq``, ``line_freq``, ``n_channels``,
         ``channel_types`` (type -> count), ``n_bad_channels``, ``bad_channels``
         (name -> reason), ``n_positions``, ``frames`` (frame -> channels with a position),
         ``pos_sources``, ``amplitude`` (type -> median standard deviation of its good
@@ -118,6 +119,7 @@ def recording_facts(recording: StoredRecording) -> dict[str, Any]:
         "id": recording.id,
         "dataset": identity.get("dataset"),
         "subject": identity.get("subject"),
+        "subject_source": recording.subject_source,
         "session": identity.get("session"),
         "task": identity.get("task"),
         "acquisition": identity.get("acquisition"),
@@ -273,7 +275,8 @@ def report_facts(
         ``store``, ``format_version``, ``written_by``, ``summary`` (``n_recordings``,
         ``n_failed``, ``n_incomplete``, ``hours``, ``datasets``, ``n_subjects``,
         ``subjects`` (``dataset/subject`` labels), ``n_without_subject`` (recordings without a
-        subject label, each counted as a subject of its own), ``sessions``, ``tasks``, ``channel_types`` (type -> ``channels``,
+        subject label, each counted as a subject of its own), ``subject_sources`` (source ->
+        recordings), ``sessions``, ``tasks``, ``channel_types`` (type -> ``channels``,
         ``recordings``), ``sfreqs`` (rate -> recordings), ``line_freqs``,
         ``n_bad_channels``, ``bad_hours``, ``n_events``, ``n_flagged``: recordings with flags), ``recipes``, ``warnings`` (groups:
         ``kind``, ``count``, ``recordings``, ``example``), ``failures`` (``path``, ``error``,
@@ -316,6 +319,7 @@ def report_facts(
         "n_subjects": len(subjects) + without_subject,
         "subjects": subjects,
         "n_without_subject": without_subject,
+        "subject_sources": dict(sorted(Counter(r["subject_source"] for r in rows).items())),
         "sessions": sorted({str(r["session"]) for r in rows if r["session"] is not None}),
         "tasks": sorted({str(r["task"]) for r in rows if r["task"] is not None}),
         "channel_types": channel_types,

@@ -108,6 +108,14 @@ def _join_counts(counts: dict[str, Any]) -> str:
     return ", ".join(f"{escape(str(k))}: {escape(str(v))}" for k, v in counts.items())
 
 
+#: How a subject label was derived (``subject_source``), in words.
+_SUBJECT_SOURCES = {
+    "bids": "BIDS entities", "filename": "sub-<label> in file names", "pattern": "--pattern",
+    "given": "the Python API", "recording": "nothing (no subject label)",
+    "unknown": "not recorded (older store)",
+}
+
+
 def _subjects(summary: dict[str, Any]) -> str:
     labelled = summary["subjects"]
     parts = []
@@ -116,6 +124,10 @@ def _subjects(summary: dict[str, Any]) -> str:
         parts.append(f"{len(labelled)} labelled ({shown})")
     if summary["n_without_subject"]:
         parts.append(f"{summary['n_without_subject']} recordings without a subject label, each counted as one")
+    sources = summary.get("subject_sources") or {}
+    if sources:
+        parts.append("derived from " + ", ".join(
+            f"{escape(_SUBJECT_SOURCES.get(k, k))}: {n}" for k, n in sources.items()))
     return f"{summary['n_subjects']}" + (f": {'; '.join(parts)}" if parts else "")
 
 
@@ -228,7 +240,7 @@ def statistics_table(facts: dict[str, Any]) -> str:
     if not rows_in:
         return alert("No recordings.", "info")
     types = list(facts["summary"]["channel_types"])
-    header = ["recording", "flags", "dataset", "subject", "session", "task", "run", "duration (s)", "sfreq (Hz)",
+    header = ["recording", "flags", "dataset", "subject", "subject source", "session", "task", "run", "duration (s)", "sfreq (Hz)",
               "channels", "bad channels", "positions", "events", "bad spans (s)", "warnings"]
     bad_column, first_amplitude = header.index("bad channels"), len(header)
     header += [f"{t} amplitude ({amplitude_unit(t)[1]})" for t in types]
@@ -244,7 +256,8 @@ def statistics_table(facts: dict[str, Any]) -> str:
             classes[(r, bad_column)] = "table-danger"
         name = escape(row["id"])
         link = f'<a href="#brainfm-rec-{name}">{name}</a>' if row["id"] in detailed else name
-        values: list[Any] = [link, "; ".join(flags), row["dataset"], row["subject"], row["session"], row["task"],
+        values: list[Any] = [link, "; ".join(flags), row["dataset"], row["subject"], row["subject_source"],
+                             row["session"], row["task"],
                              row["run"], round(row["duration_s"], 2), row["sfreq"], row["n_channels"],
                              row["n_bad_channels"], row["n_positions"], row["n_events"], round(row["bad_seconds"], 2),
                              len(row["warnings"])]
