@@ -33,6 +33,7 @@ from brainfm.errors import (
     ExcludedByRecipe,
     NoDataChannelsError,
     NonFiniteDataError,
+    ReadError,
     RecordingTooShortError,
 )
 from brainfm.preprocessing.boundaries import boundary_cuts, boundary_log, mark_boundaries
@@ -101,19 +102,29 @@ def _load(raw: Any, relpath: str, on_nonfinite: str, channels: pd.DataFrame, war
     sfreq = raw.info["sfreq"]
     for start in range(0, n_times, block):
         stop = min(start + block, n_times)
-        values = raw.get_data(start=start, stop=stop)
-        finite = np.isfinite(values)
+        try:
+            values = raw.get_data(start=start, stop=stop)
+        except Exception as exc:  # the reader failed on the file's bytes: a damaged or cut file
+            raise ReadError(
+                f"{relpath}: reading its samples from {start / sfreq:.3f} s failed "
+                f"({type(exc).__name__}: {str(exc).strip() or 'no message'}). The data file is probably "
+                "truncated or damaged (its header promises more or other samples than it holds); "
+                "re-export or re-download it."
+            ) from exc
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, counted below
+            data[:, start:stop] = values
+        # non-finite in the file, or beyond float32's range (e.g. a header gain of 1e308)
+        finite = np.isfinite(data[:, start:stop])
         if not finite.all():
             bad = ~finite
             bad_counts += bad.sum(axis=1)
             if first_bad is None:
                 first_bad = (start + int(np.argmax(bad.any(axis=0)))) / sfreq
-            values[bad] = 0.0
-        data[:, start:stop] = values
+            data[:, start:stop][bad] = 0.0
     if bad_counts.any():
         names = [channels["name"].iloc[i] for i in np.flatnonzero(bad_counts)]
         summary = (
-            f"{relpath}: {int(bad_counts.sum())} non-finite samples (NaN or inf) in "
+            f"{relpath}: {int(bad_counts.sum())} non-finite samples (NaN or inf, or beyond the float32 range) in "
             f"{len(names)} channel(s) {names[:10]}{' ...' if len(names) > 10 else ''}, first at "
             f"{first_bad:.3f} s."
         )
@@ -148,6 +159,28 @@ def _check_length(raw: Any, recipe: Recipe, relpath: str) -> None:
             relpath, n_times, sfreq,
             f"shorter than the recipe's min_duration_s of {recipe.min_duration_s:g} s (lower it to keep such recordings)",
         )
+
+
+def _refuse_non_finite(state: SignalState, rows: list[int], steps: list[str]) -> None:
+    names = state.channels["name"].iloc[rows].tolist()
+    raise NonFiniteDataError(
+        f"{state.relpath}: preprocessing ({', '.join(steps) or 'no steps'}) produced non-finite values in "
+        f"{len(names)} channel(s) {names[:10]}{' ...' if len(names) > 10 else ''}: their amplitudes are "
+        "too large to process in float32, so the file's calibration (gains, physical range) is probably "
+        "damaged. Leave these channels out (pick.exclude) or fix the file's header."
+    )
+
+
+def _check_finite_output(state: SignalState) -> None:
+    """The processed signal must be finite (the store holds only finite samples): finite input
+    near float32's limits can still overflow in a step."""
+    rows = max(1, _BLOCK_BYTES // max(state.data.shape[1], 1))
+    bad: list[int] = []
+    for start in range(0, state.data.shape[0], rows):
+        finite = np.isfinite(state.data[start : start + rows]).all(axis=1)
+        bad.extend(start + int(i) for i in np.flatnonzero(~finite))
+    if bad:
+        _refuse_non_finite(state, bad, [entry["step"] for entry in state.log if entry["step"] != "inspect"])
 
 
 def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
@@ -199,7 +232,12 @@ def _run_channelwise(state: SignalState, steps: list[ChannelwiseStep]) -> None:
                 output = state.data  # same length: overwrite in place, no second array
             else:
                 output = np.empty((n_channels, block.shape[1]), dtype=np.float32)
-        output[start:stop] = block
+        try:
+            with np.errstate(over="raise"):
+                output[start:stop] = block
+        except FloatingPointError:
+            rows = start + np.flatnonzero(~(np.abs(block) <= np.finfo(np.float32).max).all(axis=1))
+            _refuse_non_finite(state, rows.tolist(), [s.name for s, _ in active])
         del block
     assert output is not None
     state.data = output
@@ -279,6 +317,7 @@ def preprocess_source(source: Source, recipe: Recipe, *, config_hash: str = "", 
     if cuts:
         state.log.append(boundary_log(cuts, found, n_added, state.segments(), state.sfreq))
     run_steps(state, recipe.build_steps())
+    _check_finite_output(state)
     state.channels = state.channels.reset_index(drop=True)
     n_types = state.channels["type"].value_counts().to_dict()
     logger.info(

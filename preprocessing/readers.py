@@ -31,6 +31,7 @@ import contextlib
 import fnmatch
 import io
 import re
+import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +57,12 @@ from brainfm.errors import (
 from brainfm.preprocessing.bids import read_bids_raw
 from brainfm.preprocessing.formats import get_format, read_function
 from brainfm.preprocessing.source import EVENT_ERROR_POLICIES, Override, RawInput, Source
-from brainfm.preprocessing.validation import check_edf_records, eeglab_data_error, validate_source
+from brainfm.preprocessing.validation import (
+    check_edf_records,
+    eeglab_data_error,
+    validate_opened,
+    validate_source,
+)
 
 __all__ = [
     "MAXSHIELD_WARNING",
@@ -112,9 +118,19 @@ def capture_messages(messages: list[str]) -> Iterator[None]:
 
 
 def _reason(exc: BaseException | None) -> str:
-    """The informative line of an exception message (MNE sometimes embeds a traceback)."""
+    """The informative line of an exception message (MNE sometimes embeds a traceback).
+
+    An exception without a message (a bare ``assert`` in a reader) is named with the check
+    that failed and where, e.g. ``AssertionError in mne/io/kit/kit.py line 215: assert n_bytes
+    in (2, 4)``, which says more about the damaged file than the bare name.
+    """
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("File \"", "raise ", "WARNING:"))]
+    if not lines and exc is not None and exc.__traceback__ is not None:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = "/".join(Path(frame.filename).parts[-4:])
+        check = f": {frame.line.strip()}" if frame.line else ""
+        return f"{type(exc).__name__} in {where} line {frame.lineno}{check}"
     text = lines[-1] if lines else type(exc).__name__
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
@@ -645,6 +661,7 @@ def read_source(source: Source, overrides: Sequence[Override] = (), *, on_event_
         raw, opened, info = open_raw(source)
         messages.extend(opened)
     info["format"] = source.format
+    validate_opened(source, raw)
     channels = build_channel_table(raw, applicable, channels_tsv=channels_tsv, notes=messages)
     info["retyped"] = _retype_raw(raw, channels)
     if not measured:

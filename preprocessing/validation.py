@@ -13,19 +13,29 @@
   only a full decode of the ``.set`` says; the reader does that decode once and a missing
   ``.fdt`` is reported from its error (:func:`eeglab_data_error`).
 * Persyst / Nicolet: the ``.dat`` / ``.head`` file must exist.
+* KIT: the file must hold the samples its raw-data directory entry declares (MNE reads the
+  missing part as zeros). Neuroscan CNT: the file must reach the end of the event table its
+  header points to (the samples lie before it; MNE drops a cut-off event table silently).
 * Every file-based format: an empty file (the entry or any data file of the recording: a
   BrainVision ``.eeg``, an EEGLAB ``.fdt``), or a file whose first bytes are not the format's
   signature (GDF, FIF, MATLAB for EEGLAB), is an :class:`~brainfm.errors.UnsupportedFormatError`
   quoting what the bytes look like.
+
+After the reader has opened the file, :func:`validate_opened` checks what only the opened
+header tells: a sampling rate outside :data:`SFREQ_RANGE_HZ` (a damaged header: resampling
+1e-6 Hz to 256 Hz would ask for terabytes, 1e15 Hz would leave one sample), and an EEGLAB
+``.fdt`` holding fewer samples than the ``.set`` declares.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from brainfm.errors import (
+    DataQualityError,
     ReadError,
     RecordingTooShortError,
     TruncatedFileError,
@@ -36,14 +46,23 @@ from brainfm.preprocessing.source import Source
 
 __all__ = [
     "MNE_EDF_SIZE_WARNING",
+    "SFREQ_RANGE_HZ",
     "check_brainvision",
+    "check_cnt",
     "check_edf",
     "check_edf_records",
     "check_eeglab",
+    "check_kit",
+    "check_sampling_rate",
     "describe_bytes",
     "eeglab_data_error",
+    "validate_opened",
     "validate_source",
 ]
+
+#: Sampling rates (Hz) an EEG, MEG or intracranial recording can have: slower than 1 Hz
+#: samples nothing these signals hold; no amplifier records them at more than 1 MHz.
+SFREQ_RANGE_HZ = (1.0, 1e6)
 
 _EDF_HEADER = 256
 _EDF_SIGNAL_HEADER = 256  # bytes per signal in the header (16+80+8*6+80+8+32)
@@ -200,6 +219,158 @@ def check_edf_records(path: Path, raw: Any, messages: list[str]) -> None:
     )
 
 
+def _int(data: bytes, start: int, dtype: str) -> int:
+    import numpy as np
+
+    return int(np.frombuffer(data, dtype=dtype, count=1, offset=start)[0])
+
+
+def check_kit(path: Path) -> None:
+    """Check that a KIT ``.sqd`` / ``.con`` file holds every sample its header declares.
+
+    The file starts with a directory of 16-byte entries (offset, element size, maximum
+    count, count); entry 9 describes the raw data. MNE reads samples past the end of a cut
+    file as zeros, so the check is brainfm's.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The KIT file.
+
+    Raises
+    ------
+    TruncatedFileError
+        When the raw data the header declares end after the end of the file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    head = _read_head(path, 16 * 10)
+    if len(head) < 16 * 10:
+        return  # too short for a directory: the reader's error says more
+    # entry 0 describes the directory itself: offset 0, 16-byte entries, at least 10 of them
+    is_directory = _int(head, 0, "<u4") == 0 and _int(head, 4, "<i4") == 16 and _int(head, 12, "<i4") >= 10
+    offset, element, count = _int(head, 144, "<u4"), _int(head, 148, "<i4"), _int(head, 156, "<i4")
+    if not is_directory or offset <= 0 or element not in (2, 4) or count <= 0:
+        return  # not a KIT directory, or no raw data entry: left to the reader
+    end = offset + element * count
+    if size < end:
+        held = max(size - offset, 0) / (element * count)
+        raise TruncatedFileError(
+            f"{path} is truncated: its header declares {element * count} bytes of samples from byte "
+            f"{offset}, but the file ends after {size} bytes ({held:.0%} of the samples). "
+            "Re-download or re-export the file; brainfm does not store a silently shortened recording."
+        )
+
+
+def check_cnt(path: Path) -> None:
+    """Check that a Neuroscan CNT file reaches the end of the event table its header points to.
+
+    The header's ``EventTablePos`` (byte 886) is where the samples end and the event table
+    begins; the table starts with a 9-byte descriptor whose bytes 1-4 give its length. MNE
+    reads a file cut after its samples without the events and without a word.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.cnt`` file.
+
+    Raises
+    ------
+    TruncatedFileError
+        When the file ends before its event table does.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    head = _read_head(path, 900)
+    if len(head) < 900:
+        return  # shorter than the fixed header: the reader's error says where it stopped
+    n_channels = _int(head, 370, "<u2")
+    table = _int(head, 886, "<i4")
+    if not head.startswith(b"Version") or table < 900 + 75 * n_channels:
+        return  # not a Scan 4 header, or no event table position: the reader decides
+    if size < table:
+        raise TruncatedFileError(
+            f"{path} is truncated: its header puts the event table at byte {table}, after the samples, "
+            f"but the file ends after {size} bytes, so samples or events are missing. Re-download or "
+            "re-export the file; brainfm does not store a silently shortened recording."
+        )
+    descriptor = b""
+    if size >= table + 9:
+        with path.open("rb") as fh:
+            fh.seek(table)
+            descriptor = fh.read(9)
+    end = table + 9 + (_int(descriptor, 1, "<i4") if len(descriptor) == 9 else 0)
+    if size < end:
+        raise TruncatedFileError(
+            f"{path} is truncated: its event table runs from byte {table} to byte {end}, but the file "
+            f"ends after {size} bytes, so events are missing. Re-download or re-export the file; brainfm "
+            "does not store a recording that silently lost its events."
+        )
+
+
+def check_sampling_rate(sfreq: float, path: Path) -> None:
+    """Refuse a sampling rate outside :data:`SFREQ_RANGE_HZ` (a damaged header).
+
+    Parameters
+    ----------
+    sfreq : float
+        The rate the reader found, in Hz.
+    path : pathlib.Path
+        The recording, for the message.
+
+    Raises
+    ------
+    DataQualityError
+        When the rate is not a finite number within the range.
+    """
+    low, high = SFREQ_RANGE_HZ
+    if not (math.isfinite(sfreq) and low <= sfreq <= high):
+        raise DataQualityError(
+            f"{path} declares a sampling rate of {sfreq:g} Hz, outside the {low:g} Hz to {high:g} Hz "
+            "that EEG, MEG and intracranial recordings have: its header is damaged (or the file is "
+            "not what its extension says). Fix the rate in the header or re-export the file."
+        )
+
+
+def _check_eeglab_data(raw: Any, path: Path) -> None:
+    """An EEGLAB ``.fdt`` must hold the float32 samples (channels x points) the ``.set`` declares."""
+    data_files = [Path(f) for f in getattr(raw, "filenames", ()) if f is not None]
+    if not data_files or data_files[0].suffix.lower() != ".fdt" or not data_files[0].is_file():
+        return  # data inside the .set: MATLAB's own structure, checked by the reader
+    fdt = data_files[0]
+    expected = len(raw.ch_names) * raw.n_times * 4
+    size = fdt.stat().st_size
+    if size < expected:
+        raise TruncatedFileError(
+            f"The EEGLAB dataset {path} declares {len(raw.ch_names)} channels x {raw.n_times} points "
+            f"({raw.n_times / raw.info['sfreq']:g} s, {expected} bytes of float32) but its data file "
+            f"{fdt.name} holds {size} bytes ({size / expected:.0%}). Re-export the dataset from EEGLAB "
+            "or restore the complete .fdt file."
+        )
+
+
+def validate_opened(source: Source, raw: Any) -> None:
+    """Check what the opened header tells: the sampling rate, and declared against held samples.
+
+    Parameters
+    ----------
+    source : Source
+        The recording.
+    raw : mne.io.BaseRaw
+        Its raw, opened without loading the data.
+
+    Raises
+    ------
+    DataQualityError
+        When the sampling rate is implausible (:func:`check_sampling_rate`).
+    TruncatedFileError
+        When an EEGLAB data file holds fewer samples than its ``.set`` declares.
+    """
+    check_sampling_rate(float(raw.info["sfreq"]), source.path)
+    if source.format == "eeglab":
+        _check_eeglab_data(raw, source.path)
+
+
 def check_brainvision(path: Path, files: Mapping[str, Path] | None = None) -> None:
     """Check that a BrainVision header is one and that its data and marker files exist.
 
@@ -320,6 +491,8 @@ _CHECKS: dict[str, Callable[[Path], None]] = {
     # FIF files start with the FIFF_FILE_ID tag (kind 100); .fif.gz with the gzip magic.
     "fif": _check_signature((b"\x00\x00\x00\x64", b"\x1f\x8b"), "FIF"),
     "ant": _check_signature((b"RIFF", b"RF64"), "ANT Neuro CNT"),
+    "kit": check_kit,
+    "cnt": check_cnt,
 }
 
 

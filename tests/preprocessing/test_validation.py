@@ -10,6 +10,7 @@ import pytest
 
 from brainfm.data.recording import Identity
 from brainfm.errors import (
+    DataQualityError,
     ReadError,
     RecordingTooShortError,
     TruncatedFileError,
@@ -21,8 +22,11 @@ from brainfm.preprocessing.source import Source
 from brainfm.preprocessing.validation import (
     MNE_EDF_SIZE_WARNING,
     check_brainvision,
+    check_cnt,
     check_edf,
     check_eeglab,
+    check_kit,
+    check_sampling_rate,
     describe_bytes,
     validate_source,
 )
@@ -324,3 +328,36 @@ def test_validate_source_returns_a_list(tmp_path, fmt):
     (source,) = discover(tmp_path).sources
     assert source.format == fmt
     assert validate_source(source) == []
+
+
+def test_kit_cut_short_is_truncated(tmp_path, shared_data):
+    original = shared_data / "meg" / "kit" / "test.sqd"
+    check_kit(original)  # the intact file passes
+    cut = tmp_path / "test.sqd"
+    cut.write_bytes(original.read_bytes()[:400_000])  # MNE would read the missing samples as zeros
+    with pytest.raises(TruncatedFileError, match=r"test\.sqd is truncated: its header declares 768000 bytes of "
+                       r"samples from byte 58996, but the file ends after 400000 bytes \(44% of the samples\)"):
+        validate_source(_source(cut, "kit"))
+
+
+@pytest.mark.parametrize(("keep", "message"), [
+    (700_000, r"its header puts the event table at byte 1151171, after the samples, but the file ends after "
+              r"700000 bytes, so samples or events are missing"),
+    (1_151_300, r"its event table runs from byte 1151171 to byte 1151598, but the file ends after 1151300 "
+                r"bytes, so events are missing"),
+])
+def test_cnt_cut_before_the_end_of_its_event_table(tmp_path, shared_data, keep, message):
+    original = shared_data / "eeg" / "cnt" / "test_CNT_events_mne_JWoess_clipped.cnt"
+    check_cnt(original)
+    cut = tmp_path / "x.cnt"
+    cut.write_bytes(original.read_bytes()[:keep])  # MNE drops a cut-off event table without a word
+    with pytest.raises(TruncatedFileError, match=rf"x\.cnt is truncated: {message}"):
+        validate_source(_source(cut, "cnt"))
+
+
+def test_sampling_rate_range():
+    for sfreq in (1.0, 160.0, 1e6):
+        check_sampling_rate(sfreq, Path("x.edf"))
+    for sfreq in (0.0, -1.0, 0.999, 1.0001e6, float("nan"), float("inf")):
+        with pytest.raises(DataQualityError, match=r"x\.edf declares a sampling rate of .* outside the 1 Hz to 1e\+06 Hz"):
+            check_sampling_rate(sfreq, Path("x.edf"))
