@@ -473,8 +473,7 @@ def fuzz_cases(seed: int = SEED, n_random: int = 1, *, targeted: bool = True, pr
         tag="nan")
     add("brainvision", "vhdr_float_samples", {"values": ["inf", "-inf"], "seed": int(rng.integers(2**31))},
         expect="failed", tag="inf")
-    add("brainvision", "truncate", {"which": "data", "frac": 0.0}, expect="failed", owner="issue6-ingest",
-        tag="empty-data")
+    add("brainvision", "truncate", {"which": "data", "frac": 0.0}, expect="failed", tag="empty-data")
 
     # EEGLAB: rate, length and labels in the .set; NaN/inf in the .fdt
     for value in ("0", "1e9", "nan"):
