@@ -131,8 +131,16 @@ def _reason(exc: BaseException | None) -> str:
         where = "/".join(Path(frame.filename).parts[-4:])
         check = f": {frame.line.strip()}" if frame.line else ""
         return f"{type(exc).__name__} in {where} line {frame.lineno}{check}"
-    text = lines[-1] if lines else type(exc).__name__
+    text = _printable(lines[-1]) if lines else type(exc).__name__
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """``text`` with control characters escaped (a reader may quote a line of NUL bytes from a
+    damaged header), runs of one repeated character shortened, and at most ``limit`` characters."""
+    text = re.sub(r"(.)\1{7,}", lambda m: f"{m.group(1)}...({len(m.group(0))} times)", text)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _translate(source: Source, exc: Exception) -> BrainFMError:

@@ -703,6 +703,8 @@ def judge(case: Case, result: dict[str, Any]) -> tuple[str, list[str]]:
                 problems.append(f"the reason does not name the file {name}: {error!r}")
             if "Traceback" in error or _INTERNAL.match(reason.strip()):
                 problems.append(f"not a readable reason but an internal error: {error!r}")
+            if any(not c.isprintable() for c in error.replace("\n", "")):
+                problems.append(f"the reason holds control characters: {error[:300]!r}")
             if entry["path"] not in result.get("manifest", []):
                 problems.append(f"{entry['path']} failed but is not in the store's manifest")
         if stored:
@@ -888,6 +890,7 @@ def test_the_judge_tells_bad_outcomes_apart():
         "not in the store's manifest": {**_result(failed=[good]), "manifest": []},
         "exit status 3": _result(rc=3),
         "exit 1 but nothing in 'failed'": _result(),
+        "control characters": _result(failed=[{"path": path, "error": f"{path}: the line \x00\x00 is wrong"}]),
     }
     for what, result in bad.items():
         outcome, problems = judge(case, result)
