@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BrainFMError",
+    "CheckpointError",
     "ConfigError",
     "ContentNotFetchedError",
     "DataQualityError",
@@ -89,3 +90,7 @@ class ExcludedByRecipe(BrainFMError):
 
 class DuplicateRecordingError(BrainFMError, ValueError):
     """Two source files map to the same recording id."""
+
+
+class CheckpointError(BrainFMError, ValueError):
+    """A checkpoint is from another model or format version, damaged, or does not fit the model."""

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store stats": ("brainfm.cli.store_cmd", "hours, channels, rates and window counts per dataset"),
     "report": ("brainfm.cli.report_cmd", "write a store's HTML quality report (mne.Report)"),
     "demo": ("brainfm.cli.demo_cmd", "run the pipeline on the bundled sample data"),
+    "pretrain fit": ("brainfm.cli.pretrain_cmd", "train a tokenizer or model recipe (configs/pretrain/*.yaml)"),
+    "pretrain validate": ("brainfm.cli.pretrain_cmd", "validate a recipe or checkpoint on the validation split"),
 }
 
 
@@ -74,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
     if chosen is not None:
         module = importlib.import_module(COMMANDS[chosen][0])
+        if getattr(module, "PASSTHROUGH", False):  # the command parses its own arguments (LightningCLI)
+            return int(module.run_argv(argv[len(chosen.split()):], chosen))
         module.add_arguments(leaves[chosen], chosen)
     args = parser.parse_args(argv)
     if getattr(args, "_command", None) is None:

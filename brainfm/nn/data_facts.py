@@ -1,0 +1,79 @@
+"""``DataFacts``: what a model must know about the data it trains on, stated once.
+
+The training engine builds it from the :class:`~brainfm.loading.WindowDataModule` and links
+it into the model (LightningCLI ``link_arguments``); checkpoints record it, so a model
+loaded later can refuse data that does not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["DataFacts"]
+
+
+@dataclass
+class DataFacts:
+    """Facts of the training data that fix a model's shapes or its expectations.
+
+    Attributes
+    ----------
+    sfreq : float
+        Sampling rate in Hz (all recordings share it).
+    n_times : int
+        Samples per window.
+    n_channels : int
+        Channels of the widest recording.
+    vocabulary_size : int
+        Size of the channel-name vocabulary (``Batch.channel_ids`` < this).
+    n_regions : int
+        Size of the region vocabulary.
+    sensor_types : list of str
+        Channel types present in the data (``"eeg"``, ``"mag"``, ...), sorted.
+    recording_types : dict of str to list of str
+        Channel types of each recording, by store id (to name recordings in errors).
+    """
+
+    sfreq: float
+    n_times: int
+    n_channels: int = 0
+    vocabulary_size: int = 0
+    n_regions: int = 0
+    sensor_types: list[str] = field(default_factory=list)
+    recording_types: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (as stored in checkpoints)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> DataFacts:
+        """Inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        state : dict
+            As returned by :meth:`to_dict`.
+
+        Returns
+        -------
+        facts : DataFacts
+            The facts.
+        """
+        return cls(**state)
+
+    def recordings_with(self, types: set[str]) -> list[str]:
+        """Store ids of the recordings that hold any channel type in ``types``.
+
+        Parameters
+        ----------
+        types : set of str
+            Channel types.
+
+        Returns
+        -------
+        recordings : list of str
+            Sorted store ids.
+        """
+        return sorted(rid for rid, present in self.recording_types.items() if types & set(present))

@@ -1,0 +1,12 @@
+"""Tokenizers: signal windows <-> discrete tokens (DESIGN §3).
+
+Every tokenizer derives from :class:`Tokenizer` (``encode``, ``decode``, ``loss``,
+``get_config``) and is trained or fitted by ``brainfm pretrain fit`` (see
+``docs/pretraining.md``).
+"""
+
+from brainfm.tokenizers.base import SampleTokenizer, Tokenizer, percent_variance_explained
+from brainfm.tokenizers.mulaw import MuLawTokenizer
+from brainfm.tokenizers.quantile import QuantileTokenizer
+
+__all__ = ["MuLawTokenizer", "QuantileTokenizer", "SampleTokenizer", "Tokenizer", "percent_variance_explained"]

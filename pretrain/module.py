@@ -1,0 +1,251 @@
+"""``PretrainModule``: the one LightningModule that trains every recipe (DESIGN §3).
+
+A recipe composes a tokenizer, an optional backbone and an optional objective in YAML:
+
+- tokenizer only (``objective: null``): the tokenizer's own :meth:`~brainfm.tokenizers.Tokenizer.loss`
+  is minimised (BrainTokenizer, sample tokenizer, fitted baselines);
+- with an objective: ``objective(batch, tokenizer=..., backbone=...)`` returns the loss terms
+  (next-token, masked-token, masked-latent objectives of the foundation models).
+
+Facts of the data (:class:`~brainfm.nn.data_facts.DataFacts`) are linked from the data
+module once; the tokenizer refuses data it cannot encode before training starts. Every
+checkpoint records the modules' configs, the data facts, the training split's recordings
+and subjects, the store format version, the preprocessing recipes and the random states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+
+from brainfm._logging import logger
+from brainfm._version import __version__
+from brainfm.checkpoint import CHECKPOINT_FORMAT_VERSION, load_state_strict, module_spec
+from brainfm.errors import CheckpointError, NonFiniteDataError
+from brainfm.loading.batch import Batch
+from brainfm.nn.config import Configurable
+from brainfm.nn.data_facts import DataFacts
+from brainfm.tokenizers.base import Tokenizer
+
+__all__ = ["PretrainModule"]
+
+OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+def _default_optimizer(params: Iterable[Any]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3)
+
+
+class PretrainModule(L.LightningModule):
+    """Train whatever the recipe composes: a tokenizer, an optional backbone, an optional objective.
+
+    Parameters
+    ----------
+    tokenizer : Tokenizer
+        The tokenizer (trained here when ``objective`` is None, otherwise used by the objective).
+    backbone : Configurable | None
+        A foundation-model backbone, or None.
+    objective : Configurable | None
+        Called as ``objective(batch, tokenizer=tokenizer, backbone=backbone)``, returning a dict of
+        scalar loss terms with the total under ``"loss"``; None minimises ``tokenizer.loss(batch)``.
+    optimizer : callable
+        ``params -> torch.optim.Optimizer`` (LightningCLI: ``--optimizer AdamW --optimizer.lr 2e-4``).
+    lr_scheduler : callable | None
+        ``optimizer -> LRScheduler``, stepped every optimisation step; a scheduler with a
+        ``total_steps`` attribute left at None gets the Trainer's estimated step count.
+    data_facts : DataFacts | None
+        Facts of the training data, linked from the data module by ``brainfm pretrain``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        backbone: Configurable | None = None,
+        objective: Configurable | None = None,
+        optimizer: OptimizerFactory = _default_optimizer,
+        lr_scheduler: SchedulerFactory | None = None,
+        data_facts: DataFacts | None = None,
+    ) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.backbone = backbone
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.data_facts = data_facts
+        self.training_data: dict[str, Any] = {}
+        if data_facts is not None:
+            self.tokenizer.check_data(data_facts)  # refuse unfit data before any training
+        # Tokenizers without trainable weights (mu-law, quantile) are fitted, not optimised: they
+        # run under manual optimisation with a no-op optimiser that only advances the step
+        # counter, so that max_steps, checkpoint intervals and resuming work as for trained ones.
+        self.automatic_optimization = any(p.requires_grad for p in self.parameters())
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _window_names(self, batch: Batch, rows: torch.Tensor) -> str:
+        names = self._recording_names()
+        described = []
+        for row in rows[:5].tolist():
+            rid = int(batch.recording_ids[row])
+            name = names[rid] if names and rid < len(names) else f"recording id {rid}"
+            described.append(f"{name!r} from sample {int(batch.start[row])}")
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        return "; ".join(described) + more
+
+    def _recording_names(self) -> list[str]:
+        trainer = self._trainer
+        data = getattr(trainer, "datamodule", None) if trainer is not None else None
+        return list(getattr(data, "recording_names", []) or [])
+
+    def _losses(self, batch: Batch, stage: str) -> dict[str, torch.Tensor]:
+        finite = torch.isfinite(batch.signal).flatten(1).all(1)
+        if not bool(finite.all()):
+            rows = torch.nonzero(~finite).flatten()
+            raise NonFiniteDataError(
+                f"{stage}: non-finite samples in the window of {self._window_names(batch, rows)}. "
+                "Check the recording (brainfm store check) or leave it out with --data.datasets."
+            )
+        if self.objective is None:
+            losses = self.tokenizer.loss(batch)
+        else:
+            losses = self.objective(batch, tokenizer=self.tokenizer, backbone=self.backbone)
+        loss = losses["loss"]
+        if not bool(torch.isfinite(loss)):
+            rows = torch.arange(len(batch))
+            raise NonFiniteDataError(
+                f"{stage}: the loss became {float(loss)} on the batch of {self._window_names(batch, rows)}. "
+                "Lower the learning rate, or check these recordings."
+            )
+        return losses
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        """One training step: the loss terms are logged under ``train/``."""
+        losses = self._losses(batch, f"training step {self.global_step}")
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=len(batch),
+                      prog_bar=False, on_step=True, on_epoch=False)
+        self.log("loss", losses["loss"].detach(), prog_bar=True, batch_size=len(batch), logger=False)
+        if self.automatic_optimization:
+            return losses["loss"]
+        self.optimizers().step()  # type: ignore[union-attr]  # the no-op optimiser: counts the step
+        return None
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Validation loss terms, averaged over the epoch under ``val/`` (``val/loss`` selects checkpoints).
+
+        Skipped while the tokenizer is not fitted yet (the sanity check before a data-fitted
+        tokenizer has seen any training data).
+        """
+        if not self.tokenizer.fitted:
+            return
+        losses = self._losses(batch, f"validation batch {batch_idx}")
+        self.log_dict({f"val/{k}": v.detach() for k, v in losses.items()}, batch_size=len(batch),
+                      prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        """The optimiser (and the per-step scheduler) from the recipe's factories."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:  # a fitted tokenizer: a no-op optimiser over an empty tensor counts the steps
+            return torch.optim.SGD([torch.zeros(0, requires_grad=True)], lr=0.0)
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        if hasattr(scheduler, "total_steps") and scheduler.total_steps is None:
+            scheduler.total_steps = int(self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- what checkpoints record ----------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        """Record the training split (recordings, subjects, store, recipes) for checkpoints."""
+        data = getattr(self.trainer, "datamodule", None)
+        if data is None or not hasattr(data, "split"):
+            return
+        from brainfm.pretrain.facts import training_record
+
+        self.training_data = training_record(data)
+
+    def _spec(self, module: Configurable | None) -> dict[str, Any] | None:
+        return None if module is None else module_spec(module)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the ``"brainfm"`` entry (:mod:`brainfm.checkpoint.format`)."""
+        checkpoint["brainfm"] = {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "brainfm_version": __version__,
+            "tokenizer": self._spec(self.tokenizer),
+            "backbone": self._spec(self.backbone),
+            "objective": self._spec(self.objective),
+            "data": self.data_facts.to_dict() if self.data_facts is not None else None,
+            "training_data": self.training_data,
+            "rng": _rng_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model; restore the random states (exact resume)."""
+        meta = checkpoint.get("brainfm")
+        if not isinstance(meta, dict):
+            raise CheckpointError("The checkpoint has no 'brainfm' entry: it was not written by brainfm pretrain.")
+        for role in ("tokenizer", "backbone", "objective"):
+            saved, own = meta.get(role), self._spec(getattr(self, role))
+            if (saved or {}).get("class_path") != (own or {}).get("class_path"):
+                raise CheckpointError(
+                    f"The checkpoint's {role} is {(saved or {}).get('class_path')!r}, this run's is "
+                    f"{(own or {}).get('class_path')!r}: resume with the recipe the checkpoint was trained with."
+                )
+            if saved is not None and own is not None and saved.get("init_args") != own.get("init_args"):
+                differ = sorted(k for k in set(saved["init_args"]) | set(own["init_args"])
+                                if saved["init_args"].get(k) != own["init_args"].get(k))
+                raise CheckpointError(
+                    f"The checkpoint's {role} was configured differently: "
+                    + "; ".join(f"{k}: checkpoint {saved['init_args'].get(k)!r}, now {own['init_args'].get(k)!r}"
+                                for k in differ)
+                )
+        load_state_strict(self, checkpoint["state_dict"], "the checkpoint")
+        if meta.get("rng"):
+            self._pending_rng = meta["rng"]
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        """Apply random states restored from a checkpoint, right before the first resumed step.
+
+        Not earlier: Lightning draws from the global generator when it creates the epoch's
+        loader iterator, after ``on_train_start``, which the interrupted run had done before
+        saving.
+        """
+        state = getattr(self, "_pending_rng", None)
+        if state is not None:
+            _set_rng_state(state)
+            self._pending_rng = None
+            logger.info("random states restored from the checkpoint")
+
+
+def _rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU, CUDA) random states as plain values and tensors.
+
+    Lightning's collector, with NumPy's key array as a tensor so that the checkpoint loads
+    with ``weights_only=True``.
+    """
+    state = _collect_rng_states(include_cuda=torch.cuda.is_available())
+    kind, keys, pos, has_gauss, cached = state.pop("numpy")
+    state["numpy"] = {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    saved = state["numpy"]
+    numpy_state = (saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["pos"], saved["has_gauss"],
+                   saved["cached_gaussian"])
+    _set_rng_states({**state, "numpy": numpy_state, "python": _tuples(state["python"])})
+
+
+def _tuples(value: Any) -> Any:
+    """Lists back to tuples (``random.setstate`` wants the nested tuples ``getstate`` gave)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,168 @@
+"""The training engine: one LightningModule, self-describing checkpoints, exact resume, clear refusals."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from brainfm.checkpoint import BrainfmCheckpointIO, load_tokenizer, read_checkpoint
+from brainfm.errors import CheckpointError, ConfigError, NonFiniteDataError
+from brainfm.loading import WindowDataModule
+from brainfm.loading.batch import Batch
+from brainfm.nn import DataFacts
+from brainfm.pretrain.facts import data_facts
+from brainfm.pretrain.module import PretrainModule
+from brainfm.tokenizers import MuLawTokenizer, QuantileTokenizer, Tokenizer
+
+pytestmark = [
+    pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:The .(train|val)_dataloader. does not have many workers"),
+    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
+]
+
+
+class _LinearCodec(Tokenizer):
+    """A trainable toy tokenizer: a linear bottleneck with input noise (draws from torch's RNG)."""
+
+    def __init__(self, n_times: int = 256, width: int = 4, noise: float = 0.3) -> None:
+        super().__init__()
+        self.encoder, self.decoder = nn.Linear(n_times, width), nn.Linear(width, n_times)
+        self.noise = noise
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        x = batch.signal
+        noisy = x + self.noise * torch.randn_like(x) if self.training else x
+        error = (self.decoder(self.encoder(noisy)) - x).pow(2)[batch.channel_mask]
+        return {"loss": error.mean()}
+
+
+def _data(store, **kwargs) -> WindowDataModule:
+    kwargs = {"window_s": 2.0, "batch_size": 4, "val_fraction": 0.34, "seed": 3, **kwargs}
+    return WindowDataModule(store, **kwargs)
+
+
+def _trainer(tmp_path, **kwargs) -> L.Trainer:
+    kwargs = {"max_epochs": 1, "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+              "use_distributed_sampler": False, "accelerator": "cpu", "devices": 1, "default_root_dir": tmp_path,
+              "plugins": [BrainfmCheckpointIO()], **kwargs}
+    kwargs.setdefault("enable_checkpointing", "callbacks" in kwargs)
+    return L.Trainer(**kwargs)
+
+
+def _adamw(params):
+    return torch.optim.AdamW(params, lr=3e-2)
+
+
+def _steps(optimizer):
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+
+
+@pytest.mark.slow
+def test_loss_falls_on_a_real_store(tiny_store, tmp_path):
+    L.seed_everything(0)
+    data = _data(tiny_store)
+    facts = data_facts(data.index)
+    module = PretrainModule(_LinearCodec(facts.n_times, width=32, noise=0.0), optimizer=_adamw, data_facts=facts)
+    batch = next(iter(data.make_dataloader("val")))
+    module.eval()
+    before = float(module.tokenizer.loss(batch)["loss"].detach())
+    module.train()
+    _trainer(tmp_path, max_epochs=10, limit_val_batches=0).fit(module, datamodule=data)
+    module.eval()
+    after = float(module.tokenizer.loss(batch)["loss"].detach())
+    assert after < 0.8 * before, (before, after)  # on held-out subjects
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+def test_resume_after_k_steps_matches_an_uninterrupted_run(tiny_store, tmp_path):
+    """Weights after 2K steps equal a run resumed from step K: model, optimiser, scheduler,
+    sampler position (mid-epoch) and the random state behind the input noise all come back."""
+
+    def module() -> PretrainModule:
+        return PretrainModule(_LinearCodec(256), optimizer=_adamw, lr_scheduler=_steps)
+
+    L.seed_everything(11)
+    reference = module()
+    _trainer(tmp_path / "ref", max_steps=6, max_epochs=-1, limit_val_batches=0).fit(reference, datamodule=_data(tiny_store))
+
+    L.seed_everything(11)
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1,
+                                                filename="{step}")
+    first = module()
+    _trainer(tmp_path / "a", max_steps=3, max_epochs=-1, limit_val_batches=0, callbacks=[saver]).fit(
+        first, datamodule=_data(tiny_store))
+    assert not torch.equal(first.tokenizer.encoder.weight, reference.tokenizer.encoder.weight)
+
+    L.seed_everything(999)  # a different seed: the checkpoint's random state must win
+    resumed = module()
+    trainer = _trainer(tmp_path / "b", max_steps=6, max_epochs=-1, limit_val_batches=0)
+    trainer.fit(resumed, datamodule=_data(tiny_store), ckpt_path=tmp_path / "ckpt" / "step=3.ckpt")
+    for name, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    assert trainer.lr_scheduler_configs[0].scheduler.get_last_lr() == [3e-2 * 0.5**3]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+def test_resuming_with_another_tokenizer_is_refused(tiny_store, tmp_path):
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
+    _trainer(tmp_path, callbacks=[saver], limit_val_batches=0).fit(
+        PretrainModule(QuantileTokenizer(n_bins=16)), datamodule=_data(tiny_store))
+    with pytest.raises(CheckpointError, match="tokenizer is 'brainfm.tokenizers.quantile.QuantileTokenizer', this run's is 'brainfm.tokenizers.mulaw.MuLawTokenizer'"):
+        _trainer(tmp_path, max_epochs=2, limit_val_batches=0).fit(
+            PretrainModule(MuLawTokenizer()), datamodule=_data(tiny_store), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    with pytest.raises(CheckpointError, match="n_bins: checkpoint 16, now 32"):
+        _trainer(tmp_path, max_epochs=2, limit_val_batches=0).fit(
+            PretrainModule(QuantileTokenizer(n_bins=32)), datamodule=_data(tiny_store), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_checkpoint_records_the_training_data(tiny_store, tmp_path):
+    data = _data(tiny_store)
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
+    module = PretrainModule(QuantileTokenizer(n_bins=64), data_facts=data_facts(data.index))
+    _trainer(tmp_path, callbacks=[saver]).fit(module, datamodule=data)
+    tokenizer, info = load_tokenizer(tmp_path / "ckpt" / "last.ckpt")
+    train = data.split("train")
+    trained_on = sorted({train.layouts[int(r)].recording_id for r in train.recording})
+    assert info.training_data["recordings"] == trained_on and len(trained_on) == 2
+    assert info.training_data["subjects"] == sorted({f"eegmat/{r.split('-')[1][:2]}" for r in trained_on})
+    assert info.training_data["store_format_version"] == 1
+    assert list(info.training_data["preprocessing"]) == ["engine-tests"]
+    assert info.data.sfreq == 128.0 and info.data.n_times == 256 and info.data.sensor_types == ["eeg"]
+    # the fitted bins came back: counted every good training sample once
+    good = sum(int(train.layouts[int(r)].good.sum()) for r in train.recording)
+    assert float(tokenizer.counts.sum()) == good * 256
+    assert read_checkpoint(tmp_path / "ckpt" / "last.ckpt")["brainfm"]["rng"]["torch"].dtype == torch.uint8
+
+
+def test_unsupported_sensor_types_are_refused_before_training():
+    class EegOnly(MuLawTokenizer):
+        sensor_types = ("eeg",)
+
+    facts = DataFacts(sfreq=160.0, n_times=320, sensor_types=["eeg", "mag"], recording_types={"erm": ["eeg", "mag"]})
+    with pytest.raises(ConfigError, match=r"\['mag'\] channels in 1 recordings \(erm\)"):
+        PretrainModule(EegOnly(), data_facts=facts)
+
+
+def test_non_finite_windows_and_losses_stop_the_run_naming_recording_and_sample():
+    signal = torch.zeros(2, 3, 10)
+    signal[1, 2, 4] = float("nan")
+    batch = Batch(signal=signal, channel_mask=torch.ones(2, 3, dtype=torch.bool), sensor_pos=torch.zeros(2, 3, 6),
+                  sensor_type=torch.zeros(2, 3, dtype=torch.long), channel_ids=torch.ones(2, 3, dtype=torch.long),
+                  region_ids=torch.zeros(2, 3, dtype=torch.long), subject_ids=torch.zeros(2, dtype=torch.long),
+                  recording_ids=torch.tensor([0, 5]), start=torch.tensor([0, 1280]))
+    module = PretrainModule(MuLawTokenizer())
+    with pytest.raises(NonFiniteDataError, match="recording id 5' from sample 1280"):
+        module.training_step(batch, 0)
+
+    class Exploding(_LinearCodec):
+        def loss(self, batch):
+            return {"loss": torch.tensor(float("inf"))}
+
+    batch.signal[1, 2, 4] = 0.0
+    with pytest.raises(NonFiniteDataError, match="loss became inf on the batch of 'recording id 0' from sample 0"):
+        PretrainModule(Exploding(10)).validation_step(batch, 0)
