@@ -11,6 +11,7 @@ and the resolved config saved as ``config.yaml`` in the run's log folder.
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import warnings
 from collections.abc import Sequence
@@ -21,12 +22,14 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from brainfm._check import suggest
 from brainfm.checkpoint import BrainfmCheckpointIO
+from brainfm.errors import ConfigError
 from brainfm.loading.datamodule import WindowDataModule
 from brainfm.pretrain.facts import data_facts
 from brainfm.pretrain.module import PretrainModule
 
-__all__ = ["PretrainCLI", "SUBCOMMANDS", "run_pretrain"]
+__all__ = ["SUBCOMMANDS", "PretrainCLI", "default_loggers", "recipe_path", "run_pretrain"]
 
 #: The subcommands ``brainfm pretrain`` offers.
 SUBCOMMANDS = ("fit", "validate")
@@ -79,6 +82,66 @@ def default_loggers(root: str | Path) -> list[Logger]:
     return loggers
 
 
+def recipe_path(name: str, size: str | None = None) -> Path:
+    """The shipped YAML of a recipe (``configs/pretrain/<name>.yaml``) or of one of its size presets
+    (``configs/pretrain/<name>/<size>.yaml``).
+
+    Parameters
+    ----------
+    name : str
+        Recipe name (``mulaw``, ``quantile``, ...).
+    size : str | None
+        Size preset (``tiny``, ``base``, ...); None: the recipe itself.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file.
+    """
+    folder = Path(str(importlib.resources.files("brainfm.configs") / "pretrain"))
+    recipes = sorted(p.stem for p in folder.glob("*.yaml"))
+    if name not in recipes:
+        raise ConfigError(
+            f"Invalid value for the '--recipe' parameter. Allowed values are {', '.join(recipes)}, "
+            f"but got {name!r} instead.{suggest(name, recipes)}"
+        )
+    if size is None:
+        return folder / f"{name}.yaml"
+    sizes = sorted(p.stem for p in (folder / name).glob("*.yaml"))
+    if size not in sizes:
+        raise ConfigError(
+            f"Invalid value for the '--size' parameter of recipe {name!r}. Allowed values are "
+            f"{', '.join(sizes) or '(none: this recipe has no size presets)'}, but got {size!r} instead."
+        )
+    return folder / name / f"{size}.yaml"
+
+
+def _expand_recipe(argv: list[str]) -> list[str]:
+    """Replace ``--recipe NAME`` and ``--size SIZE`` by the ``--config`` files they name (recipe first)."""
+    values: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        key, _, inline = word.partition("=")
+        if key in ("--recipe", "--size"):
+            if not inline and i + 1 >= len(argv):
+                raise ConfigError(f"{key} needs a value.")
+            values[key] = inline or argv[i + 1]
+            i += 1 if inline else 2
+            continue
+        rest.append(word)
+        i += 1
+    if "--size" in values and "--recipe" not in values:
+        raise ConfigError("--size needs --recipe NAME (a shipped recipe whose size presets to use).")
+    if "--recipe" not in values:
+        return rest
+    configs = ["--config", str(recipe_path(values["--recipe"]))]
+    if "--size" in values:
+        configs += ["--config", str(recipe_path(values["--recipe"], values["--size"]))]
+    return rest[:1] + configs + rest[1:]
+
+
 def run_pretrain(argv: Sequence[str]) -> int:
     """Run ``brainfm pretrain`` with these arguments (the subcommand first).
 
@@ -86,6 +149,8 @@ def run_pretrain(argv: Sequence[str]) -> int:
     ----------
     argv : sequence of str
         E.g. ``["fit", "--config", "configs/pretrain/mulaw.yaml", "--data.store", "store/"]``.
+        ``--recipe NAME [--size SIZE]`` stands for the ``--config`` files of a shipped recipe
+        and its size preset (:func:`recipe_path`), placed before the other arguments.
 
     Returns
     -------
@@ -99,7 +164,7 @@ def run_pretrain(argv: Sequence[str]) -> int:
         PretrainCLI(
             PretrainModule,
             WindowDataModule,
-            args=list(argv),
+            args=_expand_recipe(list(argv)),
             trainer_defaults={"use_distributed_sampler": False},
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": "brainfm pretrain", "default_env": False},

@@ -22,6 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from torch import nn
 
 from brainfm._logging import logger
 from brainfm._version import __version__
@@ -82,10 +83,12 @@ class PretrainModule(L.LightningModule):
         self.training_data: dict[str, Any] = {}
         if data_facts is not None:
             self.tokenizer.check_data(data_facts)  # refuse unfit data before any training
-        # Tokenizers without trainable weights (mu-law, quantile) are fitted, not optimised: they
-        # run under manual optimisation with a no-op optimiser that only advances the step
-        # counter, so that max_steps, checkpoint intervals and resuming work as for trained ones.
-        self.automatic_optimization = any(p.requires_grad for p in self.parameters())
+        # Tokenizers without trainable weights (mu-law, quantile) are fitted, not optimised. An
+        # empty parameter joins their loss (adding 0) so that steps, schedulers, checkpoint
+        # intervals, resuming and DDP (which needs a parameter) work as for trained ones.
+        self.fit_anchor: nn.Parameter | None = None
+        if not any(p.requires_grad for p in self.parameters()):
+            self.fit_anchor = nn.Parameter(torch.zeros(0))
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -125,16 +128,15 @@ class PretrainModule(L.LightningModule):
             )
         return losses
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """One training step: the loss terms are logged under ``train/``."""
         losses = self._losses(batch, f"training step {self.global_step}")
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=len(batch),
                       prog_bar=False, on_step=True, on_epoch=False)
         self.log("loss", losses["loss"].detach(), prog_bar=True, batch_size=len(batch), logger=False)
-        if self.automatic_optimization:
-            return losses["loss"]
-        self.optimizers().step()  # type: ignore[union-attr]  # the no-op optimiser: counts the step
-        return None
+        if self.fit_anchor is not None:
+            return losses["loss"].detach() + self.fit_anchor.sum()
+        return losses["loss"]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """Validation loss terms, averaged over the epoch under ``val/`` (``val/loss`` selects checkpoints).
@@ -151,8 +153,6 @@ class PretrainModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """The optimiser (and the per-step scheduler) from the recipe's factories."""
         params = [p for p in self.parameters() if p.requires_grad]
-        if not params:  # a fitted tokenizer: a no-op optimiser over an empty tensor counts the steps
-            return torch.optim.SGD([torch.zeros(0, requires_grad=True)], lr=0.0)
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer

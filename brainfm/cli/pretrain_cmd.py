@@ -39,6 +39,21 @@ def run_argv(argv: Sequence[str], command: str) -> int:
     status : int
         The exit status.
     """
+    from brainfm.cli._output import print_error
+    from brainfm.errors import (
+        CheckpointError,
+        ConfigError,
+        NonFiniteDataError,
+        StoreFormatError,
+        StoreNotFoundError,
+    )
     from brainfm.pretrain.cli import run_pretrain
 
-    return run_pretrain([command.split()[1], *argv])
+    try:
+        return run_pretrain([command.split()[1], *argv])
+    except (ConfigError, StoreFormatError, StoreNotFoundError, CheckpointError) as exc:
+        print_error(exc)  # refused before or at start: nothing was trained
+        return 2
+    except NonFiniteDataError as exc:
+        print_error(exc)
+        return 1
