@@ -1,4 +1,4 @@
-"""Fixtures of the engine tests: a tiny real EEG store (three eegmat subjects, 20 s at 128 Hz)."""
+"""Fixtures of the engine tests: a tiny real EEG store (three eegmat subjects, 20 s at 256 Hz)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import pytest
 
 TINY_RECIPE = """\
 name: engine-tests
-description: eegmat EEG, the first 20 s at 128 Hz.
+description: eegmat EEG, the first 20 s at 256 Hz.
 pick:
   types: [eeg]
 crop: {tmin_s: 0.0, tmax_s: 20.0}
 steps:
-  - resample: {sfreq: 128, method: polyphase}
+  - resample: {sfreq: 256, method: polyphase}
   - units: {on_implausible: warn}
 """
 
 
 @pytest.fixture(scope="session")
 def tiny_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three subjects of eegmat (19 EEG channels), 20 s each at 128 Hz, made by ``preprocess``."""
+    """Three subjects of eegmat (20 EEG channels), 20 s each at 256 Hz, made by ``preprocess``."""
     from brainfm.preprocessing.run import preprocess
 
     root = tmp_path_factory.mktemp("engine")

@@ -73,7 +73,7 @@ def test_fit_saves_config_metrics_and_a_loadable_checkpoint_then_validate(tiny_s
     assert {"val/loss", "val/pve"} <= set(header)
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
     tokenizer, info = load_tokenizer(checkpoint)
-    assert tokenizer.vocab_size == 55 and info.data.sfreq == 128.0
+    assert tokenizer.vocab_size == 55 and info.data.sfreq == 256.0
     assert main(["pretrain", "validate", *args, "--model.tokenizer.init_args.n_bins", "54",
                  "--ckpt_path", str(checkpoint)]) == 0
 

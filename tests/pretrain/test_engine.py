@@ -82,7 +82,7 @@ def test_resume_after_k_steps_matches_an_uninterrupted_run(tiny_store, tmp_path)
     sampler position (mid-epoch) and the random state behind the input noise all come back."""
 
     def module() -> PretrainModule:
-        return PretrainModule(_LinearCodec(256), optimizer=_adamw, lr_scheduler=_steps)
+        return PretrainModule(_LinearCodec(512), optimizer=_adamw, lr_scheduler=_steps)
 
     L.seed_everything(11)
     reference = module()
@@ -132,10 +132,10 @@ def test_checkpoint_records_the_training_data(tiny_store, tmp_path):
     assert info.training_data["subjects"] == sorted({f"eegmat/{r.split('-')[1][:2]}" for r in trained_on})
     assert info.training_data["store_format_version"] == 1
     assert list(info.training_data["preprocessing"]) == ["engine-tests"]
-    assert info.data.sfreq == 128.0 and info.data.n_times == 256 and info.data.sensor_types == ["eeg"]
+    assert info.data.sfreq == 256.0 and info.data.n_times == 512 and info.data.sensor_types == ["eeg"]
     # the fitted bins came back: counted every good training sample once
     good = sum(int(train.layouts[int(r)].good.sum()) for r in train.recording)
-    assert float(tokenizer.counts.sum()) == good * 256
+    assert float(tokenizer.counts.sum()) == good * 512
     assert read_checkpoint(tmp_path / "ckpt" / "last.ckpt")["brainfm"]["rng"]["torch"].dtype == torch.uint8
 
 
