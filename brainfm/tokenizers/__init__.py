@@ -5,8 +5,8 @@ Every tokenizer derives from :class:`Tokenizer` (``encode``, ``decode``, ``loss`
 ``docs/pretraining.md``).
 """
 
-from brainfm.tokenizers.brain_tokenizer import BrainTokenizer
 from brainfm.tokenizers.base import SampleTokenizer, Tokenizer, percent_variance_explained
+from brainfm.tokenizers.brain_tokenizer import BrainTokenizer
 from brainfm.tokenizers.mulaw import MuLawTokenizer
 from brainfm.tokenizers.quantile import QuantileTokenizer
 

@@ -42,7 +42,7 @@ def test_every_recipe_validates_and_runs_fast_dev_run(recipe, tiny_store, tmp_pa
     else:  # a size preset: applied on top of its recipe
         configs = ["--recipe", recipe.parent.name, "--size", recipe.stem]
     status = main(["pretrain", "fit", *configs, "--data.store", str(tiny_store), "--trainer.fast_dev_run", "true",
-                   "--trainer.default_root_dir", str(tmp_path), *QUIET])
+                   "--trainer.default_root_dir", str(tmp_path), *QUIET, "--data.batch_size", "1"])
     assert status == 0
 
 

@@ -1,0 +1,229 @@
+"""BrainTokenizer: the acceptance checks of brainomni.md §9 (items 3-10, 16) on CPU."""
+
+from __future__ import annotations
+
+import math
+import resource
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from brainfm.errors import ConfigError
+from brainfm.loading.batch import Batch
+from brainfm.nn import DataFacts
+from brainfm.nn.rvq import EuclideanCodebook, ResidualVQ, rotation_trick
+from brainfm.nn.seanet import SEANetDecoder, SEANetEncoder
+from brainfm.tokenizers import BrainTokenizer
+from brainfm.tokenizers.brain_tokenizer import brain_tokenizer_losses
+
+TINY = {"n_filters": 8, "dim": 32, "n_codes": 64, "n_levels": 4, "n_latents": 16, "n_heads": 4, "lstm_layers": 1,
+        "kmeans_samples": 1024}
+
+
+def _batch(b: int, c: int, t: int, generator: torch.Generator | None = None) -> Batch:
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    pos = torch.randn(b, c, 6, generator=g)
+    return Batch(signal=torch.randn(b, c, t, generator=g), channel_mask=torch.ones(b, c, dtype=torch.bool),
+                 sensor_pos=pos, sensor_type=torch.randint(0, 3, (b, c), generator=g),
+                 channel_ids=torch.ones(b, c, dtype=torch.long), region_ids=torch.zeros(b, c, dtype=torch.long),
+                 subject_ids=torch.zeros(b, dtype=torch.long), recording_ids=torch.zeros(b, dtype=torch.long),
+                 start=torch.zeros(b, dtype=torch.long))
+
+
+def _permuted(batch: Batch, order: torch.Tensor) -> Batch:
+    fields = {k: (v[:, order] if k in ("signal", "channel_mask", "sensor_pos", "sensor_type", "channel_ids", "region_ids")
+                  else v) for k, v in batch.to_dict().items()}
+    return Batch(**fields)
+
+
+def test_published_size_has_about_five_million_parameters():  # item 16
+    tokenizer = BrainTokenizer()
+    n = sum(p.numel() for p in tokenizer.parameters())
+    assert 4.5e6 < n < 5.5e6, n
+    assert not any(name.startswith("quantizer") for name, _ in tokenizer.named_parameters())  # codebooks are buffers
+
+
+@pytest.mark.parametrize("seconds,overlap,expected", [(10, 0.0, 40), (30, 0.25, 160), (4, 0.25, 24), (1, 0.0, 8)])
+def test_token_grid_shapes(seconds, overlap, expected):  # item 3
+    tokenizer = BrainTokenizer(**TINY).eval()
+    n_times = seconds * 256
+    assert 8 * tokenizer.n_windows(n_times, overlap) == expected
+    if seconds <= 10:
+        features, indices = tokenizer.tokenize(_batch(2, 3, n_times), overlap=overlap)
+        assert features.shape == (2, 16, expected, 32) and indices.shape == (2, 16, expected, 4)
+
+
+def test_seanet_maps_512_samples_to_8_steps_and_back():  # item 4
+    encoder, decoder = SEANetEncoder(n_filters=8, dimension=32), SEANetDecoder(n_filters=8, dimension=32)
+    z = encoder(torch.randn(5, 1, 512))
+    assert z.shape == (5, 32, 8) and decoder(z).shape == (5, 1, 512)
+
+
+def test_channel_permutation_leaves_tokens_unchanged_and_permutes_reconstructions():  # item 5
+    tokenizer = BrainTokenizer(**TINY)
+    tokenizer.train()
+    tokenizer.loss(_batch(2, 7, 512))  # k-means initialisation of the codebooks
+    tokenizer.eval()
+    batch = _batch(2, 7, 512, torch.Generator().manual_seed(5))
+    order = torch.randperm(7, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        latents, _, _ = tokenizer.encode_latents(batch)
+        latents_p, _, _ = tokenizer.encode_latents(_permuted(batch, order))
+        torch.testing.assert_close(latents_p, latents, atol=1e-5, rtol=1e-5)
+        indices = tokenizer.encode(batch)
+        assert torch.equal(tokenizer.encode(_permuted(batch, order)), indices)
+        reconstruction = tokenizer.decode(indices, batch)
+        torch.testing.assert_close(tokenizer.decode(indices, _permuted(batch, order)), reconstruction[:, order],
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_the_same_weights_run_on_19_64_and_306_channels():  # item 6
+    tokenizer = BrainTokenizer(**TINY).eval()
+    for c in (19, 64, 306):
+        with torch.no_grad():
+            _, indices = tokenizer.tokenize(_batch(1, c, 512))
+            assert indices.shape == (1, 16, 8, 4)
+            assert tokenizer.decode(indices, _batch(1, c, 512)).shape == (1, c, 512)
+
+
+@pytest.mark.parametrize("c", [2, 3, 8, 19, 64])
+def test_channel_dropout_withholds_a_quarter_but_reconstructs_all(c):  # item 7
+    tokenizer = BrainTokenizer(**TINY).train()
+    mask = torch.ones(3, c, dtype=torch.bool)
+    withheld = tokenizer._withheld(mask)
+    assert withheld.sum(1).tolist() == [max(math.floor(0.25 * c), 1)] * 3
+    assert not torch.equal(withheld[0], tokenizer._withheld(mask)[0]) or c <= 3  # random each call
+    latents, sensors, windows = tokenizer.encode_latents(_batch(3, c, 512))
+    assert tokenizer.reconstruct_windows(tokenizer.quantize(latents)[0], sensors).shape == (3, c, 1, 512)
+
+
+def test_padding_and_bad_channels_are_never_withheld_nor_attended():
+    tokenizer = BrainTokenizer(**TINY).train()
+    mask = torch.tensor([[True, True, True, True, False, False]])
+    for _ in range(20):
+        withheld = tokenizer._withheld(mask)
+        assert int(withheld.sum()) == 1 and not bool(withheld[0, 4:].any())
+
+
+def test_rvq_indices_sums_and_residuals():  # item 8
+    torch.manual_seed(0)
+    rvq = ResidualVQ(n_levels=4, n_codes=64, dim=16).train()
+    x = torch.nn.functional.normalize(torch.randn(4096, 16), dim=-1)
+    rvq(x)  # k-means initialisation of every level
+    rvq.eval()
+    quantised, indices, _ = rvq(x)
+    assert indices.min() >= 0 and indices.max() < 64
+    torch.testing.assert_close(quantised, rvq.decode(indices))
+    residual, norms = x, [float(x.norm(dim=-1).mean())]
+    for level, layer in enumerate(rvq.layers):
+        residual = residual - layer.embed[indices[:, level]]
+        norms.append(float(residual.norm(dim=-1).mean()))
+    assert all(b <= a + 1e-6 for a, b in zip(norms, norms[1:], strict=False)), norms
+
+
+def test_ema_step_matches_the_closed_form_with_laplace_smoothing():  # item 8
+    book = EuclideanCodebook(n_codes=3, dim=2, decay=0.99, eps=1e-6, dead_threshold=0.0)
+    book.embed.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))
+    book.embed_avg.copy_(book.embed * torch.tensor([[4.0], [2.0], [6.0]]))
+    book.cluster_size.copy_(torch.tensor([4.0, 2.0, 6.0]))
+    x = torch.tensor([[0.2, 0.0], [0.9, 1.2], [1.1, 0.8], [4.0, 6.0]])
+    index = torch.tensor([0, 1, 1, 2])
+    s_batch = torch.stack([x[index == k].sum(0) for k in range(3)])
+    n_batch = torch.tensor([1.0, 2.0, 1.0])
+    s = 0.99 * torch.tensor([[0.0, 0.0], [2.0, 2.0], [30.0, 30.0]]) + 0.01 * s_batch
+    n = 0.99 * torch.tensor([4.0, 2.0, 6.0]) + 0.01 * n_batch
+    smoothed = (n + 1e-6) / (n.sum() + 3e-6) * n.sum()
+    book.ema_update(x, index)
+    torch.testing.assert_close(book.embed, s / smoothed[:, None])
+    torch.testing.assert_close(book.cluster_size, n)
+
+
+def test_codes_used_too_rarely_are_replaced_by_batch_vectors():  # item 8
+    book = EuclideanCodebook(n_codes=4, dim=2, dead_threshold=2.0)
+    book.embed.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [9.0, 9.0], [8.0, 8.0]]))
+    book.cluster_size.copy_(torch.tensor([10.0, 10.0, 1.0, 0.5]))
+    x = torch.tensor([[0.1, 0.2], [0.3, 0.4]])
+    assert book.replace_dead(x) == 2
+    replaced = book.embed[2:]
+    assert all(any(torch.equal(row, v) for v in x) for row in replaced)
+    assert torch.equal(book.embed[:2], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+
+
+def test_rotation_trick_forward_is_the_codeword_and_passes_a_gradient():  # item 8
+    x = torch.randn(10, 8, requires_grad=True)
+    q = torch.randn(10, 8)
+    out = rotation_trick(x, q)
+    torch.testing.assert_close(out, q)
+    out.pow(2).sum().backward()
+    assert float(x.grad.abs().sum()) > 0
+
+
+def test_loss_terms_vanish_for_a_perfect_reconstruction():  # item 9
+    x = BrainTokenizer.target(torch.randn(2, 3, 4, 512))
+    terms = brain_tokenizer_losses(x, x, torch.ones(2, 3, 4, dtype=torch.bool))
+    assert float(terms["l1"]) == 0 and float(terms["amplitude"]) == 0 and float(terms["phase"]) == 0
+    assert float(terms["pcc_loss"]) == pytest.approx(math.exp(-1), rel=1e-5)
+    assert BrainTokenizer().phase_weight == 0.5
+
+
+def test_kmeans_initialisation_peak_memory_stays_small():
+    """The reference's k-means builds a (samples x codes x dim) distance tensor (~2 GiB); ours stays < 256 MiB."""
+    code = (
+        "import resource, torch\n"
+        "from brainfm.nn.rvq import EuclideanCodebook\n"
+        "torch.manual_seed(0)\n"
+        "x = torch.nn.functional.normalize(torch.randn(8192, 256), dim=-1)\n"
+        "book = EuclideanCodebook(512, 256, kmeans_samples=4096)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "book.init_from(x)\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak_mib = float(out.stdout.strip().splitlines()[-1])
+    assert peak_mib < 256, peak_mib
+    assert resource.RUSAGE_SELF is not None
+
+
+def test_other_sampling_rates_and_channel_types_are_refused_naming_recordings():
+    tokenizer = BrainTokenizer(**TINY)
+    with pytest.raises(ConfigError, match=r"expects 256 Hz, but the store's recordings \(a, b\) are at 160 Hz"):
+        tokenizer.check_data(DataFacts(sfreq=160.0, n_times=320, sensor_types=["eeg"], recording_types={"a": ["eeg"], "b": ["eeg"]}))
+    with pytest.raises(ConfigError, match=r"\['seeg'\] channels in 1 recordings \(ieeg1\)"):
+        tokenizer.check_data(DataFacts(sfreq=256.0, n_times=512, sensor_types=["eeg", "seeg"],
+                                       recording_types={"eeg1": ["eeg"], "ieeg1": ["seeg"]}))
+
+
+def _sinusoid_batch(generator: torch.Generator, b: int = 8, c: int = 6) -> Batch:
+    batch = _batch(b, c, 512, generator)
+    t = torch.arange(512) / 256.0
+    freqs = torch.tensor([6.0, 10.0, 21.0])
+    weights = torch.rand(b, c, 3, generator=generator)
+    phases = torch.rand(b, 1, 3, generator=generator) * 2 * math.pi
+    signal = (weights[..., None] * torch.sin(2 * math.pi * freqs[None, None, :, None] * t + phases[..., None])).sum(2)
+    batch.signal = signal + 0.05 * torch.randn(b, c, 512, generator=generator)
+    return batch
+
+
+@pytest.mark.slow
+def test_a_reduced_tokenizer_learns_sinusoid_mixtures():  # item 10
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    tokenizer = BrainTokenizer(n_filters=8, dim=32, n_codes=64, n_levels=4, n_latents=4, n_heads=4, lstm_layers=1,
+                               kmeans_samples=512)
+    optimizer = torch.optim.AdamW(tokenizer.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(200):
+        loss = tokenizer.loss(_sinusoid_batch(generator))["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.7 * first, (first, last)
+    tokenizer.eval()
+    with torch.no_grad():
+        indices = tokenizer.encode(_sinusoid_batch(torch.Generator().manual_seed(99), b=32))
+    assert torch.unique(indices[..., 0]).numel() >= 0.2 * 64
