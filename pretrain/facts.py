@@ -29,6 +29,7 @@ def data_facts(index: WindowIndex) -> DataFacts:
     """
     recording_types = {layout.recording_id: sorted(set(layout.types)) for layout in index.layouts}
     present = sorted({t for types in recording_types.values() for t in types})
+    positioned = {layout.recording_id: int((layout.good & layout.pos_mask).sum()) for layout in index.layouts}
     return DataFacts(
         sfreq=float(index.sfreq),
         n_times=int(index.window_size_samples),
@@ -37,6 +38,7 @@ def data_facts(index: WindowIndex) -> DataFacts:
         n_regions=len(index.region_vocabulary),
         sensor_types=present,
         recording_types=recording_types,
+        positioned=positioned,
     )
 
 

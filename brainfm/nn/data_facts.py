@@ -33,6 +33,8 @@ class DataFacts:
         Channel types present in the data (``"eeg"``, ``"mag"``, ...), sorted.
     recording_types : dict of str to list of str
         Channel types of each recording, by store id (to name recordings in errors).
+    positioned : dict of str to int
+        Good channels with a known position (``Batch.pos_mask`` True), by store id.
     """
 
     sfreq: float
@@ -42,6 +44,7 @@ class DataFacts:
     n_regions: int = 0
     sensor_types: list[str] = field(default_factory=list)
     recording_types: dict[str, list[str]] = field(default_factory=dict)
+    positioned: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (as stored in checkpoints)."""

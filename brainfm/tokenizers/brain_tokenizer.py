@@ -198,8 +198,16 @@ class BrainTokenizer(Tokenizer):
         return self.n_codes
 
     def check_data(self, facts: DataFacts) -> None:
-        """Refuse other channel types (EEG, MAG, GRAD only) and another sampling rate, naming the recordings."""
+        """Refuse other channel types (EEG, MAG, GRAD only), another sampling rate, and recordings
+        without any channel position, naming the recordings."""
         super().check_data(facts)
+        blind = sorted(rid for rid, n in facts.positioned.items() if n == 0)
+        if blind:
+            raise ConfigError(
+                f"BrainTokenizer needs channel positions, but {len(blind)} recordings have none "
+                f"({', '.join(blind[:10])}{', ...' if len(blind) > 10 else ''}). Give them a montage in "
+                "preprocessing (positions from a template or digitisation), or leave them out with --data.datasets."
+            )
         if self.sfreq is not None and abs(facts.sfreq - self.sfreq) > 1e-6:
             names = sorted(facts.recording_types)
             raise ConfigError(
@@ -243,11 +251,12 @@ class BrainTokenizer(Tokenizer):
         x = self.windows(batch.signal, overlap)
         b, c, n, w = x.shape
         sensors = self.sensor_encoder(batch.sensor_pos, batch.sensor_type)
-        keep = batch.channel_mask
+        usable = self.usable(batch)
+        keep = usable
         encoder_input = x
         if self.training:
             if self.channel_dropout > 0:
-                keep = keep & ~self._withheld(batch.channel_mask)
+                keep = keep & ~self._withheld(usable)
             if self.noise_std > 0:
                 encoder_input = x + self.noise_std * torch.randn_like(x)
         z = self.encoder(encoder_input.reshape(b * c * n, 1, w))  # (B C N, D, S)
@@ -275,6 +284,12 @@ class BrainTokenizer(Tokenizer):
         return self.decoder(per_channel).reshape(b, c, n, self.window)
 
     @staticmethod
+    def usable(batch: Batch) -> torch.Tensor:
+        """Channels the tokenizer encodes and reconstructs (B, C): good and with a known position
+        (BrainOmni rejects channels without a location; ``Batch.pos_mask``)."""
+        return batch.channel_mask & batch.pos_mask
+
+    @staticmethod
     def target(windows: torch.Tensor) -> torch.Tensor:
         """Windows z-scored per channel and window (std + 1e-6)."""
         return (windows - windows.mean(-1, keepdim=True)) / (windows.std(-1, unbiased=False, keepdim=True) + 1e-6)
@@ -297,14 +312,14 @@ class BrainTokenizer(Tokenizer):
         windows = self.reconstruct_windows(self.quantizer.decode(tokens), sensors)
         b, c, n, w = windows.shape
         signal = windows.reshape(b, c, n * w)[..., : batch.signal.shape[-1]]
-        return signal.masked_fill(~batch.channel_mask[..., None], 0.0)
+        return signal.masked_fill(~self.usable(batch)[..., None], 0.0)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Total loss (``"loss"``) and its terms; reconstruction covers every good channel, withheld ones included."""
+        """Total loss (``"loss"``) and its terms; reconstruction covers every usable channel, withheld ones included."""
         latents, sensors, windows = self.encode_latents(batch)
         quantised, indices, commitment = self.quantize(latents)
         reconstruction = self.reconstruct_windows(quantised, sensors)
-        valid = batch.channel_mask[:, :, None].expand(windows.shape[:3])
+        valid = self.usable(batch)[:, :, None].expand(windows.shape[:3])
         terms = brain_tokenizer_losses(reconstruction, self.target(windows), valid, self.phase_weight)
         terms["commitment"] = commitment
         terms["loss"] = terms["reconstruction"] + commitment

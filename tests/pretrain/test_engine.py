@@ -152,7 +152,8 @@ def test_non_finite_windows_and_losses_stop_the_run_naming_recording_and_sample(
     signal = torch.zeros(2, 3, 10)
     signal[1, 2, 4] = float("nan")
     batch = Batch(signal=signal, channel_mask=torch.ones(2, 3, dtype=torch.bool), sensor_pos=torch.zeros(2, 3, 6),
-                  sensor_type=torch.zeros(2, 3, dtype=torch.long), channel_ids=torch.ones(2, 3, dtype=torch.long),
+                  sensor_type=torch.zeros(2, 3, dtype=torch.long), pos_mask=torch.ones(2, 3, dtype=torch.bool),
+                  frame_ids=torch.zeros(2, 3, dtype=torch.long), channel_ids=torch.ones(2, 3, dtype=torch.long),
                   region_ids=torch.zeros(2, 3, dtype=torch.long), subject_ids=torch.zeros(2, dtype=torch.long),
                   recording_ids=torch.tensor([0, 5]), start=torch.tensor([0, 1280]))
     module = PretrainModule(MuLawTokenizer())

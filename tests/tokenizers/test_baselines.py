@@ -23,6 +23,8 @@ def _batch(signal: torch.Tensor, mask: torch.Tensor | None = None) -> Batch:
         channel_mask=torch.ones(b, c, dtype=torch.bool) if mask is None else mask,
         sensor_pos=torch.zeros(b, c, 6),
         sensor_type=torch.zeros(b, c, dtype=torch.long),
+        pos_mask=torch.ones(b, c, dtype=torch.bool),
+        frame_ids=torch.zeros(b, c, dtype=torch.long),
         channel_ids=torch.ones(b, c, dtype=torch.long),
         region_ids=torch.zeros(b, c, dtype=torch.long),
         subject_ids=torch.zeros(b, dtype=torch.long),

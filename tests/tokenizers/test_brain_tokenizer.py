@@ -27,13 +27,15 @@ def _batch(b: int, c: int, t: int, generator: torch.Generator | None = None) -> 
     pos = torch.randn(b, c, 6, generator=g)
     return Batch(signal=torch.randn(b, c, t, generator=g), channel_mask=torch.ones(b, c, dtype=torch.bool),
                  sensor_pos=pos, sensor_type=torch.randint(0, 3, (b, c), generator=g),
+                 pos_mask=torch.ones(b, c, dtype=torch.bool), frame_ids=torch.zeros(b, c, dtype=torch.long),
                  channel_ids=torch.ones(b, c, dtype=torch.long), region_ids=torch.zeros(b, c, dtype=torch.long),
                  subject_ids=torch.zeros(b, dtype=torch.long), recording_ids=torch.zeros(b, dtype=torch.long),
                  start=torch.zeros(b, dtype=torch.long))
 
 
 def _permuted(batch: Batch, order: torch.Tensor) -> Batch:
-    fields = {k: (v[:, order] if k in ("signal", "channel_mask", "sensor_pos", "sensor_type", "channel_ids", "region_ids")
+    fields = {k: (v[:, order] if k in ("signal", "channel_mask", "sensor_pos", "sensor_type", "pos_mask", "frame_ids",
+                                           "channel_ids", "region_ids")
                   else v) for k, v in batch.to_dict().items()}
     return Batch(**fields)
 
@@ -190,7 +192,8 @@ def test_kmeans_initialisation_peak_memory_stays_small():
 def test_other_sampling_rates_and_channel_types_are_refused_naming_recordings():
     tokenizer = BrainTokenizer(**TINY)
     with pytest.raises(ConfigError, match=r"expects 256 Hz, but the store's recordings \(a, b\) are at 160 Hz"):
-        tokenizer.check_data(DataFacts(sfreq=160.0, n_times=320, sensor_types=["eeg"], recording_types={"a": ["eeg"], "b": ["eeg"]}))
+        tokenizer.check_data(DataFacts(sfreq=160.0, n_times=320, sensor_types=["eeg"],
+                                       recording_types={"a": ["eeg"], "b": ["eeg"]}))
     with pytest.raises(ConfigError, match=r"\['seeg'\] channels in 1 recordings \(ieeg1\)"):
         tokenizer.check_data(DataFacts(sfreq=256.0, n_times=512, sensor_types=["eeg", "seeg"],
                                        recording_types={"eeg1": ["eeg"], "ieeg1": ["seeg"]}))
@@ -227,3 +230,18 @@ def test_a_reduced_tokenizer_learns_sinusoid_mixtures():  # item 10
     with torch.no_grad():
         indices = tokenizer.encode(_sinusoid_batch(torch.Generator().manual_seed(99), b=32))
     assert torch.unique(indices[..., 0]).numel() >= 0.2 * 64
+
+
+def test_channels_without_positions_are_left_out_and_recordings_without_any_refused():
+    tokenizer = BrainTokenizer(**TINY).eval()
+    batch = _batch(1, 4, 512)
+    batch.pos_mask[0, 2] = False
+    with torch.no_grad():
+        reference = tokenizer.encode(batch)
+        batch.signal[0, 2] += 100.0  # an unpositioned channel never reaches the latents
+        assert torch.equal(tokenizer.encode(batch), reference)
+        assert bool((tokenizer.decode(reference, batch)[0, 2] == 0).all())
+    facts = DataFacts(sfreq=256.0, n_times=512, sensor_types=["eeg"], recording_types={"a": ["eeg"], "b": ["eeg"]},
+                      positioned={"a": 19, "b": 0})
+    with pytest.raises(ConfigError, match=r"needs channel positions, but 1 recordings have none \(b\)"):
+        tokenizer.check_data(facts)
