@@ -212,6 +212,11 @@ class PretrainModule(L.LightningModule):
         if meta.get("rng"):
             self._pending_rng = meta["rng"]
 
+    def on_train_epoch_start(self) -> None:
+        """Tell the tokenizer where training stands (temperature annealing)."""
+        max_epochs = self.trainer.max_epochs
+        self.tokenizer.set_progress(self.current_epoch, max_epochs if max_epochs and max_epochs > 0 else None)
+
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         """Apply random states restored from a checkpoint, right before the first resumed step.
 

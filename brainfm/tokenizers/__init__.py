@@ -9,5 +9,6 @@ from brainfm.tokenizers.base import SampleTokenizer, Tokenizer, percent_variance
 from brainfm.tokenizers.brain_tokenizer import BrainTokenizer
 from brainfm.tokenizers.mulaw import MuLawTokenizer
 from brainfm.tokenizers.quantile import QuantileTokenizer
+from brainfm.tokenizers.sample_tokenizer import SampleLevelTokenizer
 
-__all__ = ["BrainTokenizer", "MuLawTokenizer", "QuantileTokenizer", "SampleTokenizer", "Tokenizer", "percent_variance_explained"]
+__all__ = ["BrainTokenizer", "MuLawTokenizer", "QuantileTokenizer", "SampleLevelTokenizer", "SampleTokenizer", "Tokenizer", "percent_variance_explained"]

@@ -42,6 +42,17 @@ class Tokenizer(Configurable):
         """Whether the tokenizer can encode yet (False for a data-fitted tokenizer before it has seen data)."""
         return True
 
+    def set_progress(self, epoch: int, max_epochs: int | None) -> None:
+        """Called by the engine at the start of each training epoch (annealing schedules); nothing by default.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch starting (0-based).
+        max_epochs : int | None
+            The Trainer's ``max_epochs`` (None or -1 when unbounded).
+        """
+
     def check_data(self, facts: DataFacts) -> None:
         """Refuse data this tokenizer cannot encode, naming the recordings.
 
