@@ -56,7 +56,8 @@ class PretrainModule(L.LightningModule):
         Called as ``objective(batch, tokenizer=tokenizer, backbone=backbone)``, returning a dict of
         scalar loss terms with the total under ``"loss"``; None minimises ``tokenizer.loss(batch)``.
     optimizer : callable
-        ``params -> torch.optim.Optimizer`` (LightningCLI: ``--optimizer AdamW --optimizer.lr 2e-4``).
+        ``params -> torch.optim.Optimizer`` (YAML: ``class_path: torch.optim.AdamW`` with ``init_args``;
+        default AdamW with lr 1e-3).
     lr_scheduler : callable | None
         ``optimizer -> LRScheduler``, stepped every optimisation step; a scheduler with a
         ``total_steps`` attribute left at None gets the Trainer's estimated step count.

@@ -64,6 +64,7 @@ def test_seanet_maps_512_samples_to_8_steps_and_back():  # item 4
 
 
 def test_channel_permutation_leaves_tokens_unchanged_and_permutes_reconstructions():  # item 5
+    L.seed_everything(0, verbose=False)
     tokenizer = BrainTokenizer(**TINY)
     tokenizer.train()
     tokenizer.loss(_batch(2, 7, 512))  # k-means initialisation of the codebooks
@@ -75,7 +76,15 @@ def test_channel_permutation_leaves_tokens_unchanged_and_permutes_reconstruction
         latents_p, _, _ = tokenizer.encode_latents(_permuted(batch, order))
         torch.testing.assert_close(latents_p, latents, atol=1e-5, rtol=1e-5)
         indices = tokenizer.encode(batch)
-        assert torch.equal(tokenizer.encode(_permuted(batch, order)), indices)
+        # Summation order changes with the channel order, so a vector lying (within float32
+        # rounding) halfway between two codes may pick the other one: allow such rare ties.
+        permuted_indices = tokenizer.encode(_permuted(batch, order))
+        differ = permuted_indices != indices
+        assert float(differ.float().mean()) < 0.01
+        codes = tokenizer.quantizer.layers[0].embed
+        unit = torch.nn.functional.normalize(latents, dim=-1)
+        gap = ((unit - codes[indices[..., 0]]).norm(dim=-1) - (unit - codes[permuted_indices[..., 0]]).norm(dim=-1)).abs()
+        assert float(gap.max()) < 1e-4  # first-level flips are exact ties
         reconstruction = tokenizer.decode(indices, batch)
         torch.testing.assert_close(tokenizer.decode(indices, _permuted(batch, order)), reconstruction[:, order],
                                    atol=1e-5, rtol=1e-5)
