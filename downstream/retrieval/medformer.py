@@ -124,21 +124,45 @@ class _PatchEmbedding(nn.Module):
         return tokens
 
 
+class _Attention(nn.Module):
+    """Full multi-head self-attention with ``d_model // n_heads`` per head (250 / 4 -> 62)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        inner = (d_model // n_heads) * n_heads
+        self.query = nn.Linear(d_model, inner)
+        self.key = nn.Linear(d_model, inner)
+        self.value = nn.Linear(d_model, inner)
+        self.out = nn.Linear(inner, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, n, _ = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, n, self.n_heads, -1).transpose(1, 2)  # (B, H, N, d_head)
+
+        attended = F.scaled_dot_product_attention(
+            heads(self.query(x)),
+            heads(self.key(x)),
+            heads(self.value(x)),
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out(attended.transpose(1, 2).reshape(batch, n, -1))
+
+
 class _MedformerLayer(nn.Module):
     """Self-attention within each granularity, then among the granularities' last (router) tokens."""
 
     def __init__(self, n_granularities: int, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
-        self.intra = nn.ModuleList(
-            nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
-            for _ in range(n_granularities)
-        )
-        self.inter = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.intra = nn.ModuleList(_Attention(d_model, n_heads, dropout) for _ in range(n_granularities))
+        self.inter = _Attention(d_model, n_heads, dropout)
 
     def forward(self, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
-        attended = [attention(x, x, x, need_weights=False)[0] for attention, x in zip(self.intra, tokens, strict=True)]
-        routers = torch.stack([x[:, -1] for x in attended], dim=1)  # (B, G, D)
-        routers = self.inter(routers, routers, routers, need_weights=False)[0]
+        attended = [attention(x) for attention, x in zip(self.intra, tokens, strict=True)]
+        routers = self.inter(torch.stack([x[:, -1] for x in attended], dim=1))  # (B, G, D)
         return [torch.cat([x[:, :-1], routers[:, i : i + 1]], dim=1) for i, x in enumerate(attended)]
 
 
