@@ -31,9 +31,10 @@ class ContrastiveLoss(nn.Module):
 
     Parameters
     ----------
-    clip_mode : {"brainflora", "standard"}
-        ``"brainflora"`` (parity with the reference: raw features, scale without ``exp``) or
-        ``"standard"`` (L2-normalised features, ``exp(logit_scale)`` clamped at 100).
+    clip_mode : {"standard", "brainflora"}
+        ``"standard"`` (default, as issue 12 asks: L2-normalised features, ``exp(logit_scale)``
+        clamped at 100) or ``"brainflora"`` (parity with the reference, needed to reuse its
+        checkpoints: raw features, scale without ``exp``).
     init_temperature : float
         Initial temperature; ``logit_scale`` starts at ``log(1 / init_temperature)``
         (2.659 for the default 0.07).
@@ -42,7 +43,7 @@ class ContrastiveLoss(nn.Module):
     """
 
     def __init__(
-        self, clip_mode: str = "brainflora", init_temperature: float = 0.07, learn_scale: bool = True
+        self, clip_mode: str = "standard", init_temperature: float = 0.07, learn_scale: bool = True
     ) -> None:
         super().__init__()
         self.clip_mode = check_option("clip_mode", clip_mode, CLIP_MODES)

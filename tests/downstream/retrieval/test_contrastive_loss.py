@@ -87,3 +87,7 @@ def test_fixed_scale_and_invalid_arguments():
         ContrastiveLoss(init_temperature=0.0)
     with pytest.raises(ValueError, match="same shape"):
         ContrastiveLoss()(torch.zeros(4, 3), torch.zeros(4, 2))
+
+
+def test_default_mode_is_standard():
+    assert ContrastiveLoss().clip_mode == "standard"
