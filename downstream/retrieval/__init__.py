@@ -13,6 +13,7 @@ from brainfm.downstream.retrieval.paired_data import load_concept_embeddings, lo
 from brainfm.downstream.retrieval.sampler import RoundRobinModalitySampler
 from brainfm.downstream.retrieval.shared_projection import SharedProjection, SoftMoE
 from brainfm.downstream.retrieval.synthetic import make_synthetic_retrieval
+from brainfm.downstream.retrieval.things_meg_split import things_meg_split
 from brainfm.downstream.retrieval.training import encode, seeded_init, train_contrastive
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "load_paired_trials",
     "make_synthetic_retrieval",
     "seeded_init",
+    "things_meg_split",
     "train_contrastive",
     "zero_pad_voxels",
 ]
