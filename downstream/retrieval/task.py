@@ -6,7 +6,8 @@ The YAML config has five sections (see ``configs/downstream/retrieval_things_eeg
 (``clip_mode``), ``train`` and ``eval``, plus ``output`` (the run folder). ``fit`` holds out a
 seeded fraction of the *concepts*, trains on the others and saves ``model.pt`` and the
 resolved ``config.yaml``; ``test`` evaluates k-way retrieval on the held-out concepts only and
-writes ``results.json`` and ``results.md``.
+writes ``results.json``, ``results.md`` and ``examples.png`` (example queries and their
+best-ranked concepts, when test repetitions are averaged).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from brainfm.downstream.retrieval.adapter import AdapterConfig, ModalityAdapter
 from brainfm.downstream.retrieval.contrastive_loss import ContrastiveLoss
 from brainfm.downstream.retrieval.evaluation import k_way_accuracy
 from brainfm.downstream.retrieval.paired_data import PairedTrials, load_paired_trials
+from brainfm.downstream.retrieval.retrieval_figure import plot_example_retrievals
 from brainfm.downstream.retrieval.training import encode, seeded_init, train_contrastive
 from brainfm.errors import ConfigError
 
@@ -152,7 +154,7 @@ def fit(config: dict[str, Any]) -> Path:
 
 
 def test(config: dict[str, Any], checkpoint: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a fitted adapter on the held-out concepts; write ``results.json`` and ``results.md``.
+    """Evaluate a fitted adapter on the held-out concepts; write results and an example figure.
 
     Parameters
     ----------
@@ -198,4 +200,7 @@ def test(config: dict[str, Any], checkpoint: str | Path | None = None) -> dict[s
         top5 = "-" if r["top5"] is None else f"{100 * r['top5']:.2f}"
         lines.append(f"| {k} | {100 * r['top1']:.2f} | {top5} |")
     (output / "results.md").write_text("\n".join(lines) + "\n")
+    if config["data"]["average_test_repetitions"]:  # one gallery row per query
+        names = [trials.embeddings.ids[r] for r in concepts]
+        plot_example_retrievals(features, targets, names, output / "examples.png", metric=metric)
     return results

@@ -67,6 +67,7 @@ def test_fit_then_test_writes_checkpoint_and_results(run_folder, capsys):
     assert results["k"]["2"]["top5"] is None and results["k"]["5"]["top5"] == 1.0
     assert json.loads((run_folder / "run" / "results.json").read_text()) == results
     assert "| 4 |" in (run_folder / "run" / "results.md").read_text()
+    assert (run_folder / "run" / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unusable_config_exits_2_and_names_the_key(run_folder, capsys):
@@ -86,3 +87,11 @@ def test_shipped_config_loads_with_paths_relative_to_it(tmp_path):
     (tmp_path / "d.yaml").write_text("data: {embeddings: e.npz}\n")
     with pytest.raises(ConfigError, match="data.store is required"):
         load_config(tmp_path / "d.yaml")
+
+
+def test_example_figure_is_a_png_for_any_gallery_size(tmp_path):
+    from brainfm.downstream.retrieval.retrieval_figure import plot_example_retrievals
+
+    features = np.random.default_rng(0).standard_normal((3, 8))
+    path = plot_example_retrievals(features, features, ["a", "b", "c"], tmp_path / "x.png", n_examples=6, top=5)
+    assert path.read_bytes()[:4] == b"\x89PNG"
