@@ -6,7 +6,7 @@ Lightning training uses the same adapter and loss modules.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import numpy as np
@@ -15,10 +15,12 @@ from torch import nn
 
 from brainfm._logging import logger
 from brainfm.downstream.retrieval.contrastive_loss import ContrastiveLoss
+from brainfm.downstream.retrieval.sampler import RoundRobinModalitySampler
+from brainfm.downstream.retrieval.shared_projection import SharedProjection
 
 _M = TypeVar("_M", bound=nn.Module)
 
-__all__ = ["encode", "seeded_init", "train_contrastive"]
+__all__ = ["encode", "seeded_init", "train_contrastive", "train_shared_projection"]
 
 
 def seeded_init(factory: Callable[[], _M], seed: int) -> _M:
@@ -123,6 +125,69 @@ def _train(
         if step % 50 == 0:
             logger.debug("step %d: contrastive loss %.4f", step, losses[-1])
     return losses
+
+
+def train_shared_projection(
+    model: SharedProjection,
+    loss: ContrastiveLoss,
+    data: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    n_epochs: int,
+    batch_size: int = 250,
+    lr: float = 3e-4,
+    weight_decay: float = 0.01,
+    grad_clip: float = 1.0,
+    seed: int = 0,
+) -> list[tuple[str, float]]:
+    """Stage 2 (spec §5.3): train the shared projection on single-modality batches in turn.
+
+    Parameters
+    ----------
+    model : SharedProjection
+        Frozen adapters plus the mixture of experts; only the trainable parameters (the
+        experts and router) and the loss's logit scale are optimised.
+    loss : ContrastiveLoss
+        The contrastive loss.
+    data : mapping of str to (Tensor, Tensor)
+        Per modality (a key of ``model.adapters``): inputs (N, ...) and targets (N, D).
+    n_epochs : int
+        Passes over every modality's data.
+    batch_size : int
+        Items per batch (250); incomplete batches are dropped, as in the reference.
+    lr, weight_decay, grad_clip : float
+        AdamW settings and gradient-norm clip.
+    seed : int
+        Seed of the batch order and of any dropout in the projection.
+
+    Returns
+    -------
+    history : list of (str, float)
+        The modality and loss of every step.
+    """
+    unknown = set(data) - set(model.modalities)
+    if unknown:
+        raise KeyError(f"No adapter for modality(ies) {sorted(unknown)}; known: {', '.join(model.modalities)}.")
+    names = list(data)
+    sampler = RoundRobinModalitySampler({m: len(data[m][0]) for m in names}, batch_size, seed=seed)
+    offsets = sampler.offsets
+    parameters = [p for p in [*model.parameters(), *loss.parameters()] if p.requires_grad]
+    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    history: list[tuple[str, float]] = []
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.random.manual_seed(seed)
+        for epoch in range(n_epochs):
+            sampler.set_epoch(epoch)
+            for batch in sampler:
+                modality = sampler.batch_modalities[-1]
+                index = torch.as_tensor(batch) - offsets[modality]
+                inputs, targets = data[modality]
+                value = loss(model(inputs[index], modality), targets[index])
+                optimiser.zero_grad(set_to_none=True)
+                value.backward()
+                nn.utils.clip_grad_norm_(parameters, grad_clip)
+                optimiser.step()
+                history.append((modality, float(value.detach())))
+    return history
 
 
 @torch.no_grad()

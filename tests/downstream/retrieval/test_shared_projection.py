@@ -139,3 +139,26 @@ def test_sampler_drives_a_dataloader_over_concatenated_modalities():
     loader = torch.utils.data.DataLoader(ConcatDataset(datasets), batch_sampler=sampler)
     for (values,), modality in zip(loader, ["eeg", "meg"] * 3 + ["eeg"], strict=True):
         assert values.unique().tolist() == [{"eeg": 0.0, "meg": 1.0}[modality]]
+
+
+def test_stage2_training_alternates_modalities_and_trains_only_the_projection():
+    from brainfm.downstream.retrieval.training import train_shared_projection
+
+    model = _shared()
+    loss = ContrastiveLoss()
+    data = {
+        "eeg": (_randn(24, 6, 40, seed=1), _randn(24, 16, seed=2)),
+        "fmri": (_randn(16, 50, seed=3), _randn(16, 16, seed=4)),
+    }
+    adapters_before = {k: v.clone() for k, v in model.adapters.state_dict().items()}
+    history = train_shared_projection(model, loss, data, n_epochs=15, batch_size=8, lr=1e-2)
+    modalities = [m for m, _ in history]
+    assert modalities[:5] == ["eeg", "fmri", "eeg", "fmri", "eeg"]
+    assert len(history) == 15 * (3 + 2)
+    for key, value in model.adapters.state_dict().items():
+        torch.testing.assert_close(value, adapters_before[key], msg=key)
+    first = [v for m, v in history[:10] if m == "eeg"]
+    last = [v for m, v in history[-10:] if m == "eeg"]
+    assert sum(last) / len(last) < sum(first) / len(first)  # the projection fits the targets
+    with pytest.raises(KeyError, match="ieeg"):
+        train_shared_projection(model, loss, {"ieeg": data["eeg"]}, n_epochs=1)
