@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store check": ("brainfm.cli.store_cmd", "verify every recording of a store"),
     "store stats": ("brainfm.cli.store_cmd", "hours, channels, rates and window counts per dataset"),
     "report": ("brainfm.cli.report_cmd", "write a store's HTML quality report (mne.Report)"),
+    "retrieve fit": ("brainfm.cli.retrieve_cmd", "train a concept-retrieval adapter on store trials"),
+    "retrieve test": ("brainfm.cli.retrieve_cmd", "k-way retrieval on the held-out concepts"),
     "demo": ("brainfm.cli.demo_cmd", "run the pipeline on the bundled sample data"),
     "pretrain fit": ("brainfm.cli.pretrain_cmd", "train a tokenizer or model recipe (configs/pretrain/*.yaml)"),
     "pretrain validate": ("brainfm.cli.pretrain_cmd", "validate a recipe or checkpoint on the validation split"),
