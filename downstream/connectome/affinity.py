@@ -30,7 +30,7 @@ __all__ = ["AFFINITY_KINDS", "affinity_tensor", "node_derivatives", "pair_index"
 
 AFFINITY_KINDS = ("coactivation", "gaussian", "sliding_corr")
 #: Bytes of float32 pair x time work arrays per chunk.
-_CHUNK_BYTES = 32 * 2**20
+_CHUNK_BYTES = 4 * 2**20
 
 
 def pair_index(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
