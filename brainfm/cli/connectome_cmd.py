@@ -31,7 +31,11 @@ def run(args: argparse.Namespace, command: str) -> int:
     from importlib.resources import as_file, files
 
     from brainfm._logging import use_log_level
-    from brainfm.downstream.connectome import load_connectome_config, run_connectome, write_connectome
+    from brainfm.downstream.connectome import (
+        load_connectome_config,
+        run_connectome,
+        write_connectome,
+    )
     from brainfm.downstream.connectome.figures import plot_connectome
     from brainfm.errors import ConfigError, StoreFormatError, StoreNotFoundError
     from brainfm.store.reader import open_store

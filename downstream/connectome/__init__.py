@@ -21,7 +21,13 @@ from brainfm.downstream.connectome.communities import (
     detect_communities,
 )
 from brainfm.downstream.connectome.nodes import NodeSignals, node_signals
-from brainfm.downstream.connectome.ntf import NTFResult, factor_congruence, normalize_factors, ntf_hals, random_init
+from brainfm.downstream.connectome.ntf import (
+    NTFResult,
+    factor_congruence,
+    normalize_factors,
+    ntf_hals,
+    random_init,
+)
 from brainfm.downstream.connectome.pipeline import (
     ConnectomeConfig,
     ConnectomeResult,

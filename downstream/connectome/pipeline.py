@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from brainfm._logging import logger
 from brainfm._version import __version__
 from brainfm.downstream.connectome.affinity import affinity_tensor, pair_index
-from brainfm.downstream.connectome.communities import Partition, adjacency_from_pairs, detect_communities
+from brainfm.downstream.connectome.communities import (
+    Partition,
+    adjacency_from_pairs,
+    detect_communities,
+)
 from brainfm.downstream.connectome.nodes import NodeSignals, node_signals
 from brainfm.downstream.connectome.ntf import NTFResult, normalize_factors, ntf_hals
 from brainfm.downstream.connectome.rank_selection import RankSweep, rank_sweep
