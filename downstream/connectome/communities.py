@@ -131,7 +131,6 @@ def _graph_tool(adjacency: np.ndarray, seed: int) -> Partition:  # pragma: no co
     import graph_tool.all as gt
 
     gt.seed_rng(int(seed))
-    np.random.seed(int(seed))  # noqa: NPY002 - graph-tool draws from NumPy's global RNG as well
     n_nodes = adjacency.shape[0]
     rows, cols, weights = _edges(adjacency)
     graph = gt.Graph(directed=False)
