@@ -126,6 +126,10 @@ def plot_connectome(result: ConnectomeResult, folder: str | Path) -> list[Path]:
         if placed.sum() <= 40:
             for i in np.flatnonzero(placed):
                 ax.annotate(nodes.node_names[i], xy[i], fontsize=5, ha="center", va="bottom")
+        span = np.ptp(xy[placed], axis=0).max() if placed.sum() > 1 else 1.0
+        centre = xy[placed].mean(axis=0)
+        ax.set_xlim(centre[0] - 0.6 * span, centre[0] + 0.6 * span)
+        ax.set_ylim(centre[1] - 0.6 * span, centre[1] + 0.6 * span)
         ax.set_aspect("equal")
         ax.set_title(f"#{r}", fontsize=9)
     fig.suptitle(f"Communities at node positions ({where}; size = node strength)")
