@@ -5,7 +5,7 @@ The tensor ``X`` has shape ``(T, W, P)``; a rank-``R`` model is
 updates the three factors in turn by one hierarchical-alternating-least-squares sweep over
 their columns (Cichocki & Phan 2009). Every product with the data goes through the tensor
 viewed as one ``(T*W, P)`` matrix, so an iteration costs two matrix products with the data:
-``X @ C`` (shared by the time and subject updates) and ``X.T @ (A khatri-rao B)``. The
+``X @ C`` (shared by the time and subject updates) and ``(A khatri-rao B).T @ X``. The
 relative error comes from the Gram matrices without forming the reconstruction.
 
 Missing entries (a ``mask`` that is ``False`` where the data are unknown) are imputed from
@@ -274,7 +274,8 @@ def _fit(
         _hals_update(a, torch.einsum("twr,wr->tr", xc, b), (b.T @ b) * gram_c, n_inner)
         _hals_update(b, torch.einsum("twr,tr->wr", xc, a), (a.T @ a) * gram_c, n_inner)
         khatri_rao = (a.unsqueeze(1) * b.unsqueeze(0)).reshape(n_t * n_w, rank)  # (T*W, R)
-        mttkrp_c = matrix.T @ khatri_rao  # (P, R)
+        # (R, T*W) @ (T*W, P): both operands contiguous; matrix.T @ khatri_rao was 10x slower
+        mttkrp_c = (khatri_rao.T @ matrix).T.contiguous()  # (P, R)
         gram_ab = (a.T @ a) * (b.T @ b)
         _hals_update(c, mttkrp_c, gram_ab, n_inner)
         # ||X - X_hat||^2 = ||X||^2 - 2 <X, X_hat> + ||X_hat||^2, all from R x R products
