@@ -22,12 +22,37 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         help="regex with named groups subject/session/task/acquisition/run, matched on each file's relative path",
     )
     parser.add_argument("--dataset", default=None, help="dataset name (default: the input folder's name)")
+    parser.add_argument(
+        "--compression", choices=["none", "lz4", "zstd"], default=None,
+        help="signal codec, overriding the recipe's write.compression (default none: fastest to read; "
+             "zstd saves ~15-20%% of disk, exactly)",
+    )
+    parser.add_argument(
+        "--bitround-keepbits", type=int, default=None, metavar="N",
+        help="keep N mantissa bits before compressing (lossy; 12 with --compression zstd: about half the disk "
+             "at a relative error of ~5e-5)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     parser.add_argument(
         "--report", action="store_true",
         help="when the run ends, write the store's HTML quality report beside it (as 'brainfm report STORE')",
     )
     add_verbosity(parser)
+
+
+def _recipe(args: argparse.Namespace) -> object:
+    """The recipe named by ``--recipe``/``--config``, with ``--compression``/``--bitround-keepbits`` applied."""
+    name = args.config or args.recipe or "default"
+    if args.compression is None and args.bitround_keepbits is None:
+        return name
+    import dataclasses
+
+    from brainfm.preprocessing.recipe import load_recipe
+
+    recipe = load_recipe(name)
+    changes = {"compression": args.compression, "bitround_keepbits": args.bitround_keepbits}
+    write = dataclasses.replace(recipe.write, **{k: v for k, v in changes.items() if v is not None})
+    return dataclasses.replace(recipe, write=write)
 
 
 def run(args: argparse.Namespace, command: str) -> int:
@@ -48,12 +73,13 @@ def run(args: argparse.Namespace, command: str) -> int:
         return 2
     progress = not args.quiet and not args.json and sys.stderr.isatty()
     try:
+        recipe = _recipe(args)
         # stdout holds only the summary: what readers print while reading goes to stderr
         with use_log_level(log_level(args)), stdout_to_stderr():
             summary = preprocess(
                 args.input_dir,
                 args.store,
-                recipe=args.config or args.recipe or "default",
+                recipe=recipe,
                 jobs=args.jobs,
                 shard=args.shard,
                 pattern=args.pattern,

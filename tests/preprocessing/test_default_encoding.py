@@ -65,3 +65,19 @@ def test_archive_is_one_recipe_key_away(tmp_path, shared_data):
     assert size(tmp_path / "archive.zarr") < 0.6 * size(tmp_path / "default.zarr")
     a, b = np.asarray(exact[rid].signal[:], dtype=np.float64), np.asarray(rounded[rid].signal[:], dtype=np.float64)
     assert 0 < np.sqrt(np.mean((a - b) ** 2) / np.mean(a**2)) < 2**-12
+
+
+def test_archive_is_one_flag_away(tmp_path, shared_data):
+    """``brainfm preprocess ... --compression zstd --bitround-keepbits 12`` writes the archive encoding."""
+    from brainfm.cli.main import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_data / "eeg" / "eegmmidb" / "S001R03.edf", folder)
+    store = tmp_path / "archive.zarr"
+    assert main(["preprocess", str(folder), str(store), "-q", "--compression", "zstd", "--bitround-keepbits", "12"]) == 0
+    (rid,) = list(open_store(store))
+    encoding = open_store(store)[rid].attrs["signal_encoding"]
+    assert encoding["compressor"]["cname"] == "zstd" and encoding["bitround_keepbits"] == 12
+    assert main(["preprocess", str(folder), str(tmp_path / "bad.zarr"), "-q", "--bitround-keepbits", "40"]) == 2
+    assert not (tmp_path / "bad.zarr").exists()
