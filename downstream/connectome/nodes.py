@@ -93,8 +93,10 @@ def _resample(data: np.ndarray, sfreq: float, target: float | None) -> np.ndarra
     return resample_poly(data, ratio.numerator, ratio.denominator, axis=1).astype(np.float32)
 
 
-def _recording_nodes(recording: Any, nodes: str, channel_types: Sequence[str]) -> tuple[list[str], np.ndarray, list[list[int]]]:
-    """Node names, node positions and the channel rows behind each node of one recording."""
+def _recording_nodes(
+    recording: Any, nodes: str, channel_types: Sequence[str]
+) -> tuple[list[str], np.ndarray, list[list[int]], set[str]]:
+    """Node names, node positions, the channel rows behind each node and their position frames."""
     table = recording.channels
     good = (table["status"] == "good") & table["type"].isin(list(channel_types))
     if nodes == "regions":
@@ -107,7 +109,8 @@ def _recording_nodes(recording: Any, nodes: str, channel_types: Sequence[str]) -
     xyz = table[["x", "y", "z"]].to_numpy(np.float64)
     positions = np.array([np.nanmean(xyz[r], axis=0) if np.isfinite(xyz[r]).any() else np.full(3, np.nan)
                           for r in rows]).reshape(-1, 3)
-    return names, positions, rows
+    frames = {str(f) for f in table.loc[good, "frame"] if f}
+    return names, positions, rows, frames
 
 
 def _node_block(recording: Any, rows: list[list[int]], start: int | None = None, stop: int | None = None) -> np.ndarray:
@@ -191,24 +194,24 @@ def node_signals(
         groups.setdefault(key, []).append(rid)
 
     per_recording = {rid: _recording_nodes(store[rid], nodes, channel_types) for rid in ids}
-    without = [rid for rid, (names, _, _) in per_recording.items() if not names]
+    without = [rid for rid, (names, *_) in per_recording.items() if not names]
     if without:
         what = "contacts with a region label (electrodes.tsv atlas labels)" if nodes == "regions" else \
             f"good channels of types {list(channel_types)}"
         raise ConfigError(f"No {what} in {', '.join(without)}; choose other recordings or node kind.")
     node_names: list[str] = []
-    for names, _, _ in per_recording.values():
+    for names, *_ in per_recording.values():
         node_names.extend(n for n in names if n not in node_names)
     index = {name: i for i, name in enumerate(node_names)}
     n_nodes = len(node_names)
 
     positions = np.full((len(ids), n_nodes, 3), np.nan)
-    for k, (names, pos, _) in enumerate(per_recording.values()):
+    for k, (names, pos, *_) in enumerate(per_recording.values()):
         positions[k, [index[n] for n in names]] = pos
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
         node_positions = np.nanmean(positions, axis=0)  # NaN where no subject has a position
-    frames = {f for rid in ids for f in store[rid].channels["frame"].astype(str) if f}
+    frames = set().union(*(found[3] for found in per_recording.values()))  # of the node channels only
     frame = frames.pop() if len(frames) == 1 else ""
 
     signals, masks, markers, subjects, members = [], [], [], [], []
@@ -225,7 +228,7 @@ def node_signals(
         blocks: list[np.ndarray] = []
         for rid in rids:
             recording = store[rid]
-            names, _, rows = per_recording[rid]
+            names, _, rows, _ = per_recording[rid]
             keep = [j for j, n in enumerate(names) if present[index[n]]]
             order = [index[names[j]] for j in keep]
             if time_mode == "shared":
