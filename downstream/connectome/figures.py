@@ -132,7 +132,7 @@ def plot_connectome(result: ConnectomeResult, folder: str | Path) -> list[Path]:
         ax.set_ylim(centre[1] - 0.6 * span, centre[1] + 0.6 * span)
         ax.set_aspect("equal")
         ax.set_title(f"#{r}", fontsize=9)
-    fig.suptitle(f"Communities at node positions ({where}; size = node strength)")
+    fig.suptitle(f"Communities at node positions\n({where}; size = node strength)", fontsize=9)
     fig.tight_layout()
     paths.append(folder / "node_map.png")
     fig.savefig(paths[-1], dpi=110)
