@@ -27,8 +27,9 @@ from torch import nn
 from brainfm._logging import logger
 from brainfm._version import __version__
 from brainfm.checkpoint import CHECKPOINT_FORMAT_VERSION, load_state_strict, module_spec
-from brainfm.errors import CheckpointError, NonFiniteDataError
+from brainfm.errors import CheckpointError, ConfigError, NonFiniteDataError
 from brainfm.loading.batch import Batch
+from brainfm.models.base import Backbone, Objective
 from brainfm.nn.config import Configurable
 from brainfm.nn.data_facts import DataFacts
 from brainfm.tokenizers.base import Tokenizer
@@ -48,11 +49,13 @@ class PretrainModule(L.LightningModule):
 
     Parameters
     ----------
-    tokenizer : Tokenizer
-        The tokenizer (trained here when ``objective`` is None, otherwise used by the objective).
-    backbone : Configurable | None
-        A foundation-model backbone, or None.
-    objective : Configurable | None
+    tokenizer : Tokenizer | None
+        The tokenizer (trained here when ``objective`` is None, otherwise used by the objective,
+        typically a :class:`~brainfm.checkpoint.FrozenTokenizer`); None for models that read the
+        signal directly (BaRISTA's patch encoder is part of its backbone).
+    backbone : Backbone | None
+        A foundation-model backbone (:class:`brainfm.models.Backbone`), or None.
+    objective : Objective | None
         Called as ``objective(batch, tokenizer=tokenizer, backbone=backbone)``, returning a dict of
         scalar loss terms with the total under ``"loss"``; None minimises ``tokenizer.loss(batch)``.
     optimizer : callable
@@ -67,9 +70,9 @@ class PretrainModule(L.LightningModule):
 
     def __init__(
         self,
-        tokenizer: Tokenizer,
-        backbone: Configurable | None = None,
-        objective: Configurable | None = None,
+        tokenizer: Tokenizer | None = None,
+        backbone: Backbone | None = None,
+        objective: Objective | None = None,
         optimizer: OptimizerFactory = _default_optimizer,
         lr_scheduler: SchedulerFactory | None = None,
         data_facts: DataFacts | None = None,
@@ -82,8 +85,17 @@ class PretrainModule(L.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.data_facts = data_facts
         self.training_data: dict[str, Any] = {}
-        if data_facts is not None:
-            self.tokenizer.check_data(data_facts)  # refuse unfit data before any training
+        if tokenizer is None and objective is None:
+            raise ConfigError("The recipe needs a tokenizer to train, or a backbone and an objective.")
+        if objective is None and backbone is not None:
+            raise ConfigError("The recipe has a backbone but no objective: name one under model.objective.")
+        if data_facts is not None:  # refuse unfit data before any training
+            if tokenizer is not None:
+                tokenizer.check_data(data_facts)
+            if backbone is not None:
+                backbone.check_data(data_facts, tokenizer)
+            if objective is not None:
+                objective.check_data(data_facts, tokenizer, backbone)
         # Tokenizers without trainable weights (mu-law, quantile) are fitted, not optimised. An
         # empty parameter joins their loss (adding 0) so that steps, schedulers, checkpoint
         # intervals, resuming and DDP (which needs a parameter) work as for trained ones.
@@ -145,7 +157,7 @@ class PretrainModule(L.LightningModule):
         Skipped while the tokenizer is not fitted yet (the sanity check before a data-fitted
         tokenizer has seen any training data).
         """
-        if not self.tokenizer.fitted:
+        if self.tokenizer is not None and not self.tokenizer.fitted:
             return
         losses = self._losses(batch, f"validation batch {batch_idx}")
         self.log_dict({f"val/{k}": v.detach() for k, v in losses.items()}, batch_size=len(batch),
@@ -216,7 +228,8 @@ class PretrainModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         """Tell the tokenizer where training stands (temperature annealing)."""
         max_epochs = self.trainer.max_epochs
-        self.tokenizer.set_progress(self.current_epoch, max_epochs if max_epochs and max_epochs > 0 else None)
+        if self.tokenizer is not None:
+            self.tokenizer.set_progress(self.current_epoch, max_epochs if max_epochs and max_epochs > 0 else None)
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         """Apply random states restored from a checkpoint, right before the first resumed step.

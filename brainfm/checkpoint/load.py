@@ -41,6 +41,8 @@ class CheckpointInfo:
         ``recordings`` and ``subjects`` of the training split.
     epoch, global_step : int
         Training progress when saved.
+    backbone, objective : dict
+        ``{"class_path", "init_args"}`` of each (empty when the checkpoint has none).
     """
 
     path: str
@@ -50,6 +52,8 @@ class CheckpointInfo:
     training_data: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
     global_step: int = 0
+    backbone: dict[str, Any] = field(default_factory=dict)
+    objective: dict[str, Any] = field(default_factory=dict)
 
 
 def module_spec(module: Configurable) -> dict[str, Any]:

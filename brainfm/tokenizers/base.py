@@ -105,6 +105,28 @@ class Tokenizer(Configurable):
         """
         raise NotImplementedError
 
+    @property
+    def feature_dim(self) -> int:
+        """Width D of :meth:`features` (tokenizers without continuous features raise)."""
+        raise NotImplementedError(f"{type(self).__name__} has no continuous features.")
+
+    def features(self, batch: Batch) -> torch.Tensor:
+        """Continuous token features (B, N, D) for downstream use (``brainfm embed``, probes).
+
+        Parameters
+        ----------
+        batch : Batch
+            The windows.
+
+        Returns
+        -------
+        features : torch.Tensor, shape (B, N, D)
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} gives discrete tokens only, no continuous features: use a checkpoint "
+            "with a backbone (or a BrainTokenizer) for embeddings."
+        )
+
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The training loss and its terms.
 

@@ -302,6 +302,16 @@ class BrainTokenizer(Tokenizer):
         quantised, indices, _ = self.quantize(latents)
         return quantised, indices
 
+    @property
+    def feature_dim(self) -> int:
+        """Width of the quantised latents (``dim``)."""
+        return int(self.get_config()["dim"])
+
+    def features(self, batch: Batch) -> torch.Tensor:
+        """Quantised latents (B, n_latents x W', dim), latent channel major, of non-overlapping windows."""
+        quantised, _ = self.tokenize(batch)
+        return quantised.flatten(1, 2)
+
     def encode(self, batch: Batch) -> torch.Tensor:
         """Code indices (B, C', W', levels) of non-overlapping windows."""
         return self.tokenize(batch)[1]

@@ -1,0 +1,9 @@
+"""Foundation-model backbones and their pretraining objectives (DESIGN §3).
+
+Every backbone derives from :class:`Backbone` (``features(batch, tokenizer) -> (B, N, D)``),
+every objective from :class:`Objective`; recipes in ``configs/pretrain/`` compose them.
+"""
+
+from brainfm.models.base import Backbone, Objective
+
+__all__ = ["Backbone", "Objective"]
