@@ -22,6 +22,7 @@ __all__ = [
     "RecordingTooShortError",
     "SidecarError",
     "StoreFormatError",
+    "StoreLockedError",
     "StoreNotFoundError",
     "TruncatedFileError",
     "UnsupportedFormatError",
@@ -42,6 +43,10 @@ class StoreNotFoundError(BrainFMError, FileNotFoundError):
 
 class StoreFormatError(BrainFMError, ValueError):
     """The store was written in a format version this brainfm cannot read, or is damaged."""
+
+
+class StoreLockedError(BrainFMError, BlockingIOError):
+    """Another process is writing into the store (``brainfm tokenize``); nothing was written."""
 
 
 class ReadError(BrainFMError, OSError):

@@ -54,7 +54,10 @@ def training_record(data: WindowDataModule) -> dict[str, Any]:
     -------
     record : dict
         ``store``, ``store_format_version``, ``preprocessing`` (recipe name -> sorted config
-        hashes), ``recordings`` and ``subjects`` (sorted) of the training split.
+        hashes), ``recordings`` and ``subjects`` (sorted) of the training split, and ``loading``:
+        the data module's ``normalization``, ``channel_types``, ``sensortype_eps``, ``window_s``
+        and ``stride_s`` (so that ``brainfm tokenize`` and ``brainfm tokenizer report`` read
+        the data as the model saw it).
     """
     train = data.split("train")
     used = sorted({int(r) for r in np.unique(train.recording)})
@@ -70,4 +73,11 @@ def training_record(data: WindowDataModule) -> dict[str, Any]:
         "preprocessing": {name: sorted(hashes) for name, hashes in sorted(recipes.items())},
         "recordings": sorted(layout.recording_id for layout in layouts),
         "subjects": sorted({layout.subject for layout in layouts}),
+        "loading": {
+            "normalization": data.normalization,
+            "channel_types": None if data.channel_types is None else list(data.channel_types),
+            "sensortype_eps": None if data.sensortype_eps is None else dict(data.sensortype_eps),
+            "window_s": data.window_s,
+            "stride_s": data.stride_s,
+        },
     }

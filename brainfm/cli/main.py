@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("brainfm.cli.demo_cmd", "run the pipeline on the bundled sample data"),
     "pretrain fit": ("brainfm.cli.pretrain_cmd", "train a tokenizer or model recipe (configs/pretrain/*.yaml)"),
     "pretrain validate": ("brainfm.cli.pretrain_cmd", "validate a recipe or checkpoint on the validation split"),
+    "tokenize": ("brainfm.cli.tokenize_cmd", "write every recording's tokenizer codes into the store"),
+    "tokenizer report": ("brainfm.cli.tokenize_cmd", "a tokenizer's reconstruction fidelity and code usage on a store"),
 }
 
 

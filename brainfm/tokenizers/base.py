@@ -151,6 +151,12 @@ class SampleTokenizer(Tokenizer):
     :meth:`tokenize` and :meth:`detokenize` on plain tensors.
     """
 
+    @property
+    def alignment_samples(self) -> int:
+        """Window starts (in samples) at which :meth:`tokenize` of a window gives the same tokens as
+        of the whole recording: 1 when every sample is tokenised on its own."""
+        return 1
+
     def tokenize(self, signal: torch.Tensor) -> torch.Tensor:
         """Token ids (1 .. vocab_size - 1) of every sample of ``signal`` (any shape)."""
         raise NotImplementedError

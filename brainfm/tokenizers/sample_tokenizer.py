@@ -71,6 +71,12 @@ class SampleLevelTokenizer(SampleTokenizer):
         self.register_buffer("labels", torch.arange(1, self.n_tokens + 1))
         self.register_buffer("n_labels", torch.tensor(self.n_tokens))
 
+    @property
+    def alignment_samples(self) -> int:
+        """``window``: the GRU restarts at every multiple of it, so only windows starting there
+        get the tokens of the whole recording (the GRU is causal: a window's end does not matter)."""
+        return self.window
+
     # -- vocabulary --------------------------------------------------------------------------
 
     @property
