@@ -26,7 +26,7 @@ from torch import nn
 
 from brainfm._logging import logger
 from brainfm._version import __version__
-from brainfm.checkpoint import CHECKPOINT_FORMAT_VERSION, load_state_strict, module_spec
+from brainfm.checkpoint import CHECKPOINT_FORMAT_VERSION, load_state_strict, module_spec, state_digest
 from brainfm.errors import CheckpointError, ConfigError, NonFiniteDataError
 from brainfm.loading.batch import Batch
 from brainfm.models.base import Backbone, Objective
@@ -184,6 +184,11 @@ class PretrainModule(L.LightningModule):
         from brainfm.pretrain.facts import training_record
 
         self.training_data = training_record(data)
+        if getattr(data, "codes", None) is not None and self.tokenizer is not None:
+            # cached codes (data.codes) must come from the model's own tokenizer (a frozen wrapper's inner one)
+            inner = getattr(self.tokenizer, "inner", None)
+            tokenizer = inner if isinstance(inner, Tokenizer) else self.tokenizer
+            data.check_codes_tokenizer({**module_spec(tokenizer), "digest": state_digest(tokenizer.state_dict())})
 
     def _spec(self, module: Configurable | None) -> dict[str, Any] | None:
         return None if module is None else module_spec(module)

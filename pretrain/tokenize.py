@@ -316,7 +316,7 @@ def tokenize_store(
         arrays: dict[int, Any] = {}
         for k, (starts, _size, own) in plans.items():
             try:
-                arrays[k] = _create(groups[k], name, own, index.layouts[k], len(starts), dtype)
+                arrays[k] = _create(groups[k], name, own, index.layouts[k], starts, plans[k][1], dtype)
                 if remaining[k] == 0:  # shorter than one window: complete, and empty
                     _finish(arrays.pop(k), groups[k], own, summary, index.layouts[k].recording_id, 0)
             except Exception as exc:  # noqa: BLE001 - recorded, the other recordings go on
@@ -370,7 +370,11 @@ def _same(stored: dict[str, Any], own: dict[str, Any]) -> bool:
     return all(stored.get(key) == wanted[key] for key in _IDENTITY)
 
 
-def _create(group: Any, name: str, own: dict[str, Any], layout: Any, n_windows: int, dtype: str) -> Any:
+def _create(group: Any, name: str, own: dict[str, Any], layout: Any, starts: np.ndarray, size: int,
+            dtype: str) -> Any:
+    n_windows = len(starts)
+    covered = int(starts[-1]) + size if n_windows else 0  # codes cover samples [0, covered)
+    own = {**own, "covered_samples": covered}
     if own["kind"] == "sample":
         n_channels, n_times = layout.n_channels, layout.n_times
         chunk_times = int(min(max(n_times, 1), max(256, (1 << 20) // max(2 * n_channels, 1))))

@@ -31,6 +31,11 @@ field                     shape            dtype   meaning
 ``recording_ids``         (B,)             int64   recording index (``WindowDataModule.recording_names``)
 ``start``                 (B,)             int64   first sample of the window in its recording
 ``labels``                (B,) or None     int64   window labels (-1 when a window has none)
+``codes``                 see below        int64   cached tokenizer codes of the windows
+                                                   (``WindowDataModule(codes=NAME)``), or None:
+                                                   (B, C, T) for sample tokenizers, (B, C', K S,
+                                                   levels) for BrainTokenizer
+                                                   (:mod:`brainfm.loading.codes`)
 ========================  ===============  ======  =====================================================
 """
 
@@ -71,6 +76,7 @@ class Batch:
     recording_ids: torch.Tensor
     start: torch.Tensor
     labels: torch.Tensor | None = None
+    codes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.signal.shape[0])
@@ -150,4 +156,9 @@ def collate_batches(batches: Sequence[Batch] | Batch) -> Batch:
         out[name] = torch.cat([getattr(b, name) for b in batches])
     labels = [b.labels for b in batches]
     out["labels"] = None if any(l is None for l in labels) else torch.cat(labels)  # noqa: E741
+    codes = [b.codes for b in batches]
+    if not any(c is None for c in codes):
+        if codes[0].dim() == 3:  # sample codes (B, C, T): padded channels hold 0
+            codes = [torch.nn.functional.pad(c, (0, 0, 0, n_channels - c.shape[1])) for c in codes]
+        out["codes"] = torch.cat(codes)
     return Batch(**out)

@@ -31,6 +31,7 @@ from brainfm._check import check_option, check_range, ensure_int
 from brainfm._logging import logger
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
+from brainfm.loading.codes import CodesLayout, CodesReader, check_codes
 from brainfm.loading.dataset import WindowDataset, init_loader_worker, whole_batch_collate
 from brainfm.loading.labels import RecordingLabels
 from brainfm.loading.normalization import NORMALIZATIONS
@@ -267,6 +268,12 @@ class WindowDataModule(L.LightningDataModule):
         those of the pretrained model; an existing file is never rewritten. A region
         vocabulary missing from an older, channel-only file or checkpoint is built from the
         store (not frozen).
+    codes : str | None
+        Name of cached tokenizer codes (``brainfm tokenize CKPT STORE --name NAME``) to deliver
+        as ``Batch.codes``, cut to the same windows as the signal (:mod:`brainfm.loading.codes`).
+        Every recording must have them, from one tokenizer, read with this ``normalization``,
+        and every window must start on their alignment; otherwise ``setup`` refuses, naming
+        the recordings or windows. None: no codes.
     """
 
     def __init__(
@@ -304,8 +311,11 @@ class WindowDataModule(L.LightningDataModule):
         vocabulary: str | Path | None = None,
         sensortype_eps: dict[str, float] | None = None,
         freeze_vocabulary: bool = False,
+        codes: str | None = None,
     ) -> None:
         super().__init__()
+        self.codes = codes
+        self._codes_layout: CodesLayout | None = None
         self.store = Path(store)
         self.window_s, self.stride_s = window_s, stride_s
         self.batch_size = ensure_int("batch_size", batch_size)
@@ -457,6 +467,8 @@ class WindowDataModule(L.LightningDataModule):
         """
         if self._splits:
             return
+        if self.codes is not None:
+            self._codes_layout = check_codes(self.index, self.store, self.codes, self.normalization)
         fractions = {"train": 1.0 - self.val_fraction - self.test_fraction, "val": self.val_fraction,
                      "test": self.test_fraction}
         self._splits = split_index(self.index, fractions, unit=self.split_unit, seed=self.seed,
@@ -464,6 +476,36 @@ class WindowDataModule(L.LightningDataModule):
         logger.info(
             "split by %s: %s", self.split_unit, {name: len(part) for name, part in self._splits.items()}
         )
+
+    @property
+    def codes_layout(self) -> CodesLayout | None:
+        """What the cached codes are (tokenizer, setting), after :meth:`setup`; None without ``codes``."""
+        if self.codes is not None and not self._splits:
+            self.setup()
+        return self._codes_layout
+
+    def check_codes_tokenizer(self, spec: Mapping[str, Any]) -> None:
+        """Refuse cached codes made by another tokenizer than ``spec``, naming the recordings and the difference.
+
+        Parameters
+        ----------
+        spec : mapping
+            ``class_path``, ``init_args`` and ``digest`` (:func:`brainfm.checkpoint.state_digest` of
+            the tokenizer's weights) of the tokenizer the model uses.
+        """
+        layout = self.codes_layout
+        if layout is None:
+            return
+        stored = dict(layout.attrs.get("tokenizer") or {})
+        differ = [k for k in ("class_path", "init_args", "digest") if k in spec and stored.get(k) != spec.get(k)]
+        if differ:
+            what = "; ".join(f"{k}: codes {stored.get(k)!r}, model {spec.get(k)!r}" for k in differ)
+            names = layout.recordings
+            raise ConfigError(
+                f"The codes {layout.name!r} of {len(names)} recordings ({', '.join(names[:8])}"
+                f"{', ...' if len(names) > 8 else ''}) were made by another tokenizer than the model's ({what}). "
+                f"Tokenize the store with the model's tokenizer checkpoint under another --name, or drop data.codes."
+            )
 
     def split(self, name: Literal["train", "val", "test"]) -> WindowIndex:
         """The windows of one split (after :meth:`setup`)."""
@@ -505,8 +547,10 @@ class WindowDataModule(L.LightningDataModule):
             world_size=world_size,
             num_workers=self.num_workers,
         )
+        codes = None if self._codes_layout is None else CodesReader(self.store, self._codes_layout)
         dataset = WindowDataset(
-            index, self.store, self.normalization, sensortype_eps=self.sensortype_eps, cache_mib=self.cache_mib
+            index, self.store, self.normalization, sensortype_eps=self.sensortype_eps, cache_mib=self.cache_mib,
+            codes=codes,
         )
         return WindowDataLoader(
             dataset,

@@ -35,6 +35,7 @@ from brainfm._check import check_option
 from brainfm.loading.batch import PAD_FRAME_ID, PAD_SENSOR_TYPE, Batch
 from brainfm.loading.buffers import SignalBuffers
 from brainfm.loading.chunks import ChunkReader, configure_worker_threads
+from brainfm.loading.codes import CodesReader
 from brainfm.loading.normalization import NORMALIZATIONS, channel_affine, sensortype_normalize_
 from brainfm.loading.shared_slots import SharedSlots, SlotBatch
 from brainfm.loading.windows import WindowIndex
@@ -113,6 +114,8 @@ class WindowDataset(torch.utils.data.Dataset):
         Decoded-chunk cache per process, in MiB.
     with_labels : bool | None
         Whether batches carry ``labels``; None: when the index has labels.
+    codes : CodesReader | None
+        Cached tokenizer codes to cut to the same windows (``Batch.codes``); None: no codes.
     """
 
     def __init__(
@@ -124,8 +127,10 @@ class WindowDataset(torch.utils.data.Dataset):
         sensortype_eps: Mapping[str, float] | None = None,
         cache_mib: float = 128.0,
         with_labels: bool | None = None,
+        codes: CodesReader | None = None,
     ) -> None:
         check_option("normalization", normalization, NORMALIZATIONS)
+        self.codes = codes
         self.index = index
         self.store_path = Path(store_path)
         self.normalization = normalization
@@ -246,6 +251,8 @@ class WindowDataset(torch.utils.data.Dataset):
             recording_ids=torch.from_numpy(recording.copy()),
             start=torch.from_numpy(start.copy()),
             labels=torch.from_numpy(self.index.label[windows]) if self.with_labels else None,
+            codes=None if self.codes is None else self.codes.batch_codes(
+                self.index, recording, start, group_start, group_stop, n_channels),
         )
         if slot is not None:
             batch.slots_key, batch.slot = self._shared_slots.key, slot  # type: ignore[union-attr,attr-defined]
