@@ -26,7 +26,12 @@ from torch import nn
 
 from brainfm._logging import logger
 from brainfm._version import __version__
-from brainfm.checkpoint import CHECKPOINT_FORMAT_VERSION, load_state_strict, module_spec, state_digest
+from brainfm.checkpoint import (
+    CHECKPOINT_FORMAT_VERSION,
+    load_state_strict,
+    module_spec,
+    state_digest,
+)
 from brainfm.errors import CheckpointError, ConfigError, NonFiniteDataError
 from brainfm.loading.batch import Batch
 from brainfm.models.base import Backbone, Objective
