@@ -35,7 +35,12 @@ from brainfm._check import check_option
 from brainfm.loading.batch import PAD_FRAME_ID, PAD_SENSOR_TYPE, Batch
 from brainfm.loading.buffers import SignalBuffers
 from brainfm.loading.chunks import ChunkReader, configure_worker_threads
-from brainfm.loading.normalization import NORMALIZATIONS, channel_affine, sensortype_normalize_, window_normalize_
+from brainfm.loading.normalization import (
+    NORMALIZATIONS,
+    channel_affine,
+    sensortype_normalize_,
+    window_normalize_,
+)
 from brainfm.loading.shared_slots import SharedSlots, SlotBatch
 from brainfm.loading.windows import WindowIndex
 

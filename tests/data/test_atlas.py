@@ -8,7 +8,16 @@ from pathlib import Path
 import mne
 import pytest
 
-from brainfm.data.atlas import LOBES, N_LOBE_IDS, is_atlas_region, lobe_id, lobe_ids, lobe_name, lobe_table, parse_label
+from brainfm.data.atlas import (
+    LOBES,
+    N_LOBE_IDS,
+    is_atlas_region,
+    lobe_id,
+    lobe_ids,
+    lobe_name,
+    lobe_table,
+    parse_label,
+)
 
 
 def _lut_parcels(prefix: str) -> set[str]:
