@@ -236,7 +236,8 @@ class BaristaBackbone(Backbone):
         if self.spatial_scale == "lobes":
             ids = self.region_lobes[regions.clamp(0, self.region_rows - 1)]
             return [torch.where(ids > 0, ids, -1)]
-        return [torch.where(regions > 1, regions, -1)]  # 0 no region, 1 unknown region
+        # 0 no region, 1 unknown region; ids beyond the table (another store's vocabulary) are unknown too
+        return [torch.where((regions > 1) & (regions < self.region_rows), regions, -1)]
 
     def spatial(self, batch: Batch) -> torch.Tensor:
         """Spatial embedding of each channel, (B, C, dim); zeros where unknown."""
