@@ -3,7 +3,9 @@
 :func:`discover` walks the input folder in sorted order, skipping hidden folders,
 ``derivatives/`` and ``sourcedata/``. A folder holding ``dataset_description.json`` is a BIDS
 root (nested roots are allowed: each becomes its own dataset, named after its folder) and
-is read through :mod:`brainfm.preprocessing.bids`; every other folder goes through the
+is read through :mod:`brainfm.preprocessing.bids`; a folder laid out as the Brain Treebank
+(``electrode_labels/``, ``localization/`` and ``sub_<k>_trial<nnn>.h5`` files) through
+:mod:`brainfm.preprocessing.braintreebank`; every other folder goes through the
 format registry (:func:`brainfm.preprocessing.formats.scan_folder`).
 
 Identity of plain files comes from a regular expression with named groups ``subject``,
@@ -33,6 +35,7 @@ from brainfm._logging import logger
 from brainfm.data.recording import IDENTITY_FIELDS, Identity, path_recording_id
 from brainfm.errors import ConfigError, DuplicateRecordingError
 from brainfm.preprocessing.bids import discover_bids, is_bids_root
+from brainfm.preprocessing.braintreebank import discover_braintreebank, is_braintreebank_root
 from brainfm.preprocessing.formats import DATA_EXTENSIONS, _ext, scan_folder
 from brainfm.preprocessing.placeholders import find_placeholders, placeholder_error
 from brainfm.preprocessing.source import Source
@@ -174,6 +177,12 @@ def discover(
             scan = discover_bids(folder, name)
             found.extend(scan.sources)
             ignored.extend(scan.ignored)
+            return
+        if is_braintreebank_root(folder):
+            name = dataset if folder == root else folder.name
+            trials, skipped = discover_braintreebank(folder, name)
+            found.extend(trials)
+            ignored.extend(skipped)
             return
         children = sorted(folder.iterdir())
         # placeholders (broken links are not is_file()) are listed so that the recording they

@@ -65,7 +65,7 @@ class FormatSpec:
     name : str
         Human name for messages.
     reader : str
-        Name of the ``mne.io`` function that opens it.
+        Name of the ``mne.io`` function that opens it, or the dotted path of brainfm's own reader.
     extensions : tuple of str
         Lower-case extensions of the entry point (``".vhdr"``); empty when a rule finds it.
     folder : bool
@@ -111,6 +111,8 @@ FORMATS: Mapping[str, FormatSpec] = MappingProxyType(
             _spec("nicolet", "Nicolet", "read_raw_nicolet", ".data", ch_type="eeg"),
             _spec("curry", "Curry", "read_raw_curry", ".cdt", ".dap"),
             _spec("nsx", "Blackrock NSx", "read_raw_nsx", ".ns1", ".ns2", ".ns3", ".ns4", ".ns5", ".ns6"),
+            # found by discovery's folder rule (brainfm.preprocessing.braintreebank), not by extension
+            _spec("braintreebank", "Brain Treebank HDF5", "brainfm.preprocessing.braintreebank.read_raw_braintreebank"),
         )
     }
 )
@@ -218,11 +220,18 @@ def read_function(key: str) -> Any:
     Returns
     -------
     reader : callable
-        For example :func:`mne.io.read_raw_edf`.
+        For example :func:`mne.io.read_raw_edf`; a dotted reader name is brainfm's own
+        (``brainfm.preprocessing.braintreebank.read_raw_braintreebank``).
     """
+    import importlib
+
     import mne
 
-    return getattr(mne.io, get_format(key).reader)
+    reader = get_format(key).reader
+    if "." in reader:
+        module, _, name = reader.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+    return getattr(mne.io, reader)
 
 
 def _ext(name: str) -> str:

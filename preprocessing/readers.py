@@ -638,6 +638,13 @@ def read_source(source: Source, overrides: Sequence[Override] = (), *, on_event_
     """
     applicable = [o for o in overrides if o.applies_to(source.relpath)]
     messages = validate_source(source)
+    if source.format == "braintreebank":
+        from brainfm.preprocessing.braintreebank import read_braintreebank
+
+        reading = read_braintreebank(source)
+        reading.warnings[:0] = messages
+        validate_opened(source, reading.raw)
+        return reading
     channels_tsv = None
     measured: dict[str, np.ndarray] = {}
     measured_frame = "head"

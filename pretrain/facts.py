@@ -30,6 +30,7 @@ def data_facts(index: WindowIndex) -> DataFacts:
     recording_types = {layout.recording_id: sorted(set(layout.types)) for layout in index.layouts}
     present = sorted({t for types in recording_types.values() for t in types})
     positioned = {layout.recording_id: int((layout.good & layout.pos_mask).sum()) for layout in index.layouts}
+    regioned = {layout.recording_id: int((layout.good & (layout.region_ids > 1)).sum()) for layout in index.layouts}
     return DataFacts(
         sfreq=float(index.sfreq),
         n_times=int(index.window_size_samples),
@@ -39,6 +40,8 @@ def data_facts(index: WindowIndex) -> DataFacts:
         sensor_types=present,
         recording_types=recording_types,
         positioned=positioned,
+        regions=list(index.region_vocabulary.tokens),
+        regioned=regioned,
     )
 
 

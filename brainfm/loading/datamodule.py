@@ -202,7 +202,7 @@ class WindowDataModule(L.LightningDataModule):
         Windows per batch.
     num_workers : int
         DataLoader worker processes (0: read in the main process).
-    normalization : "zscore" | "robust" | "sensortype" | "none"
+    normalization : "zscore" | "robust" | "sensortype" | "window" | "none"
         Load-time normalisation from stored statistics (:mod:`brainfm.loading.normalization`).
     channel_types : list of str | None
         Channel types to load; None: EEG, MEG and iEEG channels.
@@ -284,7 +284,7 @@ class WindowDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         *,
-        normalization: Literal["zscore", "robust", "sensortype", "none"] = "zscore",
+        normalization: Literal["zscore", "robust", "sensortype", "window", "none"] = "zscore",
         channel_types: list[str] | None = None,
         channel_batching: Literal["pad", "bucket"] = "pad",
         shuffle: Literal["chunk", "uniform", "none"] = "chunk",

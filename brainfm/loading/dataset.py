@@ -36,7 +36,12 @@ from brainfm.loading.batch import PAD_FRAME_ID, PAD_SENSOR_TYPE, Batch
 from brainfm.loading.buffers import SignalBuffers
 from brainfm.loading.chunks import ChunkReader, configure_worker_threads
 from brainfm.loading.codes import CodesReader
-from brainfm.loading.normalization import NORMALIZATIONS, channel_affine, sensortype_normalize_
+from brainfm.loading.normalization import (
+    NORMALIZATIONS,
+    channel_affine,
+    sensortype_normalize_,
+    window_normalize_,
+)
 from brainfm.loading.shared_slots import SharedSlots, SlotBatch
 from brainfm.loading.windows import WindowIndex
 
@@ -106,7 +111,7 @@ class WindowDataset(torch.utils.data.Dataset):
         The windows (:func:`~brainfm.loading.windows.build_window_index`).
     store_path : str | pathlib.Path
         The store folder the index was built from.
-    normalization : "zscore" | "robust" | "sensortype" | "none"
+    normalization : "zscore" | "robust" | "sensortype" | "window" | "none"
         Load-time normalisation (:mod:`brainfm.loading.normalization`).
     sensortype_eps : mapping of str to float | None
         ``eps`` by channel type for ``"sensortype"``; None uses BrainOmni's values.
@@ -122,7 +127,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self,
         index: WindowIndex,
         store_path: str | Path,
-        normalization: Literal["zscore", "robust", "sensortype", "none"] = "zscore",
+        normalization: Literal["zscore", "robust", "sensortype", "window", "none"] = "zscore",
         *,
         sensortype_eps: Mapping[str, float] | None = None,
         cache_mib: float = 128.0,
@@ -230,6 +235,8 @@ class WindowDataset(torch.utils.data.Dataset):
             layout = self.index.layouts[g]
             if self.normalization == "sensortype":
                 sensortype_normalize_(block, layout.sensor_type, tensors.good_np, self.sensortype_eps)
+            elif self.normalization == "window":
+                window_normalize_(block, tensors.good_np)
             channel_mask[k, :width] = tensors.good_np
             sensor_pos[k, :width] = layout.sensor_pos
             sensor_type[k, :width] = layout.sensor_type

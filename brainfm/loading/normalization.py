@@ -9,6 +9,10 @@
                   channels at every time point, then divide by the standard deviation over
                   all of the type's good channels and samples plus ``eps`` (1e-5 for EEG and
                   iEEG, 1e-13 for MEG, as the reference code);
+``"window"``      BaRISTA's per-segment z-score (spec ``barista.md`` §4 step 5): in each window,
+                  each good channel minus its mean over the window's samples, divided by
+                  its standard deviation over them (population; a flat channel window
+                  becomes zeros);
 ``"none"``        the stored values (SI units).
 
 Bad channels are zeroed in every mode and masked in the batch; a channel whose stored
@@ -25,9 +29,15 @@ import torch
 from brainfm._check import check_option
 from brainfm.data.channels import SENSOR_TYPE_IDS
 
-__all__ = ["DEFAULT_SENSORTYPE_EPS", "NORMALIZATIONS", "channel_affine", "sensortype_normalize_"]
+__all__ = [
+    "DEFAULT_SENSORTYPE_EPS",
+    "NORMALIZATIONS",
+    "channel_affine",
+    "sensortype_normalize_",
+    "window_normalize_",
+]
 
-NORMALIZATIONS: tuple[str, ...] = ("zscore", "robust", "sensortype", "none")
+NORMALIZATIONS: tuple[str, ...] = ("zscore", "robust", "sensortype", "window", "none")
 
 #: ``eps`` of the sensor-type scaling, by channel type (BrainOmni reference values).
 DEFAULT_SENSORTYPE_EPS: dict[str, float] = {
@@ -64,7 +74,7 @@ def channel_affine(stats: np.ndarray, good: np.ndarray, normalization: str) -> t
         good &= usable
         scale = np.where(good, 1.0 / np.where(usable, spread, 1.0), 0.0)
         shift = np.where(good, -center * scale, 0.0)
-    else:  # "sensortype", "none": bad channels zeroed only
+    else:  # "sensortype", "window", "none": bad channels zeroed only
         scale = good.astype(np.float64)
         shift = np.zeros(len(good))
     return scale.astype(np.float32), shift.astype(np.float32), good
@@ -110,4 +120,36 @@ def sensortype_normalize_(
         block.div_(std + eps[names[int(type_id)]])
         if not view:
             signal[:, torch.from_numpy(rows)] = block
+    return signal
+
+
+def window_normalize_(signal: torch.Tensor, good: np.ndarray) -> torch.Tensor:
+    """Per-window, per-channel z-score over time, in place (BaRISTA's segment normalisation).
+
+    Parameters
+    ----------
+    signal : torch.Tensor, shape (n_windows, C, T)
+        Windows of one recording (bad channels already zero).
+    good : numpy.ndarray of bool, shape (C,)
+        Channels to normalise; the others are left untouched (zero). A channel that is flat
+        in a window (zero deviation) becomes zeros there.
+
+    Returns
+    -------
+    signal : torch.Tensor
+        The same tensor.
+    """
+    rows = np.flatnonzero(good)
+    if not len(rows):
+        return signal
+    contiguous = len(rows) == rows[-1] - rows[0] + 1
+    block = signal[:, rows[0] : rows[-1] + 1] if contiguous else signal[:, torch.from_numpy(rows)]
+    mean = block.mean(dim=2, keepdim=True, dtype=torch.float64)  # (n, C, 1)
+    centred = block.double() - mean
+    std = centred.square().mean(dim=2, keepdim=True).sqrt()
+    normalised = (centred / torch.where(std > 0, std, 1.0)).to(signal.dtype)
+    if contiguous:
+        block.copy_(normalised)
+    else:
+        signal[:, torch.from_numpy(rows)] = normalised
     return signal

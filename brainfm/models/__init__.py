@@ -4,6 +4,9 @@ Every backbone derives from :class:`Backbone` (``features(batch, tokenizer) -> (
 every objective from :class:`Objective`; recipes in ``configs/pretrain/`` compose them.
 """
 
+from brainfm.models.barista import BaristaBackbone
+from brainfm.models.barista_objective import MaskedLatentObjective
+from brainfm.models.barista_readout import BaristaReadout
 from brainfm.models.base import Backbone, Objective
 
-__all__ = ["Backbone", "Objective"]
+__all__ = ["BaristaBackbone", "BaristaReadout", "Backbone", "MaskedLatentObjective", "Objective"]

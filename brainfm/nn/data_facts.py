@@ -35,6 +35,11 @@ class DataFacts:
         Channel types of each recording, by store id (to name recordings in errors).
     positioned : dict of str to int
         Good channels with a known position (``Batch.pos_mask`` True), by store id.
+    regions : list of str
+        The region vocabulary's tokens in id order (``Batch.region_ids`` indexes it), so a
+        model can map regions to coarser groupings (BaRISTA's lobes).
+    regioned : dict of str to int
+        Good channels with a region (``Batch.region_ids`` > 1), by store id.
     """
 
     sfreq: float
@@ -45,6 +50,8 @@ class DataFacts:
     sensor_types: list[str] = field(default_factory=list)
     recording_types: dict[str, list[str]] = field(default_factory=dict)
     positioned: dict[str, int] = field(default_factory=dict)
+    regions: list[str] = field(default_factory=list)
+    regioned: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (as stored in checkpoints)."""

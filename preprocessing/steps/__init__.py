@@ -25,6 +25,7 @@ STEPS: dict[str, str] = {
     "interpolate": "brainfm.preprocessing.steps.interpolation:Interpolate",
     "reference": "brainfm.preprocessing.steps.reference:Reference",
     "units": "brainfm.preprocessing.steps.units:UnitCheck",
+    "regions": "brainfm.preprocessing.steps.regions:Regions",
 }
 
 

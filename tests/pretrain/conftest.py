@@ -35,3 +35,15 @@ def tiny_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
                          pattern=r"Subject(?P<subject>\d+)_(?P<run>\d)")
     assert summary.failed == [] and len(summary.processed) == 3, summary.failed
     return store
+
+
+@pytest.fixture(scope="session")
+def tiny_ieeg_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The BIDS ECoG recording (78 contacts, 21.7 s) through the ``barista`` recipe: 2048 Hz, regions."""
+    from brainfm.preprocessing.run import preprocess
+
+    root = tmp_path_factory.mktemp("ieeg")
+    shutil.copytree(shared_data / "bids" / "ieeg-ecog", root / "ieeg-ecog")
+    summary = preprocess(root / "ieeg-ecog", root / "store", recipe="barista")
+    assert summary.failed == [] and len(summary.processed) == 1, summary.failed
+    return root / "store"

@@ -36,12 +36,14 @@ def test_recipes_are_shipped():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES + PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_every_recipe_validates_and_runs_fast_dev_run(recipe, tiny_store, tmp_path):
+def test_every_recipe_validates_and_runs_fast_dev_run(recipe, tiny_store, request, tmp_path):
+    ieeg = "barista" in (recipe.stem, recipe.parent.name)  # an iEEG model: a real iEEG store at 2048 Hz
+    store = request.getfixturevalue("tiny_ieeg_store") if ieeg else tiny_store
     if recipe.parent.name == "pretrain":
         configs = ["--recipe", recipe.stem]
     else:  # a size preset: applied on top of its recipe
         configs = ["--recipe", recipe.parent.name, "--size", recipe.stem]
-    status = main(["pretrain", "fit", *configs, "--data.store", str(tiny_store), "--trainer.fast_dev_run", "true",
+    status = main(["pretrain", "fit", *configs, "--data.store", str(store), "--trainer.fast_dev_run", "true",
                    "--trainer.default_root_dir", str(tmp_path), *QUIET, "--data.batch_size", "1"])
     assert status == 0
 

@@ -1,0 +1,132 @@
+"""The Brain Treebank source: a tiny dataset written by the test in the dataset's own layout."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainfm import open_store
+from brainfm.errors import SidecarError
+from brainfm.preprocessing.discover import discover
+from brainfm.preprocessing.readers import read_source
+from brainfm.preprocessing.run import preprocess
+
+SFREQ = 2048
+N_TIMES = 4 * SFREQ
+# file order; '*' and '#' marks are part of some real label files and are dropped
+LABELS = ["T1b1*", "T1b2", "T1b3", "T1b4#", "F3a1", "F3a2", "F3a3", "F3a4", "DC10"]
+LOCALIZATION = pd.DataFrame({
+    "Electrode": ["T1b1", "T1b2", "T1b3", "T1b4", "F3a1", "F3a2", "F3a3"],  # F3a4 has no row
+    "L": [60, 61, 62, 63, 150, 151, 152],
+    "I": [140, 140, 141, 141, 90, 91, 92],
+    "P": [120, 121, 122, 123, 60, 61, 62],
+    "Destrieux": ["ctx_lh_G_temporal_middle", "ctx_lh_G_temporal_middle", "Left-Hippocampus", "Left-Hippocampus",
+                  "ctx_rh_G_front_middle", "ctx_rh_G_front_middle", "Right-Inf-Lat-Vent"],
+    "DesikanKilliany": ["ctx-lh-middletemporal"] * 2 + ["Left-Hippocampus"] * 2 + ["ctx-rh-rostralmiddlefrontal"] * 2
+    + ["Right-Inf-Lat-Vent"],
+})
+
+
+def _signals(rng: np.random.Generator) -> np.ndarray:
+    """Microvolts: T1b contacts share a linear gradient along the shaft plus small noise."""
+    t = np.arange(N_TIMES) / SFREQ
+    common = 50.0 * np.sin(2 * np.pi * 7.0 * t)
+    data = rng.standard_normal((len(LABELS), N_TIMES)) * 20.0
+    for contact in range(4):
+        data[contact] = common * (contact + 1) + rng.standard_normal(N_TIMES) * 0.5
+    data[-1] = (t % 1.0 < 0.01) * 5000.0  # trigger pulses
+    return data.astype(np.float32)
+
+
+@pytest.fixture
+def treebank(tmp_path):
+    root = tmp_path / "braintreebank"
+    (root / "all_subject_data").mkdir(parents=True)
+    (root / "electrode_labels" / "sub_1").mkdir(parents=True)
+    (root / "localization" / "sub_1").mkdir(parents=True)
+    (root / "electrode_labels" / "sub_1" / "electrode_labels.json").write_text(json.dumps(LABELS))
+    LOCALIZATION.to_csv(root / "localization" / "sub_1" / "depth-wm.csv", index=False)
+    (root / "corrupted_elec.json").write_text(json.dumps({"sub_1": ["F3a1"], "sub_2": ["X1"]}))
+    data = _signals(np.random.default_rng(0))
+    with h5py.File(root / "all_subject_data" / "sub_1_trial002.h5", "w") as handle:
+        group = handle.create_group("data")
+        for i, row in enumerate(data):
+            group.create_dataset(f"electrode_{i}", data=row)
+    (root / "all_subject_data" / "notes.txt").write_text("not a trial")
+    return root, data
+
+
+def test_discovery_finds_trials_with_their_companions(treebank):
+    root, _ = treebank
+    found = discover(root)
+    assert [s.format for s in found.sources] == ["braintreebank"]
+    source = found.sources[0]
+    assert (source.identity.subject, source.identity.run) == ("1", "002")
+    assert source.recording_id == "braintreebank_sub-1_run-002"
+    assert source.companions["labels"].name == "electrode_labels.json"
+    assert source.companions["localization"].name == "depth-wm.csv"
+    assert source.path in source.files and source.companions["localization"] in source.files
+    assert found.ignored == {".txt": ["all_subject_data/notes.txt"]}
+
+
+def test_reader_builds_the_channel_table_and_reads_volts_lazily(treebank):
+    root, data = treebank
+    reading = read_source(discover(root).sources[0])
+    table = reading.channels
+    assert table["name"].tolist() == [name.strip("*#") for name in LABELS]
+    assert table["type"].tolist() == ["seeg"] * 8 + ["misc"]
+    assert set(table.loc[table["type"] == "seeg", "unit"]) == {"V"}
+    assert table["group"].tolist()[:8] == ["T1b"] * 4 + ["F3a"] * 4
+    # regions: the Destrieux label; an electrode without a localisation row has none
+    assert table.at[0, "region"] == "ctx_lh_G_temporal_middle"
+    assert table.at[2, "region"] == "Left-Hippocampus"
+    assert table.at[7, "region"] == "" and np.isnan(table.at[7, "x"])
+    assert any("F3a4" in w for w in reading.warnings)
+    # positions: FreeSurfer surface RAS of the conformed volume, metres
+    assert table.loc[0, ["x", "y", "z"]].to_numpy(float) == pytest.approx([0.068, 0.008, -0.012])
+    assert table.at[0, "frame"] == "mri" and table.at[0, "pos_source"] == "measured"
+    assert table.loc[table["name"] == "F3a1", "status"].item() == "bad"
+    assert "corrupted_elec.json" in table.loc[table["name"] == "F3a1", "status_reason"].item()
+    assert reading.raw.info["sfreq"] == SFREQ and reading.raw.n_times == N_TIMES
+    assert not reading.raw.preload
+    # microvolts in the file, volts from the raw, any channel subset and time span
+    got = reading.raw.get_data(picks=[5, 1], start=100, stop=300)
+    np.testing.assert_allclose(got, data[[5, 1], 100:300].astype(np.float64) * 1e-6, rtol=1e-6)
+
+
+def test_barista_recipe_stores_regions_positions_and_laplacian(treebank, tmp_path):
+    root, data = treebank
+    summary = preprocess(root, tmp_path / "s.zarr", recipe="barista")
+    assert summary.failed == [], summary.failed
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    assert rec.sfreq == SFREQ
+    channels = rec.channels.set_index("name")
+    # shaft ends are dropped by the Laplacian, the ventricle contact F3a3 by the region filter,
+    # the trigger by the pick; F3a2, whose neighbour F3a1 is corrupted, is kept as bad (masked)
+    assert sorted(channels.index) == ["F3a2", "T1b2", "T1b3"]
+    assert channels.at["F3a2", "status"] == "bad" and "F3a1" in channels.at["F3a2", "status_reason"]
+    assert channels.at["T1b3", "region"] == "Left-Hippocampus"
+    assert channels.at["T1b2", "group"] == "T1b"
+    assert channels.loc["T1b2", ["x", "y", "z"]].to_numpy(float) == pytest.approx([0.067, 0.007, -0.012])
+    # a linear gradient along the shaft vanishes under the Laplacian: what is left is the noise
+    stored = rec.signal[:, :]
+    rows = [rec.channels["name"].tolist().index(n) for n in ("T1b2", "T1b3")]
+    assert np.std(stored[rows]) < 0.05 * np.std(data[1] * 1e-6)
+
+
+def test_label_file_that_does_not_match_the_trial_is_refused(treebank):
+    root, _ = treebank
+    (root / "electrode_labels" / "sub_1" / "electrode_labels.json").write_text(json.dumps(LABELS[:-1]))
+    with pytest.raises(SidecarError, match=r"sub_1_trial002.h5 holds 9 electrodes but its electrode_labels.json names 8"):
+        read_source(discover(root).sources[0])
+
+
+def test_missing_label_file_names_the_file(treebank):
+    root, _ = treebank
+    (root / "electrode_labels" / "sub_1" / "electrode_labels.json").unlink()
+    with pytest.raises(SidecarError, match=r"electrode_labels/sub_1/electrode_labels.json is missing"):
+        read_source(discover(root).sources[0])
