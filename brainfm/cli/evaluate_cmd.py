@@ -32,7 +32,13 @@ def run(args: argparse.Namespace, command: str) -> int:
     from brainfm.downstream.decoding.report import markdown_table, write_results
     from brainfm.downstream.decoding.task import load_task
     from brainfm.downstream.decoding.trials import load_trials
-    from brainfm.errors import CheckpointError, ConfigError, DataQualityError, StoreFormatError, StoreNotFoundError
+    from brainfm.errors import (
+        CheckpointError,
+        ConfigError,
+        DataQualityError,
+        StoreFormatError,
+        StoreNotFoundError,
+    )
 
     try:
         task = load_task(args.config, store=args.store)

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from brainfm._logging import logger
+from brainfm.downstream.decoding.task import DecodingTask
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
 from brainfm.loading.dataset import WindowDataset
 from brainfm.loading.labels import RecordingLabels
 from brainfm.loading.windows import WindowIndex, build_window_index
 from brainfm.store.reader import open_store
-from brainfm.downstream.decoding.task import DecodingTask
 
 __all__ = ["Trials", "load_trials"]
 

@@ -10,14 +10,18 @@ import pytest
 import torch
 
 from brainfm.checkpoint import CHECKPOINT_FORMAT_VERSION, BrainfmCheckpointIO, module_spec
+from brainfm.downstream.decoding.eegnet import EEGNet
 from brainfm.downstream.decoding.evaluation import evaluate_task
-from brainfm.downstream.decoding.functional_layers import FunctionalConv1d, FunctionalNet, functional_basis
+from brainfm.downstream.decoding.functional_layers import (
+    FunctionalConv1d,
+    FunctionalNet,
+    functional_basis,
+)
 from brainfm.downstream.decoding.leakage import LeakageError
 from brainfm.downstream.decoding.lora import LoRALinear, apply_lora
 from brainfm.downstream.decoding.models import build_model_runners
 from brainfm.downstream.decoding.task import ModelConfig, load_task
 from brainfm.downstream.decoding.trials import load_trials
-from brainfm.downstream.decoding.eegnet import EEGNet
 from brainfm.tokenizers import BrainTokenizer
 
 TASKS = files("brainfm.configs") / "downstream"
