@@ -103,9 +103,12 @@ def _baseline_runner(name: str, task: DecodingTask, trials: Trials, X: np.ndarra
     def fit_predict(trials: Trials, fit_rows: np.ndarray, val_rows: np.ndarray, test_rows: np.ndarray,
                     seed: int) -> tuple[np.ndarray, np.ndarray]:
         train = np.concatenate([fit_rows, val_rows])  # classical models need no validation split
+        from mne.utils import use_log_level
+
         pipeline = make_baseline(name, trials.sfreq, X.shape[1], seed, freqs)
-        pipeline.fit(X[train], trials.y[train])
-        proba = pipeline.predict_proba(X[test_rows])
+        with use_log_level("error"):  # mne.decoding.CSP logs every rank estimate
+            pipeline.fit(X[train], trials.y[train])
+            proba = pipeline.predict_proba(X[test_rows])
         full = np.zeros((len(test_rows), len(trials.classes)))
         full[:, pipeline.classes_] = proba
         return full.argmax(axis=1), full
