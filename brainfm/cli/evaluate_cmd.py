@@ -1,0 +1,77 @@
+"""``brainfm evaluate --config TASK.yaml [--store STORE] [--json] [--out DIR]`` (docs/decoding.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from brainfm.cli._output import add_verbosity, log_level, print_error, print_json, stdout_to_stderr
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Declare the arguments of ``brainfm evaluate``."""
+    parser.add_argument("--config", required=True, help="task YAML (configs/downstream/<task>.yaml)")
+    parser.add_argument("--store", default=None, help="run the task on this store instead of the task's")
+    parser.add_argument("--out", default=None, help="results folder (default: evaluate_<task>)")
+    parser.add_argument("--protocol", default=None, choices=("within_session", "cross_run", "cross_subject"),
+                        help="override the task's protocol")
+    parser.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
+    parser.add_argument("--allow-leakage", action="store_true",
+                        help="run even when test subjects/recordings were in a checkpoint's pretraining")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    add_verbosity(parser)
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    """Evaluate; exit 2 for an unusable task, store or a leak, 1 when the data fail."""
+    from tqdm import tqdm
+
+    from brainfm._logging import use_log_level
+    from brainfm.downstream.decoding.evaluation import count_steps, evaluate_task
+    from brainfm.downstream.decoding.models import build_model_runners
+    from brainfm.downstream.decoding.report import markdown_table, write_results
+    from brainfm.downstream.decoding.task import load_task
+    from brainfm.downstream.decoding.trials import load_trials
+    from brainfm.errors import (
+        CheckpointError,
+        ConfigError,
+        DataQualityError,
+        StoreFormatError,
+        StoreNotFoundError,
+    )
+
+    try:
+        task = load_task(args.config, store=args.store)
+        if args.protocol:
+            task.protocol.name = args.protocol
+        if args.seeds:
+            task.protocol.seeds = [int(s) for s in args.seeds.split(",")]
+    except (ConfigError, ValueError) as exc:
+        print_error(exc)
+        return 2
+    try:
+        with use_log_level(log_level(args)), stdout_to_stderr():
+            trials = load_trials(task)
+            runners, leaked = build_model_runners(task, trials, allow_leakage=args.allow_leakage)
+            total = count_steps(task, trials, len(task.baselines) + len(runners))
+            with tqdm(total=total, desc=f"evaluate {task.name}", unit="fit", file=sys.stderr,
+                      disable=args.quiet or not sys.stderr.isatty()) as bar:
+                def progress(text: str) -> None:
+                    bar.set_postfix_str(text[:40])
+                    bar.update(1)
+                result = evaluate_task(task, trials, model_runners=runners, progress=progress)
+            files = write_results(result, task, args.out or f"evaluate_{task.name}")
+    except (ConfigError, StoreNotFoundError, StoreFormatError, CheckpointError, FileNotFoundError) as exc:
+        print_error(exc)
+        return 2
+    except DataQualityError as exc:
+        print_error(exc)
+        return 1
+    if args.json:
+        print_json({**result.to_json(), "leakage": leaked, "files": files})
+    else:
+        sys.stdout.write(markdown_table(result))
+        if leaked:
+            sys.stdout.write(f"WARNING: run with --allow-leakage; leaked test data: {leaked}\n")
+        sys.stdout.write(f"{result.seconds:.1f} s; results, tables and figures in {files['markdown'].rsplit('/', 1)[0]}\n")
+    return 0

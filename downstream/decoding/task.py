@@ -1,0 +1,299 @@
+"""Decoding tasks as data: ``configs/downstream/<task>.yaml`` parsed into typed dataclasses.
+
+A task names the store, which recordings to use, where the labels come from (event
+descriptions through a mapping, or one label per recording from an identity field or the
+source path), the window, the classes, the protocol and the models to compare. A new
+dataset is a new YAML file, never new code. Example (``configs/downstream/eegmat_arithmetic.yaml``)::
+
+    name: eegmat_arithmetic
+    store: stores/eegmat
+    classes: [rest, arithmetic]
+    labels:
+      recording: {field: task, mapping: {"1": rest, "2": arithmetic}}
+    window: {window_s: 4.0}
+    protocol: {name: cross_subject, n_folds: 5, seeds: [0, 1, 2]}
+    baselines: [bandpower_lr, tangent_lr]
+
+Every key is checked against the dataclasses below: a misspelt key is refused with the
+closest allowed one ("Did you mean ...?"), a wrong type or option with what was expected
+(jsonargparse validates the values against the typed fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from brainfm._check import suggest
+from brainfm.errors import ConfigError
+
+__all__ = [
+    "BASELINES",
+    "PROTOCOLS",
+    "DecodingTask",
+    "LabelConfig",
+    "ModelConfig",
+    "ProtocolConfig",
+    "RecordingLabelConfig",
+    "WindowConfig",
+    "load_task",
+]
+
+#: Protocols of ``brainfm evaluate``.
+PROTOCOLS = ("within_session", "cross_run", "cross_subject")
+#: Classical baselines (:mod:`brainfm.downstream.decoding.baselines`).
+BASELINES = ("bandpower_lr", "tangent_lr", "csp_lda", "cca")
+
+
+@dataclass
+class RecordingLabelConfig:
+    """One label per recording, read from its identity or source path."""
+
+    field: str
+    """Identity field (dataset, subject, session, task, acquisition, run), source field (path,
+    relpath, format) or ``id``."""
+    mapping: dict[str, str]
+    """Value (or the pattern's first group) -> class name."""
+    pattern: str | None = None
+    """Regular expression searched in the field's value (None: the value itself)."""
+    on_missing: Literal["raise", "warn", "ignore"] = "ignore"
+    """Recordings without a label: refuse, or leave out with a warning or silently."""
+
+
+@dataclass
+class LabelConfig:
+    """Where labels come from: exactly one of ``events`` or ``recording``."""
+
+    events: dict[str, str] | None = None
+    """Event description -> class name (event-locked windows: ``window.tmin``/``tmax``)."""
+    recording: RecordingLabelConfig | None = None
+    """One label per recording (fixed windows: ``window.window_s``)."""
+
+
+@dataclass
+class WindowConfig:
+    """The trial window: event-locked (``tmin``, ``tmax``) or fixed (``window_s``, ``stride_s``)."""
+
+    tmin: float | None = None
+    """Start relative to the event onset, in seconds."""
+    tmax: float | None = None
+    """End relative to the event onset, in seconds (excluded)."""
+    window_s: float | None = None
+    """Fixed window length in seconds."""
+    stride_s: float | None = None
+    """Seconds between fixed windows (None: ``window_s``, no overlap)."""
+
+
+@dataclass
+class ProtocolConfig:
+    """How trials are split into training and test folds."""
+
+    name: Literal["within_session", "cross_run", "cross_subject"] = "cross_subject"
+    """within_session: k-fold over the trials of each session; cross_run: leave one run out
+    within each subject; cross_subject: leave one subject out or k folds grouped by subject."""
+    n_folds: int | None = 5
+    """Folds (within_session, cross_subject); None with cross_subject: leave one subject out."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """Seeds: each reshuffles the folds (where they are random) and reseeds every model."""
+    val_fraction: float = 0.2
+    """Share of each training fold's units held out as validation by models that need it
+    (early stopping, learning-rate choice); never the test fold."""
+
+
+@dataclass
+class ModelConfig:
+    """A deep or foundation model compared with the baselines."""
+
+    name: str
+    """Name in the results table."""
+    kind: Literal["zero_shot", "probe", "finetune", "scratch"]
+    """zero_shot: frozen features averaged over tokens -> z-score -> logistic regression;
+    probe: a trained head on frozen features; finetune: head and backbone (or LoRA) trained;
+    scratch: an architecture trained from scratch on the signal."""
+    checkpoint: str | None = None
+    """A brainfm checkpoint (zero_shot, probe, finetune)."""
+    architecture: Literal["eegnet", "functional"] | None = None
+    """From-scratch network (scratch)."""
+    head: Literal["linear", "mlp"] = "linear"
+    """Classification head on the features (probe, finetune)."""
+    pooling: Literal["mean", "cls", "flatten"] = "mean"
+    """How the (B, N, D) features become one vector: mean over tokens, the first token, or all."""
+    adaptation: Literal["full", "lora"] = "full"
+    """finetune: every weight, or LoRA on the attention projections."""
+    lora_rank: int = 4
+    """Rank of the LoRA updates."""
+    lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-4])
+    """Learning rates tried; the one with the best validation balanced accuracy is kept."""
+    max_epochs: int = 30
+    """Upper bound on training epochs."""
+    patience: int = 5
+    """Stop after this many epochs without a better validation balanced accuracy."""
+    batch_size: int = 32
+    """Trials per step."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+
+
+@dataclass
+class DecodingTask:
+    """A decoding task: data, labels, window, classes, protocol and models."""
+
+    name: str
+    """Task name (results and output files)."""
+    classes: list[str]
+    """Class names; the label of a class is its position in this list."""
+    labels: LabelConfig
+    """Where labels come from."""
+    window: WindowConfig
+    """The trial window."""
+    store: str | None = None
+    """The store (``--store`` overrides it); a relative path is relative to the current folder."""
+    description: str = ""
+    """One line on what is decoded."""
+    select: dict[str, list[str]] = field(default_factory=dict)
+    """Identity field -> allowed values (e.g. ``{run: ["04", "08", "12"]}``)."""
+    channel_types: list[str] = field(default_factory=lambda: ["eeg"])
+    """Channel types to load."""
+    normalization: Literal["zscore", "robust", "sensortype", "none"] = "zscore"
+    """Load-time normalisation from the store's per-channel statistics."""
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    """The evaluation protocol."""
+    baselines: list[str] = field(default_factory=lambda: ["bandpower_lr", "tangent_lr"])
+    """Classical baselines run on the same folds (``BASELINES``)."""
+    stimulus_freqs: dict[str, float] | None = None
+    """SSVEP: class name -> flicker frequency in Hz (the ``cca`` baseline)."""
+    models: list[ModelConfig] = field(default_factory=list)
+    """Deep and foundation models."""
+
+    def __post_init__(self) -> None:
+        if len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+            raise ConfigError(f"Task {self.name!r}: 'classes' needs at least two distinct names, got {self.classes}.")
+        if (self.labels.events is None) == (self.labels.recording is None):
+            raise ConfigError(f"Task {self.name!r}: give exactly one of labels.events or labels.recording.")
+        mapping = self.labels.events if self.labels.events is not None else self.labels.recording.mapping  # type: ignore[union-attr]
+        unknown = sorted(set(mapping.values()) - set(self.classes))
+        if unknown:
+            raise ConfigError(
+                f"Task {self.name!r}: labels map to {unknown}, which are not in classes {self.classes}."
+                + suggest(unknown[0], self.classes)
+            )
+        window = self.window
+        if self.labels.events is not None and (window.tmin is None or window.tmax is None or window.window_s is not None):
+            raise ConfigError(f"Task {self.name!r}: event labels need window.tmin and window.tmax (and no window_s).")
+        if self.labels.recording is not None and (window.window_s is None or window.tmin is not None):
+            raise ConfigError(f"Task {self.name!r}: recording labels need window.window_s (and no tmin/tmax).")
+        for baseline in self.baselines:
+            if baseline not in BASELINES:
+                raise ConfigError(
+                    f"Task {self.name!r}: unknown baseline {baseline!r}; allowed: {list(BASELINES)}."
+                    + suggest(baseline, BASELINES)
+                )
+        if "cca" in self.baselines and not self.stimulus_freqs:
+            raise ConfigError(f"Task {self.name!r}: the cca baseline needs stimulus_freqs (class -> Hz).")
+        if self.protocol.n_folds is not None and self.protocol.n_folds < 2:
+            raise ConfigError(f"Task {self.name!r}: protocol.n_folds must be >= 2 or null, got {self.protocol.n_folds}.")
+        if not self.protocol.seeds:
+            raise ConfigError(f"Task {self.name!r}: protocol.seeds needs at least one seed.")
+        if not 0 < self.protocol.val_fraction < 1:
+            raise ConfigError(f"Task {self.name!r}: protocol.val_fraction must be in (0, 1).")
+        names = [m.name for m in self.models] + list(self.baselines)
+        if len(set(names)) != len(names):
+            raise ConfigError(f"Task {self.name!r}: model and baseline names must be unique, got {names}.")
+        for model in self.models:
+            if model.kind == "scratch" and model.architecture is None:
+                raise ConfigError(f"Task {self.name!r}: model {model.name!r} (scratch) needs 'architecture'.")
+            if model.kind != "scratch" and model.checkpoint is None:
+                raise ConfigError(f"Task {self.name!r}: model {model.name!r} ({model.kind}) needs 'checkpoint'.")
+            if not model.lrs:
+                raise ConfigError(f"Task {self.name!r}: model {model.name!r} needs at least one learning rate in 'lrs'.")
+
+    @property
+    def label_of(self) -> dict[str, int]:
+        """Event description or recording value -> integer label."""
+        mapping = self.labels.events if self.labels.events is not None else self.labels.recording.mapping  # type: ignore[union-attr]
+        return {key: self.classes.index(name) for key, name in mapping.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task as plain values (saved beside results)."""
+        return dataclasses.asdict(self)
+
+
+def _dataclass_of(annotation: Any) -> type | None:
+    """The dataclass inside ``X``, ``X | None`` or ``list[X]`` annotations, else None."""
+    if dataclasses.is_dataclass(annotation):
+        return annotation  # type: ignore[return-value]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list):
+        for arg in typing.get_args(annotation):
+            found = _dataclass_of(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _check_keys(value: Any, cls: type, where: str) -> None:
+    """Refuse keys a dataclass does not have, suggesting the closest one (recursively)."""
+    if not isinstance(value, dict):
+        return
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    for key, item in value.items():
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {allowed}.{suggest(key, allowed)}")
+        inner = _dataclass_of(hints[key])
+        if inner is None:
+            continue
+        items = item if isinstance(item, list) else [item]
+        for i, sub in enumerate(items):
+            _check_keys(sub, inner, f"{where}.{key}" + (f"[{i}]" if isinstance(item, list) else ""))
+
+
+def load_task(path: str | Path, *, store: str | Path | None = None) -> DecodingTask:
+    """Read and validate a task YAML.
+
+    Parameters
+    ----------
+    path : str | pathlib.Path
+        The YAML file.
+    store : str | pathlib.Path | None
+        Overrides the task's ``store`` (run the same task on another store).
+
+    Returns
+    -------
+    task : DecodingTask
+        The validated task; ``store`` is an absolute path.
+    """
+    from jsonargparse import ArgumentParser
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Task file not found: {path}. Shipped tasks live in configs/downstream/.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of task keys, got {type(raw).__name__}.")
+    _check_keys(raw, DecodingTask, str(path))
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(DecodingTask, "task")
+    try:
+        namespace = parser.parse_object({"task": raw})
+        task: DecodingTask = parser.instantiate(namespace).task
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except Exception as exc:  # jsonargparse's ArgumentError / TypeError: wrong type or option
+        text = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: {text}") from exc
+    if store is not None:
+        task.store = str(store)
+    if task.store is None:
+        raise ConfigError(f"{path}: no store given; set 'store:' in the task or pass --store STORE.")
+    task.store = str(Path(task.store).expanduser().resolve())
+    return task
