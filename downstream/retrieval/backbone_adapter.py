@@ -10,54 +10,28 @@ MEG trials into the concept space. It is loaded through the checkpoint API
                      -> pool over N            (B, D)        mean, or one learned attention query
                      -> LayerNorm, dropout, Linear(D -> out_dim)   (B, out_dim)
 
-Until ``brainfm.checkpoint.load_model`` exists, a tokenizer-only checkpoint is read with
-``load_tokenizer`` and its token features are the quantised latents (BrainTokenizer:
-``(B, C' x steps, D)``).
+A tokenizer-only checkpoint works too: its tokenizer's features are used (BrainTokenizer:
+the quantised latents, ``(B, C' x steps, D)``).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
 from brainfm._check import check_option
+from brainfm.checkpoint import PretrainedModel, load_model
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
 
 __all__ = ["BackboneAdapter", "load_pretrained"]
 
 
-class _TokenizerFeatures(nn.Module):
-    """A tokenizer checkpoint seen through the ``features(batch)`` interface."""
-
-    def __init__(self, tokenizer: nn.Module, info: Any) -> None:
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.info = info
-        config = tokenizer.get_config() if hasattr(tokenizer, "get_config") else {}
-        self._dim = getattr(tokenizer, "feature_dim", None) or config.get("dim")
-        if not (hasattr(tokenizer, "features") or (hasattr(tokenizer, "quantize") and self._dim)):
-            raise ConfigError(
-                f"{info.path}: its {type(tokenizer).__name__} gives no token features (it maps samples to "
-                "token ids only); use a BrainTokenizer or foundation-model checkpoint as a retrieval backbone."
-            )
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self._dim)
-
-    def features(self, batch: Batch) -> torch.Tensor:
-        if hasattr(self.tokenizer, "features"):
-            return self.tokenizer.features(batch)
-        quantised, _ = self.tokenizer.tokenize(batch)  # (B, C', W', D)
-        return quantised.reshape(quantised.shape[0], -1, quantised.shape[-1])  # (B, C' W', D)
-
-
-def load_pretrained(path: str | Path) -> nn.Module:
+def load_pretrained(path: str | Path) -> PretrainedModel:
     """Load a pretrained brainfm model that answers ``features(batch)`` and ``feature_dim``.
 
     Parameters
@@ -68,16 +42,18 @@ def load_pretrained(path: str | Path) -> nn.Module:
 
     Returns
     -------
-    model : torch.nn.Module
+    model : PretrainedModel
         In evaluation mode, with ``.info`` (what the checkpoint records).
     """
-    import brainfm.checkpoint as checkpoint_api
-
-    load_model = getattr(checkpoint_api, "load_model", None)
-    if load_model is not None:
-        return load_model(path)
-    tokenizer, info = checkpoint_api.load_tokenizer(path)
-    return _TokenizerFeatures(tokenizer, info).eval()
+    model = load_model(path)
+    try:
+        model.feature_dim  # noqa: B018 (a tokenizer without token features raises here)
+    except NotImplementedError as exc:
+        raise ConfigError(
+            f"{path}: its model gives no token features ({exc}); use a BrainTokenizer or foundation-model "
+            "checkpoint as a retrieval backbone."
+        ) from exc
+    return model
 
 
 class BackboneAdapter(nn.Module):
