@@ -23,6 +23,7 @@ import numpy as np
 
 from brainfm._logging import warn
 from brainfm.errors import ConfigError
+from brainfm.loading.batch import Batch
 from brainfm.loading.dataset import WindowDataset
 from brainfm.loading.windows import build_window_index
 from brainfm.store import open_store
@@ -104,6 +105,18 @@ class PairedTrials:
     """The concept embeddings."""
     subjects: np.ndarray
     """(n_trials,) subject key (``"<dataset>/<subject>"``) of each trial."""
+    recordings: np.ndarray | None = None
+    """(n_trials,) recording of each trial (store trials)."""
+    batch: Batch | None = None
+    """Store trials as a :class:`~brainfm.loading.batch.Batch` (sensor geometry, masks), the input
+    of a pretrained brainfm backbone; row ``i`` is ``signals[i]``."""
+    sfreq: float | None = None
+    """Sampling rate of the trials (Hz), when known."""
+    is_test: np.ndarray | None = None
+    """(n_trials,) bool: the dataset's own test split (THINGS layouts); None: brainfm draws one."""
+
+    def __len__(self) -> int:
+        return int(self.signals.shape[0])
 
 
 def load_paired_trials(
@@ -175,4 +188,8 @@ def load_paired_trials(
     batch = dataset.__getitems__(np.arange(len(index)))
     # the Batch is sorted by recording and start, like the index; its labels follow the rows
     subjects = np.array(index.subjects, dtype=object)[batch.subject_ids.numpy()]
-    return PairedTrials(batch.signal.numpy(), batch.labels.numpy().astype(np.int64), embeddings, subjects)
+    recordings = np.array([layout.recording_id for layout in index.layouts], dtype=object)[batch.recording_ids.numpy()]
+    return PairedTrials(
+        batch.signal.numpy(), batch.labels.numpy().astype(np.int64), embeddings, subjects,
+        recordings=recordings, batch=batch, sfreq=float(index.sfreq),
+    )

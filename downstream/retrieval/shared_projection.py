@@ -17,9 +17,15 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from brainfm.downstream.retrieval.adapter import ModalityAdapter
+from brainfm.downstream.retrieval.adapter import AdapterConfig, ModalityAdapter
 
-__all__ = ["SharedProjection", "SoftMoE"]
+__all__ = ["SharedProjection", "SoftMoE", "adapter_out_dim"]
+
+
+def adapter_out_dim(adapter: nn.Module) -> int:
+    """Concept-space width of an adapter (a ``ModalityAdapter`` or any module with ``out_dim``)."""
+    config = getattr(adapter, "config", None)
+    return int(config.out_dim if isinstance(config, AdapterConfig) else adapter.out_dim)
 
 
 class SoftMoE(nn.Module):
@@ -62,8 +68,9 @@ class SharedProjection(nn.Module):
 
     Parameters
     ----------
-    adapters : mapping of str to ModalityAdapter
-        Trained adapters by modality name ("eeg", "meg", "fmri", ...). They are frozen here.
+    adapters : mapping of str to ModalityAdapter | nn.Module
+        Trained adapters by modality name ("eeg", "meg", "fmri", ...), Medformer adapters or
+        pretrained-backbone adapters (``BackboneAdapter``). They are frozen here.
     moe : SoftMoE | None
         The shared projection; a default ``SoftMoE`` of the adapters' output width if None.
     frozen_adapters_train_mode : bool
@@ -74,14 +81,14 @@ class SharedProjection(nn.Module):
 
     def __init__(
         self,
-        adapters: Mapping[str, ModalityAdapter],
+        adapters: Mapping[str, ModalityAdapter | nn.Module],
         moe: SoftMoE | None = None,
         frozen_adapters_train_mode: bool = False,
     ) -> None:
         super().__init__()
         if not adapters:
             raise ValueError("adapters is empty; give at least one trained modality adapter.")
-        widths = {name: adapter.config.out_dim for name, adapter in adapters.items()}
+        widths = {name: adapter_out_dim(adapter) for name, adapter in adapters.items()}
         if len(set(widths.values())) != 1:
             raise ValueError(f"All adapters must share one output width, got {widths}.")
         self.adapters = nn.ModuleDict(dict(adapters))

@@ -1,13 +1,13 @@
-"""``brainfm retrieve fit|test``: train one modality adapter on store trials, evaluate k-way.
+"""``brainfm retrieve fit|test``: stage 1 (one modality adapter) or stage 2 (the shared projection).
 
-The YAML config has five sections (see ``configs/downstream/retrieval_things_eeg2.yaml``):
-``data`` (store, embeddings, event pattern, trial window, concept split), ``model``
-(:class:`AdapterConfig` fields; channels and samples come from the data), ``loss``
-(``clip_mode``), ``train`` and ``eval``, plus ``output`` (the run folder). ``fit`` holds out a
-seeded fraction of the *concepts*, trains on the others and saves ``model.pt`` and the
-resolved ``config.yaml``; ``test`` evaluates k-way retrieval on the held-out concepts only and
-writes ``results.json``, ``results.md`` and ``examples.png`` (example queries and their
-best-ranked concepts, when test repetitions are averaged).
+A config (:mod:`~brainfm.downstream.retrieval.run_config`) with a ``data`` section trains one
+adapter, the Medformer adapter or a pretrained brainfm backbone, on the training trials and
+holds out the dataset's test split or a seeded share of concepts (or recordings). A config with
+a ``shared`` section loads the stage-1 runs it names, freezes their adapters and trains the
+soft mixture of experts on single-modality batches in round-robin order (spec §5.3), leaving
+out every concept any of the runs held out. ``test`` evaluates k-way retrieval per subject on
+the held-out trials (per modality in stage 2) and writes ``results.json``, ``results.md`` and
+``examples.png``.
 """
 
 from __future__ import annotations
@@ -20,187 +20,284 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from torch import nn
 
 from brainfm._logging import logger
-from brainfm._version import __version__
 from brainfm.downstream.retrieval.adapter import AdapterConfig, ModalityAdapter
+from brainfm.downstream.retrieval.backbone_adapter import BackboneAdapter
 from brainfm.downstream.retrieval.contrastive_loss import ContrastiveLoss
 from brainfm.downstream.retrieval.evaluation import k_way_accuracy
-from brainfm.downstream.retrieval.paired_data import PairedTrials, load_paired_trials
+from brainfm.downstream.retrieval.paired_data import PairedTrials
 from brainfm.downstream.retrieval.retrieval_figure import plot_example_retrievals
-from brainfm.downstream.retrieval.training import encode, seeded_init, train_contrastive
+from brainfm.downstream.retrieval.run_checkpoint import (
+    adapter_spec,
+    build_adapter,
+    load_run_checkpoint,
+    save_run_checkpoint,
+)
+from brainfm.downstream.retrieval.run_config import RunConfig, load_run_config
+from brainfm.downstream.retrieval.shared_projection import SharedProjection, SoftMoE
+from brainfm.downstream.retrieval.training import (
+    encode,
+    seeded_init,
+    take_rows,
+    train_contrastive,
+    train_shared_projection,
+)
+from brainfm.downstream.retrieval.trial_sources import draw_held_out, held_out_mask, load_trials
 from brainfm.errors import ConfigError
 
-__all__ = ["fit", "load_config", "test"]
-
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {
-        "store": None, "embeddings": None, "pattern": None, "tmin": 0.0, "tmax": 1.0,
-        "normalization": "zscore", "channel_types": None, "test_fraction": 0.2, "split_seed": 42,
-        "average_test_repetitions": True,
-    },
-    "model": {},
-    "loss": {"clip_mode": "standard"},
-    "train": {"n_steps": 1000, "batch_size": 100, "lr": 3e-4, "weight_decay": 0.01, "grad_clip": 1.0, "seed": 0},
-    "eval": {"k": [2, 4, 10, 50, 100, 200], "n_trials": 10_000, "seed": 42},
-}
+__all__ = ["fit", "test"]
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a retrieval config, fill defaults and reject unknown or missing keys.
-
-    Parameters
-    ----------
-    path : str | pathlib.Path
-        The YAML file.
-
-    Returns
-    -------
-    config : dict
-        Sections ``data``, ``model``, ``loss``, ``train``, ``eval`` and ``output``.
-    """
-    path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
-    unknown = set(raw) - {*_DEFAULTS, "output"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; allowed: {sorted({*_DEFAULTS, 'output'})}.")
-    config: dict[str, Any] = {}
-    model_fields = {f.name for f in dataclasses.fields(AdapterConfig)} - {"n_chans", "n_times"}
-    for section, defaults in _DEFAULTS.items():
-        given = raw.get(section) or {}
-        allowed = model_fields if section == "model" else set(defaults)
-        bad = set(given) - allowed
-        if bad:
-            raise ConfigError(f"{path}: unknown key(s) {sorted(bad)} in '{section}'; allowed: {sorted(allowed)}.")
-        config[section] = {**defaults, **given}
-    for key in ("store", "embeddings"):
-        if config["data"][key] is None:
-            raise ConfigError(f"{path}: data.{key} is required.")
-    if not 0 < config["data"]["test_fraction"] < 1:
-        raise ConfigError(f"{path}: data.test_fraction must be between 0 and 1, got {config['data']['test_fraction']}.")
-    config["output"] = raw.get("output", "retrieval_run")
-    base = path.parent
-    for key in ("store", "embeddings"):  # relative paths are relative to the config file
-        config["data"][key] = str((base / config["data"][key]).resolve()) if not Path(config["data"][key]).is_absolute() else config["data"][key]
-    if not Path(config["output"]).is_absolute():
-        config["output"] = str((base / config["output"]).resolve())
-    return config
+def _inputs(trials: PairedTrials, adapter: nn.Module | None, rows: np.ndarray) -> Any:
+    """Adapter inputs of ``rows``: the trial tensor, or the Batch for a pretrained backbone."""
+    if isinstance(adapter, BackboneAdapter):
+        if trials.batch is None:
+            raise ConfigError("A pretrained backbone reads sensor geometry from a store: use data.layout 'store'.")
+        return take_rows(trials.batch, torch.from_numpy(rows))
+    return torch.from_numpy(trials.signals[rows])
 
 
-def _trials(config: dict[str, Any]) -> PairedTrials:
-    data = config["data"]
-    return load_paired_trials(
-        data["store"], data["embeddings"], data["tmin"], data["tmax"], pattern=data["pattern"],
-        normalization=data["normalization"], channel_types=data["channel_types"],
+def _build_stage1_adapter(config: RunConfig, trials: PairedTrials) -> nn.Module:
+    out_dim = trials.embeddings.features.shape[1]
+    backbone = config.model.backbone
+    if backbone is not None:
+        return seeded_init(lambda: BackboneAdapter(backbone.checkpoint, out_dim, freeze=backbone.freeze,
+                                                   pooling=backbone.pooling, dropout=backbone.dropout,
+                                                   sfreq=trials.sfreq), seed=config.train.seed)
+    adapter_config = AdapterConfig(n_chans=trials.signals.shape[1], n_times=trials.signals.shape[2], out_dim=out_dim,
+                                   **config.model.medformer)
+    return seeded_init(lambda: ModalityAdapter(adapter_config), seed=config.train.seed)
+
+
+def _training_data(trials: PairedTrials, rows: np.ndarray, source: str | None) -> dict[str, Any]:
+    recordings = [] if trials.recordings is None else sorted({str(r) for r in trials.recordings[rows]})
+    return {"source": source, "recordings": recordings, "subjects": sorted({str(s) for s in trials.subjects[rows]})}
+
+
+def _fit_adapter(config: RunConfig) -> Path:
+    data = config.data
+    trials = load_trials(data, "all" if data.layout == "store" else "train")
+    if trials.is_test is None:
+        held_out = draw_held_out(trials, data)
+        train = np.flatnonzero(~held_out_mask(trials, held_out))
+    else:  # a THINGS layout: its own test split, read at test time
+        train = np.arange(len(trials))
+        held_out = {"unit": "dataset", "ids": []}
+    adapter = _build_stage1_adapter(config, trials)
+    loss = ContrastiveLoss(config.loss.clip_mode)
+    logger.info("training on %d trials of %d concepts; held out: %d %s", train.size,
+                np.unique(trials.concepts[train]).size, len(held_out["ids"]), held_out["unit"])
+    losses = train_contrastive(
+        adapter, loss, _inputs(trials, adapter, train), torch.from_numpy(trials.embeddings.features[trials.concepts[train]]),
+        n_steps=config.train.n_steps, batch_size=config.train.batch_size or 100, lr=config.train.lr,
+        weight_decay=config.train.weight_decay, grad_clip=config.train.grad_clip, seed=config.train.seed,
     )
+    retrieval = {"stage": "adapter", "config": config.to_dict(), "adapter": adapter_spec(adapter),
+                 "clip_mode": loss.clip_mode, "held_out": held_out, "losses": losses}
+    source = data.store if data.layout == "store" else data.root
+    return _save(config, adapter, loss, retrieval, _training_data(trials, train, source))
 
 
-def _split(trials: PairedTrials, fraction: float, seed: int) -> np.ndarray:
-    """Rows of the held-out concepts: a seeded fraction of the concepts that have trials."""
-    present = np.unique(trials.concepts)
-    n_test = max(1, round(fraction * present.size))
-    if n_test >= present.size:
-        raise ConfigError(f"Only {present.size} concept(s) have trials; none would be left for training.")
-    return np.sort(np.random.default_rng(seed).permutation(present)[:n_test])
+def _save(config: RunConfig, model: nn.Module, loss: ContrastiveLoss, retrieval: dict[str, Any],
+          training_data: dict[str, Any]) -> Path:
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoint = save_run_checkpoint(output / "model.pt", model, loss, retrieval, training_data)
+    (output / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return checkpoint
 
 
-def fit(config: dict[str, Any]) -> Path:
-    """Train an adapter on the training concepts and save it with its held-out split.
+def _stage1_run(path: str, modality: str) -> tuple[RunConfig, nn.Module, dict[str, Any]]:
+    """A stage-1 run named by a stage-2 config: its config, trained adapter and recorded facts."""
+    run = load_run_config(path)
+    if run.stage != "adapter":
+        raise ConfigError(f"shared.adapters.{modality} ({path}) is not a stage-1 config (it has no 'data' section).")
+    checkpoint = Path(run.output) / "model.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint} not found: run 'brainfm retrieve fit --config {path}' first.")
+    retrieval, _ = load_run_checkpoint(checkpoint)
+    adapter = build_adapter(retrieval["adapter"], str(checkpoint))
+    load_run_checkpoint(checkpoint, adapter)
+    return run, adapter, retrieval
+
+
+def _fit_shared(config: RunConfig) -> Path:
+    shared = config.shared
+    adapters, data, held, training = {}, {}, {}, {}
+    runs = {m: _stage1_run(path, m) for m, path in shared.adapters.items()}
+    # concepts any run held out stay unseen by the shared projection too
+    unseen = {c for _, _, r in runs.values() if r["held_out"]["unit"] != "recordings" for c in r["held_out"]["ids"]}
+    for modality, (run, adapter, retrieval) in runs.items():
+        trials = load_trials(run.data, "all" if run.data.layout == "store" else "train")
+        keep = np.ones(len(trials), dtype=bool) if trials.is_test is not None else ~held_out_mask(trials, retrieval["held_out"])
+        keep &= ~np.isin(np.array(trials.embeddings.ids, dtype=object)[trials.concepts], list(unseen))
+        rows = np.flatnonzero(keep)
+        adapters[modality], held[modality] = adapter, retrieval["held_out"]
+        data[modality] = (_inputs(trials, adapter, rows), torch.from_numpy(trials.embeddings.features[trials.concepts[rows]]))
+        training[modality] = _training_data(trials, rows, run.data.store if run.data.layout == "store" else run.data.root)
+        logger.info("%s: %d training trials through its frozen adapter", modality, rows.size)
+    widths = {m: int(t.shape[1]) for m, (_, t) in data.items()}
+    if len(set(widths.values())) != 1:
+        raise ConfigError(f"The stage-1 runs use embeddings of different widths {widths}; stage 2 needs one concept space.")
+    batch_size = config.train.batch_size or 250
+    short = [m for m, (_, t) in data.items() if t.shape[0] < batch_size]
+    if len(short) == len(data):
+        raise ConfigError(f"No modality has a full batch of {batch_size} training trials; lower train.batch_size.")
+    moe = seeded_init(lambda: SoftMoE(next(iter(widths.values())), shared.n_experts, shared.router_hidden),
+                      seed=config.train.seed)
+    model = SharedProjection(adapters, moe, frozen_adapters_train_mode=shared.frozen_adapters_train_mode)
+    loss = ContrastiveLoss(config.loss.clip_mode)
+    history = train_shared_projection(
+        model, loss, data, n_epochs=shared.n_epochs, batch_size=batch_size, lr=config.train.lr,
+        weight_decay=config.train.weight_decay, grad_clip=config.train.grad_clip, seed=config.train.seed,
+    )
+    retrieval = {
+        "stage": "shared", "config": config.to_dict(), "clip_mode": loss.clip_mode,
+        "adapters": {m: adapter_spec(a) for m, a in adapters.items()}, "held_out": held,
+        "losses": [v for _, v in history], "loss_modalities": [m for m, _ in history],
+    }
+    return _save(config, model, loss, retrieval, training)
+
+
+def fit(config: RunConfig) -> Path:
+    """Train a stage-1 adapter or the stage-2 shared projection and save ``<output>/model.pt``.
 
     Parameters
     ----------
-    config : dict
-        From :func:`load_config`.
+    config : RunConfig
+        From :func:`~brainfm.downstream.retrieval.run_config.load_run_config`.
 
     Returns
     -------
     checkpoint : pathlib.Path
-        ``<output>/model.pt``.
+        The brainfm checkpoint of the run.
     """
-    trials = _trials(config)
-    test_rows = _split(trials, config["data"]["test_fraction"], config["data"]["split_seed"])
-    train = ~np.isin(trials.concepts, test_rows)
-    model_args = {k: tuple(v) if isinstance(v, list) else v for k, v in config["model"].items()}
-    adapter_config = AdapterConfig(n_chans=trials.signals.shape[1], n_times=trials.signals.shape[2], **model_args)
-    if adapter_config.out_dim != trials.embeddings.features.shape[1]:
-        adapter_config = dataclasses.replace(adapter_config, out_dim=trials.embeddings.features.shape[1])
-    train_args = config["train"]
-    model = seeded_init(lambda: ModalityAdapter(adapter_config), seed=train_args["seed"])
-    loss = ContrastiveLoss(config["loss"]["clip_mode"])
-    logger.info("training on %d trials of %d concepts; %d concepts held out", train.sum(), np.unique(trials.concepts[train]).size, test_rows.size)
-    losses = train_contrastive(
-        model, loss, torch.from_numpy(trials.signals[train]),
-        torch.from_numpy(trials.embeddings.features[trials.concepts[train]]),
-        n_steps=train_args["n_steps"], batch_size=train_args["batch_size"], lr=train_args["lr"],
-        weight_decay=train_args["weight_decay"], grad_clip=train_args["grad_clip"], seed=train_args["seed"],
-    )
-    output = Path(config["output"])
+    return _fit_adapter(config) if config.stage == "adapter" else _fit_shared(config)
+
+
+def _evaluate(features: np.ndarray, trials: PairedTrials, rows: np.ndarray, config: _EvalView, metric: str,
+              figure: Path | None) -> dict[str, Any]:
+    """k-way per subject (averaged over subjects, spec §6), items averaged per concept when asked."""
+    concepts, subjects = trials.concepts[rows], trials.subjects[rows].astype(str)
+    per_subject: dict[str, dict[str, Any]] = {}
+    first = None
+    for subject in np.unique(subjects):
+        mine = subjects == subject
+        f, c = features[mine], concepts[mine]
+        if config.data_average:
+            items = np.unique(c)
+            f, c = np.stack([f[c == r].mean(axis=0) for r in items]), items
+        targets = trials.embeddings.features[c]
+        scores = {int(k): k_way_accuracy(f, targets, k, config.eval.n_trials, seed=config.eval.seed, metric=metric)
+                  for k in config.eval.k if k <= len(c)}
+        per_subject[str(subject)] = {"n_items": len(c), "k": scores}
+        if first is None and config.data_average:
+            first = (f, targets, [trials.embeddings.ids[r] for r in c])
+    ks = sorted(set.intersection(*(set(s["k"]) for s in per_subject.values())))
+
+    def mean(k: int, key: str) -> float | None:
+        values = [s["k"][k][key] for s in per_subject.values()]
+        return None if values[0] is None else float(np.mean(values))
+
+    if figure is not None and first is not None:  # one gallery row per query: the first subject's
+        plot_example_retrievals(*first, figure, metric=metric)
+    return {
+        "n_concepts": int(np.unique(concepts).size), "n_items": int(sum(s["n_items"] for s in per_subject.values())),
+        "n_subjects": len(per_subject), "k": {k: {"top1": mean(k, "top1"), "top5": mean(k, "top5")} for k in ks},
+        "subjects": per_subject,
+    }
+
+
+def _write(output: Path, results: dict[str, Any], sections: dict[str, dict[str, Any]]) -> None:
     output.mkdir(parents=True, exist_ok=True)
-    checkpoint = output / "model.pt"
-    torch.save(
-        {
-            "brainfm_version": __version__,
-            "adapter_config": dataclasses.asdict(adapter_config),
-            "state_dict": model.state_dict(),
-            "loss_state": loss.state_dict(),
-            "clip_mode": loss.clip_mode,
-            "test_concepts": [trials.embeddings.ids[r] for r in test_rows],
-            "losses": losses,
-        },
-        checkpoint,
-    )
-    (output / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return checkpoint
+    (output / "results.json").write_text(json.dumps(results, indent=2))
+    lines = []
+    for title, result in sections.items():
+        if title:
+            lines += [f"## {title}", ""]
+        lines += [f"{result['n_items']} test items, {result['n_concepts']} concepts, {result['n_subjects']} subject(s)"
+                  " (mean over subjects)", "", "| k | top-1 | top-5 |", "|---|---|---|"]
+        for k, r in result["k"].items():
+            top5 = "-" if r["top5"] is None else f"{100 * r['top5']:.2f}"
+            lines.append(f"| {k} | {100 * r['top1']:.2f} | {top5} |")
+        lines.append("")
+    (output / "results.md").write_text("\n".join(lines))
 
 
-def test(config: dict[str, Any], checkpoint: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a fitted adapter on the held-out concepts; write results and an example figure.
+def test(config: RunConfig, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a fitted run on its held-out trials; write results and an example figure.
 
     Parameters
     ----------
-    config : dict
-        From :func:`load_config`.
+    config : RunConfig
+        The run's config.
     checkpoint : str | pathlib.Path | None
         The checkpoint; None uses ``<output>/model.pt``.
 
     Returns
     -------
     results : dict
-        ``{"n_concepts", "n_trials", "clip_mode", "k": {k: {"top1", "top5"}}}``.
+        Stage 1: ``{"n_concepts", "n_items", "n_subjects", "clip_mode", "k": {k: {"top1", "top5"}},
+        "subjects": {...}}`` (top-1 and top-5 averaged over subjects); stage 2: the same per
+        modality under ``"modalities"``.
     """
-    output = Path(config["output"])
+    output = Path(config.output)
     checkpoint = Path(checkpoint) if checkpoint is not None else output / "model.pt"
-    state = torch.load(checkpoint, weights_only=True)
-    adapter_args = {k: tuple(v) if isinstance(v, list) else v for k, v in state["adapter_config"].items()}
-    model = ModalityAdapter(AdapterConfig(**adapter_args))
-    model.load_state_dict(state["state_dict"])
-    trials = _trials(config)
-    row_of = {c: r for r, c in enumerate(trials.embeddings.ids)}
-    test_rows = np.array([row_of[c] for c in state["test_concepts"]])
-    held = np.isin(trials.concepts, test_rows)
-    features = encode(model, torch.from_numpy(trials.signals[held]))
-    concepts = trials.concepts[held]
-    if config["data"]["average_test_repetitions"]:
-        rows = np.unique(concepts)
-        features = np.stack([features[concepts == r].mean(axis=0) for r in rows])
-        concepts = rows
-    targets = trials.embeddings.features[concepts]
-    results: dict[str, Any] = {
-        "n_concepts": int(np.unique(concepts).size), "n_items": int(len(concepts)),
-        "clip_mode": state["clip_mode"], "k": {},
-    }
-    metric = "cosine" if state["clip_mode"] == "standard" else "dot"
-    for k in config["eval"]["k"]:
-        if k <= len(concepts):
-            results["k"][int(k)] = k_way_accuracy(features, targets, k, config["eval"]["n_trials"], seed=config["eval"]["seed"], metric=metric)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["| k | top-1 | top-5 |", "|---|---|---|"]
-    for k, r in results["k"].items():
-        top5 = "-" if r["top5"] is None else f"{100 * r['top5']:.2f}"
-        lines.append(f"| {k} | {100 * r['top1']:.2f} | {top5} |")
-    (output / "results.md").write_text("\n".join(lines) + "\n")
-    if config["data"]["average_test_repetitions"]:  # one gallery row per query
-        names = [trials.embeddings.ids[r] for r in concepts]
-        plot_example_retrievals(features, targets, names, output / "examples.png", metric=metric)
+    retrieval, _ = load_run_checkpoint(checkpoint)
+    if retrieval["stage"] != config.stage:
+        raise ConfigError(f"{checkpoint} is a {retrieval['stage']} run, but the config describes a {config.stage} run.")
+    metric = "cosine" if retrieval["clip_mode"] == "standard" else "dot"
+    if config.stage == "adapter":
+        adapter = build_adapter(retrieval["adapter"], str(checkpoint))
+        load_run_checkpoint(checkpoint, adapter)
+        trials = load_trials(config.data, "all" if config.data.layout == "store" else "test")
+        rows = np.flatnonzero(held_out_mask(trials, retrieval["held_out"]))
+        features = encode(adapter, _inputs(trials, adapter, rows))
+        results = _evaluate(features, trials, rows, _EvalView(config, config.data.average_test_repetitions), metric,
+                            output / "examples.png")
+        results["clip_mode"] = retrieval["clip_mode"]
+        _write(output, results, {"": results})
+        return results
+    adapters = {m: build_adapter(spec, str(checkpoint)) for m, spec in retrieval["adapters"].items()}
+    model = SharedProjection(adapters, SoftMoE(_width(adapters), config.shared.n_experts, config.shared.router_hidden))
+    load_run_checkpoint(checkpoint, model)
+    per_modality = {}
+    for modality, path in config.shared.adapters.items():
+        run = load_run_config(path)
+        trials = load_trials(run.data, "all" if run.data.layout == "store" else "test")
+        rows = np.flatnonzero(held_out_mask(trials, retrieval["held_out"][modality]))
+        features = encode(_OneModality(model, modality), _inputs(trials, adapters[modality], rows))
+        per_modality[modality] = _evaluate(features, trials, rows, _EvalView(config, run.data.average_test_repetitions),
+                                           metric, output / f"examples_{modality}.png")
+    results = {"clip_mode": retrieval["clip_mode"], "modalities": per_modality}
+    _write(output, results, per_modality)
     return results
+
+
+def _width(adapters: dict[str, nn.Module]) -> int:
+    from brainfm.downstream.retrieval.shared_projection import adapter_out_dim
+
+    return adapter_out_dim(next(iter(adapters.values())))
+
+
+@dataclasses.dataclass
+class _EvalView:
+    """The evaluation settings with the test-averaging flag of the data being evaluated."""
+
+    run: RunConfig
+    data_average: bool
+
+    @property
+    def eval(self) -> Any:
+        return self.run.eval
+
+
+class _OneModality(nn.Module):
+    def __init__(self, model: SharedProjection, modality: str) -> None:
+        super().__init__()
+        self.model, self.modality = model, modality
+
+    def forward(self, x: Any) -> torch.Tensor:
+        return self.model(x, self.modality)

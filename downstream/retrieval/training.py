@@ -17,10 +17,36 @@ from brainfm._logging import logger
 from brainfm.downstream.retrieval.contrastive_loss import ContrastiveLoss
 from brainfm.downstream.retrieval.sampler import RoundRobinModalitySampler
 from brainfm.downstream.retrieval.shared_projection import SharedProjection
+from brainfm.loading.batch import Batch
 
 _M = TypeVar("_M", bound=nn.Module)
 
-__all__ = ["encode", "seeded_init", "train_contrastive", "train_shared_projection"]
+__all__ = ["encode", "seeded_init", "take_rows", "train_contrastive", "train_shared_projection"]
+
+Inputs = torch.Tensor | Batch
+
+
+def take_rows(inputs: Inputs, index: torch.Tensor | np.ndarray | slice) -> Inputs:
+    """Rows ``index`` of a tensor, or of every field of a :class:`~brainfm.loading.batch.Batch`.
+
+    Parameters
+    ----------
+    inputs : Tensor | Batch
+        Model inputs, items along the first axis.
+    index : Tensor | ndarray | slice
+        The rows.
+
+    Returns
+    -------
+    rows : Tensor | Batch
+    """
+    if isinstance(inputs, Batch):
+        return Batch(**{name: None if value is None else value[index] for name, value in inputs.to_dict().items()})
+    return inputs[index]
+
+
+def _length(inputs: Inputs) -> int:
+    return len(inputs) if isinstance(inputs, Batch) else int(inputs.shape[0])
 
 
 def seeded_init(factory: Callable[[], _M], seed: int) -> _M:
@@ -45,7 +71,7 @@ def seeded_init(factory: Callable[[], _M], seed: int) -> _M:
 def train_contrastive(
     model: nn.Module,
     loss: ContrastiveLoss,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     targets: torch.Tensor,
     n_steps: int,
     batch_size: int = 64,
@@ -62,8 +88,8 @@ def train_contrastive(
         Maps a batch of inputs to (B, D) features.
     loss : ContrastiveLoss
         The contrastive loss; its ``logit_scale`` is trained too.
-    inputs : Tensor of shape (N, ...)
-        Training inputs.
+    inputs : Tensor of shape (N, ...) | Batch
+        Training inputs (a Batch for a pretrained-backbone adapter).
     targets : Tensor of shape (N, D)
         The concept embedding of each input.
     n_steps : int
@@ -83,8 +109,8 @@ def train_contrastive(
     losses : list of float
         The loss at every step.
     """
-    if inputs.shape[0] != targets.shape[0]:
-        raise ValueError(f"inputs and targets differ in length: {inputs.shape[0]} and {targets.shape[0]}.")
+    if _length(inputs) != targets.shape[0]:
+        raise ValueError(f"inputs and targets differ in length: {_length(inputs)} and {targets.shape[0]}.")
     with torch.random.fork_rng(devices=[]):
         torch.random.manual_seed(seed)  # dropout and augmentations draw from the global generator
         return _train(model, loss, inputs, targets, n_steps, batch_size, lr, weight_decay, grad_clip, seed)
@@ -93,7 +119,7 @@ def train_contrastive(
 def _train(
     model: nn.Module,
     loss: ContrastiveLoss,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     targets: torch.Tensor,
     n_steps: int,
     batch_size: int,
@@ -105,18 +131,19 @@ def _train(
     parameters = [p for p in [*model.parameters(), *loss.parameters()] if p.requires_grad]
     optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    batch_size = min(batch_size, inputs.shape[0])
-    order = torch.randperm(inputs.shape[0], generator=generator)
+    n_items = _length(inputs)
+    batch_size = min(batch_size, n_items)
+    order = torch.randperm(n_items, generator=generator)
     position = 0
     losses = []
     model.train()
     for step in range(n_steps):
         if position + batch_size > order.numel():
-            order = torch.randperm(inputs.shape[0], generator=generator)
+            order = torch.randperm(n_items, generator=generator)
             position = 0
         index = order[position : position + batch_size]
         position += batch_size
-        value = loss(model(inputs[index]), targets[index])
+        value = loss(model(take_rows(inputs, index)), targets[index])
         optimiser.zero_grad(set_to_none=True)
         value.backward()
         nn.utils.clip_grad_norm_(parameters, grad_clip)
@@ -130,7 +157,7 @@ def _train(
 def train_shared_projection(
     model: SharedProjection,
     loss: ContrastiveLoss,
-    data: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    data: Mapping[str, tuple[Inputs, torch.Tensor]],
     n_epochs: int,
     batch_size: int = 250,
     lr: float = 3e-4,
@@ -147,7 +174,7 @@ def train_shared_projection(
         experts and router) and the loss's logit scale are optimised.
     loss : ContrastiveLoss
         The contrastive loss.
-    data : mapping of str to (Tensor, Tensor)
+    data : mapping of str to (Tensor | Batch, Tensor)
         Per modality (a key of ``model.adapters``): inputs (N, ...) and targets (N, D).
     n_epochs : int
         Passes over every modality's data.
@@ -167,7 +194,7 @@ def train_shared_projection(
     if unknown:
         raise KeyError(f"No adapter for modality(ies) {sorted(unknown)}; known: {', '.join(model.modalities)}.")
     names = list(data)
-    sampler = RoundRobinModalitySampler({m: len(data[m][0]) for m in names}, batch_size, seed=seed)
+    sampler = RoundRobinModalitySampler({m: _length(data[m][0]) for m in names}, batch_size, seed=seed)
     offsets = sampler.offsets
     parameters = [p for p in [*model.parameters(), *loss.parameters()] if p.requires_grad]
     optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
@@ -181,7 +208,7 @@ def train_shared_projection(
                 modality = sampler.batch_modalities[-1]
                 index = torch.as_tensor(batch) - offsets[modality]
                 inputs, targets = data[modality]
-                value = loss(model(inputs[index], modality), targets[index])
+                value = loss(model(take_rows(inputs, index), modality), targets[index])
                 optimiser.zero_grad(set_to_none=True)
                 value.backward()
                 nn.utils.clip_grad_norm_(parameters, grad_clip)
@@ -191,14 +218,14 @@ def train_shared_projection(
 
 
 @torch.no_grad()
-def encode(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+def encode(model: nn.Module, inputs: Inputs, batch_size: int = 256) -> np.ndarray:
     """Features of ``inputs`` in evaluation mode, as a float32 array (N, D).
 
     Parameters
     ----------
     model : nn.Module
         The trained model.
-    inputs : Tensor of shape (N, ...)
+    inputs : Tensor of shape (N, ...) | Batch
         Inputs.
     batch_size : int
         Items per forward pass.
@@ -209,6 +236,6 @@ def encode(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> np.
     """
     was_training = model.training
     model.eval()
-    out = [model(inputs[i : i + batch_size]) for i in range(0, inputs.shape[0], batch_size)]
+    out = [model(take_rows(inputs, slice(i, i + batch_size))) for i in range(0, _length(inputs), batch_size)]
     model.train(was_training)
     return torch.cat(out).float().numpy()
