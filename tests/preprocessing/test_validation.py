@@ -303,6 +303,11 @@ _PASSING_FILES: dict[str, dict[str, bytes]] = {
     "nicolet": {"x.data": bytes(64), "x.head": b"num_channels=1\n"},
     "curry": {"x.cdt": bytes(64), "x.cdt.dpa": b"x"},
     "nsx": {"x.ns5": bytes(64)},
+    "braintreebank": {
+        "all_subject_data/sub_1_trial000.h5": b"\x89HDF\r\n\x1a\n" + bytes(56),
+        "electrode_labels/sub_1/electrode_labels.json": b'["A1"]',
+        "localization/sub_1/depth-wm.csv": b"Electrode,L,I,P\nA1,1,2,3\n",
+    },
 }
 
 
