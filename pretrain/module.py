@@ -37,6 +37,7 @@ from brainfm.loading.batch import Batch
 from brainfm.models.base import Backbone, Objective
 from brainfm.nn.config import Configurable
 from brainfm.nn.data_facts import DataFacts
+from brainfm.pretrain.param_groups import exempt_from_decay, parameter_groups
 from brainfm.tokenizers.base import Tokenizer
 
 __all__ = ["PretrainModule"]
@@ -71,6 +72,10 @@ class PretrainModule(L.LightningModule):
         ``total_steps`` attribute left at None gets the Trainer's estimated step count.
     data_facts : DataFacts | None
         Facts of the training data, linked from the data module by ``brainfm pretrain``.
+    no_weight_decay : list of str | None
+        Parameters exempt from the optimiser's weight decay: categories ``norm``, ``bias``,
+        ``embedding`` and ``fnmatch`` patterns on parameter names
+        (:mod:`brainfm.pretrain.param_groups`); None: one group, all decayed.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class PretrainModule(L.LightningModule):
         optimizer: OptimizerFactory = _default_optimizer,
         lr_scheduler: SchedulerFactory | None = None,
         data_facts: DataFacts | None = None,
+        no_weight_decay: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
@@ -89,6 +95,7 @@ class PretrainModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.data_facts = data_facts
+        self.no_weight_decay = list(no_weight_decay) if no_weight_decay else None
         self.training_data: dict[str, Any] = {}
         if tokenizer is None and objective is None:
             raise ConfigError("The recipe needs a tokenizer to train, or a backbone and an objective.")
@@ -107,6 +114,8 @@ class PretrainModule(L.LightningModule):
         self.fit_anchor: nn.Parameter | None = None
         if not any(p.requires_grad for p in self.parameters()):
             self.fit_anchor = nn.Parameter(torch.zeros(0))
+        if self.no_weight_decay:
+            exempt_from_decay(self, self.no_weight_decay)  # refuse a pattern that names nothing, before training
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -169,8 +178,14 @@ class PretrainModule(L.LightningModule):
                       prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
-        """The optimiser (and the per-step scheduler) from the recipe's factories."""
-        params = [p for p in self.parameters() if p.requires_grad]
+        """The optimiser (and the per-step scheduler) from the recipe's factories.
+
+        With ``no_weight_decay`` the optimiser gets two parameter groups, the exempt one with
+        ``weight_decay=0`` (:func:`~brainfm.pretrain.param_groups.parameter_groups`).
+        """
+        params: list[Any] = parameter_groups(self, self.no_weight_decay)
+        if len(params) == 1:
+            params = params[0]["params"]  # one group: plain parameters, as before
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
