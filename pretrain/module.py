@@ -214,7 +214,14 @@ class PretrainModule(L.LightningModule):
         return None if module is None else module_spec(module)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the ``"brainfm"`` entry (:mod:`brainfm.checkpoint.format`)."""
+        """Add the ``"brainfm"`` entry (:mod:`brainfm.checkpoint.format`).
+
+        A tokenizer whose vocabulary comes from token counts (``counts_vocabulary``, MEG-GPT's
+        sample tokenizer) first has it refactored from the training split with the current
+        weights, so that every checkpoint holds the vocabulary of its own weights.
+        """
+        if getattr(self.tokenizer, "counts_vocabulary", False) and self.objective is None:
+            self._refactor_vocabulary(checkpoint)
         checkpoint["brainfm"] = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "brainfm_version": __version__,
@@ -225,6 +232,36 @@ class PretrainModule(L.LightningModule):
             "training_data": self.training_data,
             "rng": _rng_state(),
         }
+
+    @torch.no_grad()
+    def _refactor_vocabulary(self, checkpoint: dict[str, Any]) -> None:
+        """Count tokens over the training split (in evaluation mode, summed over ranks), refactor, and
+        write the tokenizer's new buffers into the checkpoint being saved."""
+        data = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if data is None or not hasattr(data, "make_dataloader"):
+            return
+        tokenizer = self.tokenizer
+        was_training = tokenizer.training
+        tokenizer.eval()
+        counts: torch.Tensor | None = None
+        try:
+            for batch in data.make_dataloader("train", shuffle=False):  # a loader of its own: no sampler state moves
+                batch = batch.to(self.device)
+                found = tokenizer.count_tokens_of(batch)
+                counts = found if counts is None else counts + found
+        finally:
+            tokenizer.train(was_training)
+        if counts is None:
+            return
+        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        tokenizer.refactor_vocabulary(counts)
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            for name, buffer in tokenizer.named_buffers():
+                if f"tokenizer.{name}" in state:
+                    state[f"tokenizer.{name}"] = buffer.detach().clone()
+        logger.info("vocabulary refactored from %d training tokens: %d of %d tokens kept",
+                    int(counts.sum()), tokenizer.vocab_size - 1, int(counts.numel()))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model; restore the random states (exact resume)."""

@@ -32,6 +32,11 @@ class Tokenizer(Configurable):
     #: Channel types this tokenizer can encode (None: any).
     sensor_types: ClassVar[tuple[str, ...] | None] = None
 
+    #: True when the vocabulary is fixed from token counts over the training data after fitting
+    #: (MEG-GPT's refactoring): the engine then sums :meth:`count_tokens_of` over the training
+    #: split and calls :meth:`refactor_vocabulary` before every checkpoint it writes.
+    counts_vocabulary: ClassVar[bool] = False
+
     @property
     def vocab_size(self) -> int:
         """Number of distinct token ids (codes per level for multi-level tokenizers)."""
@@ -52,6 +57,30 @@ class Tokenizer(Configurable):
         max_epochs : int | None
             The Trainer's ``max_epochs`` (None or -1 when unbounded).
         """
+
+    def count_tokens_of(self, batch: Batch) -> torch.Tensor:
+        """Occurrences of each token id in a batch's good channels (tokenizers with :attr:`counts_vocabulary`).
+
+        Parameters
+        ----------
+        batch : Batch
+            Windows.
+
+        Returns
+        -------
+        counts : torch.Tensor of int64, shape (n_ids,)
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not count tokens.")
+
+    def refactor_vocabulary(self, counts: torch.Tensor) -> None:
+        """Fix the vocabulary from token counts over the training data (tokenizers with :attr:`counts_vocabulary`).
+
+        Parameters
+        ----------
+        counts : torch.Tensor, shape (n_ids,)
+            Summed :meth:`count_tokens_of` over the training split.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no vocabulary to refactor.")
 
     def check_data(self, facts: DataFacts) -> None:
         """Refuse data this tokenizer cannot encode, naming the recordings.

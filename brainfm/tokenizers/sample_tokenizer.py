@@ -54,6 +54,8 @@ class SampleLevelTokenizer(SampleTokenizer):
         Divisor of the normalised logits (0.1 in both references).
     """
 
+    counts_vocabulary = True
+
     def __init__(self, n_tokens: int = 128, n_units: int = 128, kernel: int = 10, window: int = 200,
                  kernel_padding: Literal["same", "causal"] = "same", gumbel_noise: bool = True,
                  logit_scale: float = 0.1) -> None:
@@ -113,6 +115,12 @@ class SampleLevelTokenizer(SampleTokenizer):
         """Occurrences of each token id (before relabelling) in ``signal`` (..., T)."""
         ids = self.token_ids(signal)
         return torch.bincount(ids.flatten(), minlength=self.n_tokens)
+
+    @torch.no_grad()
+    def count_tokens_of(self, batch: Batch) -> torch.Tensor:
+        """Occurrences of each token id (before relabelling) in the good channels of ``batch``."""
+        ids = self.token_ids(batch.signal)  # (B, C, T)
+        return torch.bincount(ids[batch.channel_mask].flatten(), minlength=self.n_tokens)
 
     # -- the model ----------------------------------------------------------------------------
 

@@ -167,3 +167,40 @@ def test_non_finite_windows_and_losses_stop_the_run_naming_recording_and_sample(
     batch.signal[1, 2, 4] = 0.0
     with pytest.raises(NonFiniteDataError, match="loss became inf on the batch of 'recording id 0' from sample 0"):
         PretrainModule(Exploding(10)).validation_step(batch, 0)
+
+
+@pytest.mark.filterwarnings("ignore:.*ModelCheckpoint.*")
+def test_sample_tokenizer_checkpoints_hold_the_refactored_vocabulary_and_temperature_anneals(tiny_store, tmp_path):
+    """MEG-GPT §4.3: at the end of fitting the vocabulary is refactored from the training data (label 0 reserved);
+    §4.2: tau = 1 - e / (E - 1) per epoch."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from brainfm.tokenizers import SampleLevelTokenizer
+
+    L.seed_everything(0)
+    data = _data(tiny_store, window_s=0.8, batch_size=8)
+    facts = data_facts(data.index)
+    tokenizer = SampleLevelTokenizer(n_tokens=16, n_units=8)
+    seen: list[float] = []
+
+    class _Tau(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == 0:
+                seen.append(float(module.tokenizer.temperature))
+
+    module = PretrainModule(tokenizer, optimizer=_adamw, data_facts=facts)
+    checkpoints = tmp_path / "ckpt"
+    _trainer(tmp_path, max_epochs=3, limit_train_batches=3, limit_val_batches=0,
+             callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True), _Tau()]).fit(module, datamodule=data)
+    assert seen == [1.0, 0.5, 0.0]
+    loaded, _ = load_tokenizer(checkpoints / "last.ckpt")
+    # the saved vocabulary is the refactoring of the full training split's counts under the saved weights
+    loaded.eval()
+    counts = sum(loaded.count_tokens_of(b) for b in data.make_dataloader("train", shuffle=False))
+    kept = int((counts > 0).sum())
+    assert loaded.vocab_size == kept + 1 <= 17
+    order = torch.argsort(-counts.double(), stable=True)[:kept]
+    assert torch.equal(loaded.labels[order], torch.arange(1, kept + 1))
+    assert bool((loaded.labels[counts == 0] == 0).all())
+    batch = next(iter(data.make_dataloader("train", shuffle=False)))
+    assert int(loaded.tokenize(batch.signal)[batch.channel_mask].min()) >= 1  # label 0 never on training data
