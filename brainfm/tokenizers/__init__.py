@@ -7,8 +7,10 @@ Every tokenizer derives from :class:`Tokenizer` (``encode``, ``decode``, ``loss`
 
 from brainfm.tokenizers.base import SampleTokenizer, Tokenizer, percent_variance_explained
 from brainfm.tokenizers.brain_tokenizer import BrainTokenizer
+from brainfm.tokenizers.brain_tokenizer_reference import load_reference_brain_tokenizer
 from brainfm.tokenizers.mulaw import MuLawTokenizer
 from brainfm.tokenizers.quantile import QuantileTokenizer
 from brainfm.tokenizers.sample_tokenizer import SampleLevelTokenizer
 
-__all__ = ["BrainTokenizer", "MuLawTokenizer", "QuantileTokenizer", "SampleLevelTokenizer", "SampleTokenizer", "Tokenizer", "percent_variance_explained"]
+__all__ = ["BrainTokenizer", "MuLawTokenizer", "QuantileTokenizer", "SampleLevelTokenizer", "SampleTokenizer", "Tokenizer", "load_reference_brain_tokenizer",
+           "percent_variance_explained"]
