@@ -1,0 +1,295 @@
+"""BrainTokenizer speed and k-means memory: brainfm against the reference code, same run, alternating.
+
+The reference (OpenTSLab/BrainOmni, ``braintokenizer/`` and ``model_utils/``) runs in its own
+virtual environment, in a subprocess, never imported by brainfm. Its DeepSpeed communication
+helpers are replaced by a single-process stub so that it runs on CPU. Both sides build the
+published size (spec brainomni.md §4.1), use the same number of threads and the same seeded
+inputs; the measurements alternate brainfm / reference (order flipped every repeat) and the
+report gives the ratios of medians.
+
+Set-up of the reference environment (outside the repository)::
+
+    python -m venv /work/refenv
+    /work/refenv/bin/pip install torch==2.13.0 einops einx vector-quantize-pytorch
+    git clone https://github.com/OpenTSLab/BrainOmni /work/brainomni-ref      # or any checkout
+
+Run::
+
+    python bench/braintokenizer_vs_reference.py --reference /work/brainomni-ref \\
+        --reference-python /work/refenv/bin/python --threads 2 --repeats 3
+
+Measured (figures in docs/benchmarks.md):
+
+- encode: evaluation-mode tokenisation of B segments of C channels x 10 s, windows (512 samples)
+  per second;
+- train step: forward, backward and an AdamW step of the training loss (channel dropout, noise);
+- k-means init: the peak resident memory added by the first codebook's initialisation from
+  8192 vectors of width 256 (a fresh process for each side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIG = {"window_length": 512, "n_filters": 32, "ratios": [8, 4, 2], "kernel_size": 5, "last_kernel_size": 5,
+          "n_dim": 256, "n_neuro": 16, "n_head": 4, "dropout": 0.0, "codebook_dim": 256, "codebook_size": 512,
+          "num_quantizers": 4, "rotation_trick": True, "quantize_optimize_method": "ema"}
+
+_DEEPSPEED_COMM_STUB = '''"""Single-process stand-in for deepspeed.comm (benchmark only)."""
+class ReduceOp:
+    SUM = "sum"
+def is_initialized():
+    return False
+def get_world_size():
+    return 1
+def all_reduce(tensor, op=None):
+    return tensor
+def broadcast(tensor, src=0):
+    return tensor
+'''
+
+
+def _inputs(batch: int, channels: int, seconds: float, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n_times = int(seconds * 256)
+    x = torch.randn(batch, channels, n_times, generator=g)
+    pos = torch.randn(batch, channels, 6, generator=g)
+    types = torch.zeros(batch, channels, dtype=torch.long)
+    return x, pos, types
+
+
+class _Side:
+    """One implementation behind a common face: build, encode, train step, k-means init."""
+
+    def __init__(self, name: str) -> None:
+        import torch
+
+        self.name = name
+        torch.manual_seed(0)
+        if name == "brainfm":
+            from brainfm.tokenizers import BrainTokenizer
+
+            self.model = BrainTokenizer()
+        else:
+            from braintokenizer.model import (
+                BrainTokenizer as Reference,  # the reference checkout on sys.path
+            )
+
+            self.model = Reference(**CONFIG)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-4, betas=(0.5, 0.9), eps=1e-5,
+                                           weight_decay=1e-2)
+
+    @staticmethod
+    def _batch(x, pos, types):
+        import torch
+
+        from brainfm.loading.batch import Batch
+
+        b, c, _ = x.shape
+        ones = torch.ones(b, c, dtype=torch.bool)
+        zeros = torch.zeros(b, c, dtype=torch.long)
+        return Batch(signal=x, channel_mask=ones, sensor_pos=pos, sensor_type=types, pos_mask=ones.clone(),
+                     frame_ids=zeros, channel_ids=zeros + 1, region_ids=zeros, subject_ids=torch.zeros(b, dtype=torch.long),
+                     recording_ids=torch.zeros(b, dtype=torch.long), start=torch.zeros(b, dtype=torch.long))
+
+    def encode(self, x, pos, types):
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            if self.name == "brainfm":
+                return self.model.tokenize(self._batch(x, pos, types))[1]
+            return self.model.tokenize(x, pos, types, overlap_ratio=0.0)[1]
+
+    def train_step(self, x, pos, types) -> float:
+        self.model.train()
+        if self.name == "brainfm":
+            loss = self.model.loss(self._batch(x, pos, types))["loss"]
+        else:
+            loss = self.model(x, pos, types)[0]["loss"]
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+
+def _kmeans_peak_mib(name: str) -> float:
+    """Peak resident memory (MiB) added by one codebook's k-means initialisation from 8192 x 256 vectors."""
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(8192, 256), dim=-1)
+    if name == "brainfm":
+        from brainfm.nn.rvq import EuclideanCodebook
+
+        book = EuclideanCodebook(512, 256, kmeans_samples=4096)
+        init = book.init_from
+    else:
+        from model_utils.vq import EuclideanCodebook as Reference
+
+        book = Reference(dim=256, codebook_size=512, kmeans_init=True)
+        init = book.init_embed_
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    init(x)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def _equivalence(name: str, path: str) -> dict:
+    """Reference: one training step (k-means init), then save its weights and its evaluation-mode
+    outputs on fresh inputs. brainfm: load those weights through the key map and compare."""
+    import torch
+
+    x, pos, types = _inputs(2, 19, 4.0, seed=5)
+    if name == "reference":
+        side = _Side("reference")
+        side.train_step(*_inputs(2, 19, 10.0, seed=4))
+        side.model.eval()
+        with torch.no_grad():
+            features, indices = side.model.tokenize(x, pos, types, overlap_ratio=0.0)
+            reconstruction = side.model.visualize(x, pos, types)["x_rec"]
+        torch.save({"state": side.model.state_dict(), "features": features, "indices": indices,
+                    "reconstruction": reconstruction}, path)
+        return {}
+    from brainfm.tokenizers import load_reference_brain_tokenizer
+
+    saved = torch.load(path, weights_only=True)
+    tokenizer = load_reference_brain_tokenizer(saved["state"])
+    batch = _Side._batch(x, pos, types)
+    with torch.no_grad():
+        features, indices = tokenizer.tokenize(batch)
+        windows = tokenizer.reconstruct_windows(tokenizer.quantizer.decode(indices), tokenizer.sensor_encoder(pos, types))
+    return {"indices_equal": float((indices == saved["indices"]).float().mean()),
+            "features_max_abs_diff": float((features - saved["features"]).abs().max()),
+            "reconstruction_max_abs_diff": float((windows - saved["reconstruction"]).abs().max()),
+            "reconstruction_scale": float(saved["reconstruction"].abs().max())}
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """Measure one side in this process (run by the parent in the right environment)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.task == "kmeans":
+        return {"kmeans_peak_mib": _kmeans_peak_mib(args.worker)}
+    if args.task == "equivalence":
+        return _equivalence(args.worker, args.exchange)
+    side = _Side(args.worker)
+    out: dict = {}
+    x, pos, types = _inputs(args.batch, args.channels, args.seconds, seed=1)
+    windows = args.batch * args.channels * int(args.seconds * 256 // 512)
+    side.encode(x, pos, types)  # warm-up (allocator, first calls)
+    if args.task in ("all", "encode"):
+        times = []
+        for _ in range(args.iters):
+            t0 = time.perf_counter()
+            side.encode(x, pos, types)
+            times.append(time.perf_counter() - t0)
+        out["encode_windows_per_s"] = windows / statistics.median(times)
+    if args.task in ("all", "train"):
+        xt, post, typest = _inputs(args.train_batch, args.channels, args.seconds, seed=2)
+        side.train_step(xt, post, typest)  # k-means initialisation happens here
+        times = []
+        for _ in range(args.iters):
+            t0 = time.perf_counter()
+            side.train_step(xt, post, typest)
+            times.append(time.perf_counter() - t0)
+        out["train_step_s"] = statistics.median(times)
+    return out
+
+
+def _run_side(name: str, task: str, args: argparse.Namespace, stub_dir: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    if name == "brainfm":
+        python = sys.executable
+    else:
+        python = args.reference_python
+        env["PYTHONPATH"] = os.pathsep.join([str(args.reference), stub_dir])
+    cmd = [python, str(Path(__file__).resolve()), "--worker", name, "--task", task, "--threads", str(args.threads),
+           "--batch", str(args.batch), "--train-batch", str(args.train_batch), "--channels", str(args.channels),
+           "--seconds", str(args.seconds), "--iters", str(args.iters), "--exchange", str(Path(stub_dir) / "exchange.pt")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if done.returncode != 0:
+        raise SystemExit(f"{name} {task} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reference", type=Path, help="checkout of OpenTSLab/BrainOmni")
+    parser.add_argument("--reference-python", help="python of the reference's virtual environment")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=3, help="timed calls per measurement (median)")
+    parser.add_argument("--batch", type=int, default=4, help="segments per encode call")
+    parser.add_argument("--train-batch", type=int, default=2, help="segments per train step")
+    parser.add_argument("--channels", type=int, default=19)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--tasks", default="equivalence,encode,train,kmeans")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--worker", choices=["brainfm", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--task", default="all", help=argparse.SUPPRESS)
+    parser.add_argument("--exchange", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    if args.reference is None or args.reference_python is None:
+        parser.error("--reference and --reference-python are required")
+    results: dict[str, dict[str, list[float]]] = {"brainfm": {}, "reference": {}}
+    equivalence = None
+    with tempfile.TemporaryDirectory() as stub_dir:
+        (Path(stub_dir) / "deepspeed").mkdir()
+        (Path(stub_dir) / "deepspeed" / "__init__.py").write_text("")
+        (Path(stub_dir) / "deepspeed" / "comm.py").write_text(_DEEPSPEED_COMM_STUB)
+        tasks = [t for t in args.tasks.split(",") if t]
+        if "equivalence" in tasks:  # outputs of the reference's weights through brainfm's key map
+            tasks.remove("equivalence")
+            _run_side("reference", "equivalence", args, stub_dir)
+            equivalence = _run_side("brainfm", "equivalence", args, stub_dir)
+            print(f"equivalence {equivalence}", file=sys.stderr, flush=True)
+        for repeat in range(args.repeats):
+            order = ("brainfm", "reference") if repeat % 2 == 0 else ("reference", "brainfm")
+            for task in tasks:
+                worker_task = "kmeans" if task == "kmeans" else task
+                for name in order:
+                    measured = _run_side(name, worker_task, args, stub_dir)
+                    for key, value in measured.items():
+                        results[name].setdefault(key, []).append(value)
+                    print(f"repeat {repeat} {task:6s} {name:9s} {measured}", file=sys.stderr, flush=True)
+    summary: dict = {"equivalence": equivalence, "threads": args.threads, "repeats": args.repeats, "batch": args.batch,
+                     "train_batch": args.train_batch, "channels": args.channels, "seconds": args.seconds,
+                     "median": {side: {k: statistics.median(v) for k, v in r.items()} for side, r in results.items()},
+                     "all": results}
+    med = summary["median"]
+    ratios = {}
+    if "encode_windows_per_s" in med["brainfm"]:
+        ratios["encode_speedup"] = med["brainfm"]["encode_windows_per_s"] / med["reference"]["encode_windows_per_s"]
+    if "train_step_s" in med["brainfm"]:
+        ratios["train_step_speedup"] = med["reference"]["train_step_s"] / med["brainfm"]["train_step_s"]
+    if "kmeans_peak_mib" in med["brainfm"]:
+        ratios["kmeans_memory_ratio"] = med["reference"]["kmeans_peak_mib"] / max(med["brainfm"]["kmeans_peak_mib"], 1e-3)
+    summary["ratios"] = ratios
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        if summary["equivalence"]:
+            print("equivalence", summary["equivalence"])
+        for side in ("brainfm", "reference"):
+            print(side, {k: round(v, 3) for k, v in med[side].items()})
+        print("ratios", {k: round(v, 2) for k, v in ratios.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
