@@ -1,31 +1,28 @@
 """Tokenizer fidelity on subjects the tokenizer never saw (issue 7, quality figures).
 
-``braintokenizer CKPT STORE``: a trained BrainTokenizer's reconstruction of the held-out split,
-per sensor type: PCC (per channel and 2-s window, averaged, as the paper's Table 4),
-normalised MSE, and codebook usage and perplexity per RVQ level.
+``braintokenizer CKPT STORE``: ``brainfm tokenizer report --split val`` on the recordings the
+checkpoint was not trained on (PCC per channel and 2-s window, averaged, as the paper's
+Table 4; NMSE; codebook usage and perplexity per RVQ level), with the held-out subjects
+checked against those the checkpoint records.
 
 ``sample CKPT STORE``: a trained MEG-GPT sample tokenizer's percentage of variance explained
 (PVE) on the held-out split, beside mu-law and quantile tokenizers of the same vocabulary
 size (the sample tokenizer's refactored K'; the quantile bins are fitted on the training split).
 
-The held-out split is the data module's validation split with the training run's
-``--val-fraction`` and ``--seed``; the script refuses to report when a held-out subject is
-among the subjects the checkpoint records as trained on.
+For the sample tokenizer the held-out split is the data module's validation split with the
+training run's ``--val-fraction`` and ``--seed``; both modes refuse to report when a held-out
+subject is among the subjects the checkpoint records as trained on.
 
     python bench/tokenizer_quality.py braintokenizer CKPT STORE --window-s 2 --val-fraction 0.25
     python bench/tokenizer_quality.py sample CKPT STORE --window-s 0.78125 --val-fraction 0.25
 
-The metrics are those ``brainfm tokenizer report`` prints (issue 7 item 6); until that command
-lands they are computed here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections import defaultdict
 
 import torch
 
@@ -37,8 +34,6 @@ from brainfm.tokenizers import (
     QuantileTokenizer,
     SampleLevelTokenizer,
 )
-
-TYPES = {0: "eeg", 1: "mag", 2: "grad"}
 
 
 def _held_out(args: argparse.Namespace, info, normalization: str, channel_types):
@@ -54,48 +49,26 @@ def _held_out(args: argparse.Namespace, info, normalization: str, channel_types)
     return data, sorted(held), sorted(trained)
 
 
-@torch.no_grad()
 def braintokenizer(args: argparse.Namespace) -> dict:
-    """PCC, NMSE per sensor type; usage and perplexity per level, on the held-out split."""
-    tokenizer, info = load_tokenizer(args.checkpoint, expected=BrainTokenizer)
-    data, held, trained = _held_out(args, info, "sensortype", ["eeg", "mag", "grad"])
-    pcc_sum: dict[str, float] = defaultdict(float)
-    err_sum: dict[str, float] = defaultdict(float)
-    var_sum: dict[str, float] = defaultdict(float)
-    count: dict[str, int] = defaultdict(int)
-    usage = torch.zeros(tokenizer.n_levels, tokenizer.n_codes, dtype=torch.long)
-    n_windows = 0
-    for i, batch in enumerate(data.make_dataloader("val")):
-        if args.max_batches and i >= args.max_batches:
-            break
-        latents, sensors, windows = tokenizer.encode_latents(batch)
-        quantised, indices, _ = tokenizer.quantize(latents)
-        reconstruction = tokenizer.reconstruct_windows(quantised, sensors)  # (B, C, N, W)
-        target = tokenizer.target(windows)
-        xc = reconstruction - reconstruction.mean(-1, keepdim=True)
-        yc = target - target.mean(-1, keepdim=True)
-        pcc = (xc * yc).sum(-1) / (xc.norm(dim=-1) * yc.norm(dim=-1) + 1e-8)  # (B, C, N)
-        err = (reconstruction - target).pow(2).mean(-1)
-        var = target.pow(2).mean(-1)
-        valid = tokenizer.usable(batch)
-        for code, name in TYPES.items():
-            mask = (valid & (batch.sensor_type == code))[..., None].expand_as(pcc)
-            if bool(mask.any()):
-                pcc_sum[name] += float(pcc[mask].sum())
-                err_sum[name] += float(err[mask].sum())
-                var_sum[name] += float(var[mask].sum())
-                count[name] += int(mask.sum())
-        for level in range(tokenizer.n_levels):
-            usage[level] += torch.bincount(indices[..., level].flatten(), minlength=tokenizer.n_codes)
-        n_windows += windows.shape[0] * windows.shape[2]
-    probs = usage.double() / usage.sum(1, keepdim=True).clamp_min(1)
-    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(1)
-    return {"checkpoint": str(args.checkpoint), "held_out_subjects": held, "trained_subjects": trained,
-            "n_windows": n_windows,
-            "pcc": {k: pcc_sum[k] / count[k] for k in count},
-            "nmse": {k: err_sum[k] / var_sum[k] for k in count},
-            "codebook_usage": [float((usage[level] > 0).float().mean()) for level in range(tokenizer.n_levels)],
-            "perplexity": [float(math.exp(h)) for h in entropy]}
+    """``brainfm tokenizer report --split val`` (PCC, NMSE, PSD error per type; usage and perplexity per level)."""
+    from brainfm.pretrain.tokenizer_report import tokenizer_report
+
+    _, info = load_tokenizer(args.checkpoint, expected=BrainTokenizer)
+    report = tokenizer_report(args.checkpoint, args.store, split="val", batch_size=args.batch_size,
+                              max_windows=args.max_windows or None)
+    trained = set((info.training_data or {}).get("subjects") or [])
+    store_subjects = {layout.recording_id: layout.subject for layout in _layouts(args.store)}
+    held = sorted({store_subjects[r] for r in report.recordings})
+    if trained & set(held):
+        raise SystemExit(f"held-out subjects {sorted(trained & set(held))} were trained on")
+    return {"checkpoint": str(args.checkpoint), "held_out_subjects": held, "trained_subjects": sorted(trained),
+            **report.summary()}
+
+
+def _layouts(store: str):
+    data = WindowDataModule(store, window_s=2.0, val_fraction=0.0, split_unit="recording")
+    data.setup("fit")
+    return data.split("train").layouts
 
 
 @torch.no_grad()
@@ -141,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-batches", type=int, default=0, help="0: all")
+    parser.add_argument("--max-batches", type=int, default=0, help="sample mode: batches per split (0: all)")
+    parser.add_argument("--max-windows", type=int, default=0, help="braintokenizer mode: windows (0: all)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
