@@ -76,7 +76,6 @@ class _Side:
         import torch
 
         self.name = name
-        torch.manual_seed(0)
         if name == "brainfm":
             from brainfm.tokenizers import BrainTokenizer
 
@@ -128,8 +127,7 @@ def _kmeans_peak_mib(name: str) -> float:
     """Peak resident memory (MiB) added by one codebook's k-means initialisation from 8192 x 256 vectors."""
     import torch
 
-    torch.manual_seed(0)
-    x = torch.nn.functional.normalize(torch.randn(8192, 256), dim=-1)
+    x = torch.nn.functional.normalize(torch.randn(8192, 256, generator=torch.Generator().manual_seed(0)), dim=-1)
     if name == "brainfm":
         from brainfm.nn.rvq import EuclideanCodebook
 
