@@ -23,8 +23,11 @@ Measured (figures in docs/benchmarks.md):
 - encode: evaluation-mode tokenisation of B segments of C channels x 10 s, windows (512 samples)
   per second;
 - train step: forward, backward and an AdamW step of the training loss (channel dropout, noise);
-- k-means init: the peak resident memory added by the first codebook's initialisation from
-  8192 vectors of width 256 (a fresh process for each side).
+- k-means init: the peak resident memory added by one codebook's initialisation from 1024,
+  2048 and 4096 sampled vectors of width 256 (a fresh process for each side), and its time.
+
+Codebooks are marked initialised (random unit codes) before the timed steps on both sides,
+so the train step measures steady training, not the first step's k-means.
 """
 
 from __future__ import annotations
@@ -89,6 +92,27 @@ class _Side:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-4, betas=(0.5, 0.9), eps=1e-5,
                                            weight_decay=1e-2)
 
+    def preinit_codebooks(self) -> None:
+        """Mark every codebook initialised with random unit codes, so that timed steps measure steady
+        training (the reference's k-means needs ~4 GiB, which a shared machine may not have)."""
+        import torch
+
+        g = torch.Generator().manual_seed(3)
+        if self.name == "brainfm":
+            books = list(self.model.quantizer.layers)
+            fields = ("embed", "embed_avg", "cluster_size", "initted")
+        else:
+            books = [layer._codebook for layer in self.model.quantizer.rvq.layers]
+            fields = ("embed", "embed_avg", "cluster_size", "inited")
+        with torch.no_grad():
+            for book in books:
+                embed, embed_avg, size, flag = (getattr(book, f) for f in fields)
+                codes = torch.nn.functional.normalize(torch.randn(embed.shape, generator=g), dim=-1)
+                embed.copy_(codes)
+                embed_avg.copy_(codes * 4.0)
+                size.fill_(4.0)
+                flag.fill_(True)
+
     @staticmethod
     def _batch(x, pos, types):
         import torch
@@ -123,34 +147,40 @@ class _Side:
         return float(loss.detach())
 
 
-def _kmeans_peak_mib(name: str) -> float:
-    """Peak resident memory (MiB) added by one codebook's k-means initialisation from 8192 x 256 vectors."""
+def _kmeans_peak_mib(name: str, samples: int) -> tuple[float, float]:
+    """Peak resident memory (MiB) added by one codebook's k-means initialisation (``samples`` of 8192 x 256
+    vectors, 512 codes, 10 iterations), and its seconds."""
     import torch
 
     x = torch.nn.functional.normalize(torch.randn(8192, 256, generator=torch.Generator().manual_seed(0)), dim=-1)
     if name == "brainfm":
         from brainfm.nn.rvq import EuclideanCodebook
 
-        book = EuclideanCodebook(512, 256, kmeans_samples=4096)
+        book = EuclideanCodebook(512, 256, kmeans_samples=samples)
         init = book.init_from
     else:
-        from model_utils.vq import EuclideanCodebook as Reference
+        # the reference's codebook always samples 4096 vectors; its k-means function is called
+        # directly for smaller samples (its memory grows with samples x codes x width)
+        from model_utils.vq import kmeans
 
-        book = Reference(dim=256, codebook_size=512, kmeans_init=True)
-        init = book.init_embed_
+        def init(data):
+            return kmeans(data[torch.randperm(data.shape[0])[:samples]], 512, 10)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
     init(x)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    seconds = time.perf_counter() - t0
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, seconds
 
 
 def _equivalence(name: str, path: str) -> dict:
-    """Reference: one training step (k-means init), then save its weights and its evaluation-mode
+    """Reference: one training step, then save its weights and its evaluation-mode
     outputs on fresh inputs. brainfm: load those weights through the key map and compare."""
     import torch
 
     x, pos, types = _inputs(2, 19, 4.0, seed=5)
     if name == "reference":
         side = _Side("reference")
+        side.preinit_codebooks()  # then one training step moves codes and weights (EMA update included)
         side.train_step(*_inputs(2, 19, 10.0, seed=4))
         side.model.eval()
         with torch.no_grad():
@@ -179,10 +209,12 @@ def worker(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     if args.task == "kmeans":
-        return {"kmeans_peak_mib": _kmeans_peak_mib(args.worker)}
+        peak, seconds = _kmeans_peak_mib(args.worker, args.kmeans_samples)
+        return {f"kmeans{args.kmeans_samples}_peak_mib": peak, f"kmeans{args.kmeans_samples}_s": seconds}
     if args.task == "equivalence":
         return _equivalence(args.worker, args.exchange)
     side = _Side(args.worker)
+    side.preinit_codebooks()
     out: dict = {}
     x, pos, types = _inputs(args.batch, args.channels, args.seconds, seed=1)
     windows = args.batch * args.channels * int(args.seconds * 256 // 512)
@@ -196,7 +228,7 @@ def worker(args: argparse.Namespace) -> dict:
         out["encode_windows_per_s"] = windows / statistics.median(times)
     if args.task in ("all", "train"):
         xt, post, typest = _inputs(args.train_batch, args.channels, args.seconds, seed=2)
-        side.train_step(xt, post, typest)  # k-means initialisation happens here
+        side.train_step(xt, post, typest)  # warm-up
         times = []
         for _ in range(args.iters):
             t0 = time.perf_counter()
@@ -206,7 +238,7 @@ def worker(args: argparse.Namespace) -> dict:
     return out
 
 
-def _run_side(name: str, task: str, args: argparse.Namespace, stub_dir: str) -> dict:
+def _run_side(name: str, task: str, args: argparse.Namespace, stub_dir: str, kmeans_samples: int = 4096) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     if name == "brainfm":
         python = sys.executable
@@ -215,10 +247,12 @@ def _run_side(name: str, task: str, args: argparse.Namespace, stub_dir: str) -> 
         env["PYTHONPATH"] = os.pathsep.join([str(args.reference), stub_dir])
     cmd = [python, str(Path(__file__).resolve()), "--worker", name, "--task", task, "--threads", str(args.threads),
            "--batch", str(args.batch), "--train-batch", str(args.train_batch), "--channels", str(args.channels),
-           "--seconds", str(args.seconds), "--iters", str(args.iters), "--exchange", str(Path(stub_dir) / "exchange.pt")]
+           "--seconds", str(args.seconds), "--iters", str(args.iters), "--kmeans-samples", str(kmeans_samples), "--exchange", str(Path(stub_dir) / "exchange.pt")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if done.returncode != 0 and task == "kmeans":  # e.g. killed for memory: record it and go on
+        return {f"kmeans{kmeans_samples}_exit_status": float(done.returncode)}
     if done.returncode != 0:
-        raise SystemExit(f"{name} {task} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{name} {task} failed (exit status {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -235,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--tasks", default="equivalence,encode,train,kmeans")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--kmeans-sizes", type=int, nargs="+", default=[1024, 2048, 4096],
+                        help="vectors sampled for k-means (the reference uses 4096; its memory grows linearly)")
+    parser.add_argument("--kmeans-samples", type=int, default=4096, help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["brainfm", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--task", default="all", help=argparse.SUPPRESS)
     parser.add_argument("--exchange", help=argparse.SUPPRESS)
@@ -259,12 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         for repeat in range(args.repeats):
             order = ("brainfm", "reference") if repeat % 2 == 0 else ("reference", "brainfm")
             for task in tasks:
-                worker_task = "kmeans" if task == "kmeans" else task
-                for name in order:
-                    measured = _run_side(name, worker_task, args, stub_dir)
-                    for key, value in measured.items():
-                        results[name].setdefault(key, []).append(value)
-                    print(f"repeat {repeat} {task:6s} {name:9s} {measured}", file=sys.stderr, flush=True)
+                for samples in (args.kmeans_sizes if task == "kmeans" else [4096]):
+                    for name in order:
+                        measured = _run_side(name, task, args, stub_dir, samples)
+                        for key, value in measured.items():
+                            results[name].setdefault(key, []).append(value)
+                        print(f"repeat {repeat} {task:6s} {name:9s} {measured}", file=sys.stderr, flush=True)
     summary: dict = {"equivalence": equivalence, "threads": args.threads, "repeats": args.repeats, "batch": args.batch,
                      "train_batch": args.train_batch, "channels": args.channels, "seconds": args.seconds,
                      "median": {side: {k: statistics.median(v) for k, v in r.items()} for side, r in results.items()},
@@ -275,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         ratios["encode_speedup"] = med["brainfm"]["encode_windows_per_s"] / med["reference"]["encode_windows_per_s"]
     if "train_step_s" in med["brainfm"]:
         ratios["train_step_speedup"] = med["reference"]["train_step_s"] / med["brainfm"]["train_step_s"]
-    if "kmeans_peak_mib" in med["brainfm"]:
-        ratios["kmeans_memory_ratio"] = med["reference"]["kmeans_peak_mib"] / max(med["brainfm"]["kmeans_peak_mib"], 1e-3)
+    for key in med["brainfm"]:
+        if key.startswith("kmeans") and key in med["reference"]:
+            ratios[f"{key}_reference_over_brainfm"] = med["reference"][key] / max(med["brainfm"][key], 1e-3)
     summary["ratios"] = ratios
     if args.json:
         print(json.dumps(summary, indent=2))

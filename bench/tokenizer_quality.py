@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 
+import numpy as np
 import torch
 
 from brainfm.checkpoint import load_tokenizer
@@ -42,7 +43,8 @@ def _held_out(args: argparse.Namespace, info, normalization: str, channel_types)
                             val_fraction=args.val_fraction, seed=args.seed)
     data.setup("fit")
     trained = set((info.training_data or {}).get("subjects") or [])
-    held = {layout.subject for layout in data.split("val").layouts}
+    val = data.split("val")
+    held = {val.layouts[int(i)].subject for i in np.unique(val.recording)}  # layouts lists every recording
     overlap = trained & held
     if overlap:
         raise SystemExit(f"held-out subjects {sorted(overlap)} were trained on: pass the run's --val-fraction/--seed")
@@ -55,7 +57,7 @@ def braintokenizer(args: argparse.Namespace) -> dict:
 
     _, info = load_tokenizer(args.checkpoint, expected=BrainTokenizer)
     report = tokenizer_report(args.checkpoint, args.store, split="val", batch_size=args.batch_size,
-                              max_windows=args.max_windows or None)
+                              max_windows=args.max_windows or None, normalization=args.normalization)
     trained = set((info.training_data or {}).get("subjects") or [])
     store_subjects = {layout.recording_id: layout.subject for layout in _layouts(args.store)}
     held = sorted({store_subjects[r] for r in report.recordings})
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batches", type=int, default=0, help="sample mode: batches per split (0: all)")
     parser.add_argument("--max-windows", type=int, default=0, help="braintokenizer mode: windows (0: all)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--normalization", help="braintokenizer mode: for checkpoints that do not record it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = braintokenizer(args) if args.kind == "braintokenizer" else sample(args)
