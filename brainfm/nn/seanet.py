@@ -33,6 +33,8 @@ class _Conv(nn.Module):
         right = total // 2
         left = total - right
         pad_right = right + extra
+        if left == 0 and pad_right == 0:  # 1x1 convolutions: no padded copy (a third of the encoder's pads)
+            return self.conv(x)
         # reflect needs more samples than the padding; very short inputs are zero-padded instead
         mode = "reflect" if max(left, pad_right) < length else "constant"
         return self.conv(F.pad(x, (left, pad_right), mode=mode))
