@@ -6,7 +6,7 @@ C' = 16 latent channels, D = 256, 4 RVQ levels of 512 codes), input (B, C, T), N
 1. windows: (B, C, T) -> (B, C, N, W), the last zero-padded (``overlap`` > 0: stride W (1 - overlap))
 2. sensor encoder: pos (B, C, 6) + type (B, C) -> V (B, C, D)
 3. training only: withhold max(floor(0.25 C), 1) random channels from the encoder; add N(0, 0.1^2) noise
-4. SEANet encoder per channel and window: (B C N, 1, W) -> (B, C, N S, D)
+4. SEANet encoder per kept channel and window: (B C N, 1, W) -> (B, C, N S, D) (others: zeros, never attended)
 5. compression per latent step: C' learned queries attend over the kept channels
    (keys Linear(Z + V), values Linear(Z), 4 heads) -> (B, C', N S, D)
 6. L2-normalise, residual VQ -> quantised (B, C', N S, D), indices (B, C', N S, levels)
@@ -259,8 +259,12 @@ class BrainTokenizer(Tokenizer):
                 keep = keep & ~self._withheld(usable)
             if self.noise_std > 0:
                 encoder_input = x + self.noise_std * torch.randn_like(x)
-        z = self.encoder(encoder_input.reshape(b * c * n, 1, w))  # (B C N, D, S)
-        d, s = z.shape[1], z.shape[2]
+        # only the channels the latents attend to are encoded (the others are masked out of the
+        # attention anyway): withheld channels in training, bad or padding channels always
+        rows = keep.reshape(b * c).nonzero().flatten()
+        encoded = self.encoder(encoder_input.reshape(b * c, n, w)[rows].reshape(-1, 1, w))  # (R N, D, S)
+        d, s = self.sensor_encoder.norm.weight.shape[0], self.steps
+        z = encoded.new_zeros(b * c, n, d, s).index_copy(0, rows, encoded.reshape(-1, n, d, s))
         z = z.reshape(b, c, n, d, s).permute(0, 2, 4, 1, 3).reshape(b * n * s, c, d)  # (B N S, C, D)
         v = sensors[:, None].expand(b, n * s, c, d).reshape(b * n * s, c, d)
         key_mask = keep[:, None].expand(b, n * s, c).reshape(b * n * s, c)
