@@ -68,6 +68,10 @@ def _inputs(batch: int, channels: int, seconds: float, seed: int):
     n_times = int(seconds * 256)
     x = torch.randn(batch, channels, n_times, generator=g)
     pos = torch.randn(batch, channels, 6, generator=g)
+    # positions as the reference's preprocessing leaves them (spec §3.2 step 5): per recording,
+    # centred and scaled to mean squared norm 1/3 (brainfm normalises again: idempotent)
+    xyz = pos[..., :3] - pos[..., :3].mean(1, keepdim=True)
+    pos[..., :3] = xyz / torch.sqrt(3 * xyz.pow(2).sum(-1).mean(1))[:, None, None]
     types = torch.zeros(batch, channels, dtype=torch.long)
     return x, pos, types
 

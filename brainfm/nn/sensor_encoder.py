@@ -5,7 +5,40 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SensorEncoder"]
+__all__ = ["SensorEncoder", "normalize_positions"]
+
+
+def normalize_positions(sensor_pos: torch.Tensor, sensor_type: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """BrainOmni's position normalisation (spec §3.2 step 5), per batch row and per modality group.
+
+    For the EEG channels (type 0) and, separately, the MEG channels (types 1 and 2) with a known
+    position: subtract their mean ``xyz``, then divide by ``sqrt(3 mean |xyz|^2)`` of the centred
+    positions, so that each group has mean 0 and mean squared norm 1/3. Orientations (the last
+    three values) are not scaled; channels outside ``known`` are left as they are.
+
+    Parameters
+    ----------
+    sensor_pos : torch.Tensor, shape (B, C, 6)
+        Positions (metres) and orientations.
+    sensor_type : torch.Tensor of int, shape (B, C)
+        EEG 0, MAG 1, GRAD 2 (others and padding: left as they are).
+    known : torch.Tensor of bool, shape (B, C)
+        Channels with a known position.
+
+    Returns
+    -------
+    sensor_pos : torch.Tensor, shape (B, C, 6)
+    """
+    xyz = sensor_pos[..., :3]
+    out = xyz.clone()
+    for group in (sensor_type == 0, (sensor_type == 1) | (sensor_type == 2)):
+        member = (group & known)[..., None].to(xyz.dtype)  # (B, C, 1)
+        count = member.sum(1, keepdim=True).clamp_min(1.0)
+        centred = xyz - (xyz * member).sum(1, keepdim=True) / count
+        scale = torch.sqrt(3.0 * (centred.pow(2).sum(-1, keepdim=True) * member).sum(1, keepdim=True) / count)
+        normalised = centred / scale.clamp_min(1e-12)
+        out = torch.where(member.bool(), normalised, out)
+    return torch.cat([out, sensor_pos[..., 3:]], -1)
 
 
 class SensorEncoder(nn.Module):

@@ -4,7 +4,7 @@ Shapes for the published size (window W = 512 samples, hop 64, S = 8 latent step
 C' = 16 latent channels, D = 256, 4 RVQ levels of 512 codes), input (B, C, T), N windows:
 
 1. windows: (B, C, T) -> (B, C, N, W), the last zero-padded (``overlap`` > 0: stride W (1 - overlap))
-2. sensor encoder: pos (B, C, 6) + type (B, C) -> V (B, C, D)
+2. sensor encoder: pos (B, C, 6), xyz normalised per modality group, + type (B, C) -> V (B, C, D)
 3. training only: withhold max(floor(0.25 C), 1) random channels from the encoder; add N(0, 0.1^2) noise
 4. SEANet encoder per kept channel and window: (B C N, 1, W) -> (B, C, N S, D) (others: zeros, never attended)
 5. compression per latent step: C' learned queries attend over the kept channels
@@ -32,7 +32,7 @@ from brainfm.loading.batch import Batch
 from brainfm.nn.data_facts import DataFacts
 from brainfm.nn.rvq import ResidualVQ
 from brainfm.nn.seanet import SEANetDecoder, SEANetEncoder
-from brainfm.nn.sensor_encoder import SensorEncoder
+from brainfm.nn.sensor_encoder import SensorEncoder, normalize_positions
 from brainfm.tokenizers.base import Tokenizer
 
 __all__ = ["BrainTokenizer", "brain_tokenizer_losses"]
@@ -250,7 +250,7 @@ class BrainTokenizer(Tokenizer):
         """Latents before quantisation (B, C', N S, D), sensor embeddings V (B, C, D) and windows (B, C, N, W)."""
         x = self.windows(batch.signal, overlap)
         b, c, n, w = x.shape
-        sensors = self.sensor_encoder(batch.sensor_pos, batch.sensor_type)
+        sensors = self.sensor_embeddings(batch)
         usable = self.usable(batch)
         keep = usable
         encoder_input = x
@@ -287,6 +287,11 @@ class BrainTokenizer(Tokenizer):
         per_channel = per_channel.reshape(b, n, self.steps, c, d).permute(0, 3, 1, 4, 2).reshape(b * c * n, d, self.steps)
         return self.decoder(per_channel).reshape(b, c, n, self.window)
 
+    def sensor_embeddings(self, batch: Batch) -> torch.Tensor:
+        """Sensor embeddings V (B, C, D) of the positions normalised per modality group (spec §3.2 step 5)."""
+        pos = normalize_positions(batch.sensor_pos, batch.sensor_type, batch.pos_mask)
+        return self.sensor_encoder(pos, batch.sensor_type)
+
     @staticmethod
     def usable(batch: Batch) -> torch.Tensor:
         """Channels the tokenizer encodes and reconstructs (B, C): good and with a known position
@@ -322,7 +327,7 @@ class BrainTokenizer(Tokenizer):
 
     def decode(self, tokens: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Signal (B, C, T) from indices, per window z-scored units (the decoder does not model amplitude)."""
-        sensors = self.sensor_encoder(batch.sensor_pos, batch.sensor_type)
+        sensors = self.sensor_embeddings(batch)
         windows = self.reconstruct_windows(self.quantizer.decode(tokens), sensors)
         b, c, n, w = windows.shape
         signal = windows.reshape(b, c, n * w)[..., : batch.signal.shape[-1]]

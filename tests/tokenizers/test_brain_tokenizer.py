@@ -256,3 +256,31 @@ def test_channels_without_positions_are_left_out_and_recordings_without_any_refu
                       positioned={"a": 19, "b": 0})
     with pytest.raises(ConfigError, match=r"needs channel positions, but 1 recordings have none \(b\)"):
         tokenizer.check_data(facts)
+
+
+def test_positions_are_normalised_per_modality_group():  # item 1 (normalisation) and spec §3.2 step 5
+    from brainfm.nn.sensor_encoder import normalize_positions
+
+    g = torch.Generator().manual_seed(5)
+    pos = torch.cat([0.1 * torch.randn(2, 9, 3, generator=g) + 0.04, torch.randn(2, 9, 3, generator=g)], -1)
+    types = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, -1]] * 2)
+    known = torch.ones(2, 9, dtype=torch.bool)
+    known[1, 1] = False
+    out = normalize_positions(pos, types, known)
+    for row in range(2):
+        for group in (types[row] == 0, (types[row] == 1) | (types[row] == 2)):
+            sel = group & known[row]
+            xyz = out[row, sel, :3]
+            torch.testing.assert_close(xyz.mean(0), torch.zeros(3), atol=1e-6, rtol=0)
+            assert float(xyz.pow(2).sum(-1).mean()) == pytest.approx(1 / 3, rel=1e-5)
+    assert torch.equal(out[..., 3:], pos[..., 3:])  # orientations untouched
+    assert torch.equal(out[1, 1], pos[1, 1]) and torch.equal(out[:, 8], pos[:, 8])  # unknown and padding kept
+    torch.testing.assert_close(normalize_positions(out, types, known), out, atol=1e-6, rtol=0)  # idempotent
+    # the tokenizer sees positions in metres and in millimetres alike
+    tokenizer = BrainTokenizer(**TINY).eval()
+    batch = _batch(1, 6, 512)
+    batch.sensor_type[:] = 0
+    with torch.no_grad():
+        a = tokenizer.encode(batch)
+        batch.sensor_pos[..., :3] *= 1000.0
+        assert torch.equal(tokenizer.encode(batch), a)
