@@ -179,7 +179,7 @@ class BrainTokenizer(Tokenizer):
         check_range("channel_dropout", channel_dropout, 0, 1)
         self.sfreq = None if sfreq is None else float(sfreq)
         self.steps = self.window // self.hop
-        self.n_codes, self.n_levels, self.n_latents = n_codes, n_levels, n_latents
+        self.dim, self.n_codes, self.n_levels, self.n_latents = int(dim), n_codes, n_levels, n_latents
         self.channel_dropout, self.noise_std, self.phase_weight = float(channel_dropout), float(noise_std), float(phase_weight)
         seanet = {"n_filters": n_filters, "ratios": tuple(ratios), "dimension": dim, "kernel_size": kernel_size,
                   "last_kernel_size": last_kernel_size, "lstm_layers": lstm_layers}
@@ -263,7 +263,7 @@ class BrainTokenizer(Tokenizer):
         # attention anyway): withheld channels in training, bad or padding channels always
         rows = keep.reshape(b * c).nonzero().flatten()
         encoded = self.encoder(encoder_input.reshape(b * c, n, w)[rows].reshape(-1, 1, w))  # (R N, D, S)
-        d, s = self.sensor_encoder.norm.weight.shape[0], self.steps
+        d, s = self.dim, self.steps
         z = encoded.new_zeros(b * c, n, d, s).index_copy(0, rows, encoded.reshape(-1, n, d, s))
         z = z.reshape(b, c, n, d, s).permute(0, 2, 4, 1, 3).reshape(b * n * s, c, d)  # (B N S, C, D)
         v = sensors[:, None].expand(b, n * s, c, d).reshape(b * n * s, c, d)
