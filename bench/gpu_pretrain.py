@@ -74,8 +74,9 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
-def recipe_configs(selected: list[str] | None) -> list[tuple[str, list[Path]]]:
-    """``(name, [recipe.yaml, base preset])`` for every shipped recipe (or the selected ones)."""
+def recipe_configs(selected: list[str] | None, size: str = "base") -> list[tuple[str, list[Path]]]:
+    """``(name, [recipe.yaml, size preset])`` for every shipped recipe (or the selected ones); recipes
+    without that preset run as they are."""
     folder = Path(str(importlib.resources.files("brainfm.configs") / "pretrain"))
     names = sorted(p.stem for p in folder.glob("*.yaml"))
     if selected:
@@ -86,8 +87,8 @@ def recipe_configs(selected: list[str] | None) -> list[tuple[str, list[Path]]]:
     out = []
     for name in names:
         configs = [folder / f"{name}.yaml"]
-        if (folder / name / "base.yaml").is_file():
-            configs.append(folder / name / "base.yaml")
+        if (folder / name / f"{size}.yaml").is_file():
+            configs.append(folder / name / f"{size}.yaml")
         out.append((name, configs))
     return out
 
@@ -270,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--batch-size", type=int, default=None, help="override the recipes' batch size")
     parser.add_argument("--recipes", nargs="*", default=None, help="recipe names (default: every shipped recipe)")
+    parser.add_argument("--size", default="base", help="size preset used where a recipe has it (default base)")
     parser.add_argument("--store", type=Path, default=None, help="a store to train on (default: synthetic)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="synthetic data per recording, minutes (default 30 on GPU, 4 on CPU)")
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes = args.minutes if args.minutes is not None else (30.0 if args.device == "cuda" else 4.0)
         store = synthetic_store(args.workdir / f"synthetic-{args.recordings}x{minutes:g}min", args.recordings, minutes * 60)
     rows = []
-    for name, configs in recipe_configs(args.recipes):
+    for name, configs in recipe_configs(args.recipes, args.size):
         print(f"# {name}: {', '.join(c.name for c in configs)}", file=sys.stderr, flush=True)
         rows.append(measure(name, configs, store, args))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
