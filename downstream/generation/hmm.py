@@ -1,11 +1,10 @@
 """A Gaussian hidden Markov model fitted to many 1-D series at once (NumPy, Baum-Welch + Viterbi).
 
 Each of ``S`` series gets its own HMM (its own means, variances, transitions); the series are
-fitted together so that the per-sample recursion runs once over time with every series in
-one vectorised step. That is what makes the burst analysis of a 52-parcel recording cheap:
-hmmlearn fits one series at a time (about 27 ms per EM iteration for one 15,000-sample
-series on this project's machines), this fits all 52 in about the time hmmlearn takes for
-a few. ``tests/downstream/generation/test_hmm.py`` checks it against hmmlearn when installed.
+fitted together, so the per-sample recursion runs once over time with every series in one
+vectorised step. Speed is on a par with hmmlearn per series (``bench/burst_hmm.py``: 0.9x), without
+its compiled dependency; ``tests/downstream/generation/test_hmm.py`` checks it against hmmlearn
+when installed.
 
 The recursions are the scaled forward-backward of Rabiner (1989) and the log-space Viterbi;
 emissions are univariate Gaussians. Initialisation is deterministic (state means at evenly

@@ -58,7 +58,8 @@ def test_a_slow_loader_stalls_about_its_share_of_the_step(tmp_path):
     monitor = _fit(delay_s=0.08, compute_s=0.08, tmp_path=tmp_path)
     summary = monitor.summary
     assert summary["n_steps"] == 12 - 2  # the first two batches are skipped (the first has no previous end anyway)
-    assert 0.35 < summary["stall_fraction"] < 0.65
+    # about half; the fit loop's own overhead (more on a busy machine) also counts as waiting
+    assert 0.35 < summary["stall_fraction"] < 0.8
     assert summary["mean_step_s"] >= 0.16 and summary["mean_wait_s"] >= 0.08
 
 
