@@ -29,11 +29,11 @@ from brainfm._check import check_option, ensure_int
 from brainfm.errors import ConfigError
 from brainfm.models.base import Backbone
 from brainfm.nn.data_facts import DataFacts
+from brainfm.nn.feedforward import FeedForward
 from brainfm.nn.passta import PASSTA
 
 __all__ = ["MEGGPT", "MEGGPT_PRESETS"]
 
-_ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.2), "gelu": nn.GELU, "relu": nn.ReLU}
 
 #: Named sizes (``--size``), as ``MEGGPT`` keyword arguments (the YAML presets hold the same).
 MEGGPT_PRESETS: dict[str, dict[str, Any]] = {
@@ -59,8 +59,7 @@ class _Block(nn.Module):
         super().__init__()
         self.attention, self.norm = attention, norm
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), _ACTIVATIONS[activation](), nn.Linear(ff_dim, d_model),
-                                nn.Dropout(dropout))
+        self.ff = FeedForward(d_model, ff_dim, activation, dropout)  # Linear -> act -> Linear -> Dropout
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, channel_mask: torch.Tensor | None) -> torch.Tensor:
@@ -115,6 +114,8 @@ class MEGGPT(Backbone):
         Probability of leaving out a window's recording embedding in training (0 in the paper).
     """
 
+    generative = True
+
     def __init__(self, n_tokens: int | None = None, n_channels: int | None = None, n_recordings: int | None = None,
                  context: int = 80, d_model: int = 400, n_heads: int = 4, n_layers: int = 4, ff_dim: int = 400,
                  activation: Literal["leaky_relu", "gelu", "relu"] = "leaky_relu", dropout: float = 0.2,
@@ -126,7 +127,7 @@ class MEGGPT(Backbone):
                  recording_dropout: float = 0.0) -> None:
         super().__init__()
         self.context, self.d_model = ensure_int("context", context), ensure_int("d_model", d_model)
-        check_option("activation", activation, tuple(_ACTIVATIONS))
+        check_option("activation", activation, ("leaky_relu", "gelu", "relu"))
         self.norm = check_option("norm", norm, ("post", "pre"))
         if layers is None:
             layers = [{"n_out": n_latent, "patch_length": patch_length, "n_unpatched": n_unpatched}] * n_layers
@@ -274,7 +275,7 @@ class MEGGPT(Backbone):
     def generate(self, prompt: torch.Tensor, n_steps: int, channel_ids: torch.Tensor,
                  recording_ids: torch.Tensor | None = None, temperature: float = 1.0, top_p: float | None = None,
                  top_k: int | None = None, allow_oov: bool = False, generator: torch.Generator | None = None,
-                 batch_size: int | None = None) -> torch.Tensor:
+                 batch_size: int | None = None, tokenizer: Any = None) -> torch.Tensor:
         """Sample continuations (spec §6): each step reads the last ``context`` tokens, samples every channel.
 
         Parameters
@@ -296,7 +297,9 @@ class MEGGPT(Backbone):
         generator : torch.Generator | None
             Random source (seeded for reproducible output).
         batch_size : int | None
-            Rows sampled together (None: all).
+            Rows sampled together (None: all); the output does not depend on it.
+        tokenizer : Tokenizer | None
+            Unused (:class:`~brainfm.checkpoint.PretrainedModel` passes it); detokenise the result with it.
 
         Returns
         -------

@@ -27,11 +27,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from brainfm._check import check_option, ensure_int
 from brainfm.errors import ConfigError
+from brainfm.nn.attention import attend
 
 __all__ = ["PASSTA", "passta_visibility"]
 
@@ -124,10 +124,8 @@ class PASSTA(nn.Module):
         self.channel_qk = nn.Linear(d_model, 2 * d_model) if channel_attention else None
         self.channel_skip_prob = float(channel_skip_prob)
         visible = passta_visibility(n_in, n_out, patch_length, n_unpatched, band)
-        self.register_buffer("visible", visible, persistent=False)
+        self.register_buffer("visible", visible, persistent=False)  # (n_out, P + U)
         self.register_buffer("has_key", visible.any(1)[:, None], persistent=False)  # (n_out, 1)
-        # rows without keys attend to everything (no NaN) and are zeroed afterwards
-        self.register_buffer("attend", visible | ~visible.any(1, keepdim=True), persistent=False)
 
     def _collapse(self, x: torch.Tensor) -> torch.Tensor:
         """(N, S, D) -> (N, P, D): each patch's steps combined into one vector."""
@@ -153,8 +151,7 @@ class PASSTA(nn.Module):
         if self.unpatched_kv is not None:
             kv = torch.cat([kv, self.unpatched_kv(x[:, s - self.n_unpatched:])], dim=1)  # (N, P + U, 2D)
         k, v = kv.view(n, -1, 2, h, kd).permute(2, 0, 3, 1, 4)  # 2 x (N, H, P + U, kd)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attend)  # (N, H, L, kd)
-        return a * self.has_key.to(a.dtype)
+        return attend(q, k, v, self.visible)  # (N, H, L, kd), exactly zero on rows without a key
 
     def forward(self, x: torch.Tensor, channel_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Attend.
@@ -186,5 +183,5 @@ class PASSTA(nn.Module):
         cq, ck = qk.view(b, c, L, 2, h, kd).permute(3, 0, 4, 2, 1, 5)  # 2 x (B, H, L, C, kd)
         v = values.permute(0, 2, 3, 1, 4)  # (B, H, L, C, kd)
         mask = None if channel_mask is None else channel_mask[:, None, None, None, :]  # (B, 1, 1, 1, C)
-        out = F.scaled_dot_product_attention(cq, ck, v, attn_mask=mask)  # (B, H, L, C, kd)
+        out = attend(cq, ck, v, mask)  # (B, H, L, C, kd)
         return out.permute(0, 3, 1, 2, 4)  # (B, C, H, L, kd)
