@@ -41,7 +41,7 @@ MEGGPT_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"d_model": 64, "n_heads": 4, "n_layers": 2, "ff_dim": 128, "dropout": 0.1},
     "meggpt-v0": {
         "context": 100, "d_model": 256, "n_heads": 4, "ff_dim": 1024, "activation": "gelu", "dropout": 0.2,
-        "norm": "pre", "patch_collapse": "head_mixing",
+        "norm": "pre", "patch_collapse": "head_mixing", "embedding_projections": False,
         "layers": [{"n_out": 100, "patch_length": 1, "n_unpatched": 0, "band": 8},
                    {"n_out": 80, "patch_length": 4, "n_unpatched": 0},
                    {"n_out": 80, "patch_length": 4, "n_unpatched": 0},
@@ -112,6 +112,8 @@ class MEGGPT(Backbone):
         Width of the recording table before its Linear (None: ``d_model``; 66 in the re-release).
     recording_dropout : float
         Probability of leaving out a window's recording embedding in training (0 in the paper).
+    embedding_projections : bool
+        A Linear(D -> D) after the token, position and channel tables (paper); the re-release has none.
     """
 
     generative = True
@@ -124,7 +126,7 @@ class MEGGPT(Backbone):
                  patch_collapse: Literal["per_patch", "head_mixing"] = "per_patch",
                  norm: Literal["post", "pre"] = "post", channel_attention: bool = False,
                  channel_skip_prob: float = 0.0, recording_dim: int | None = None,
-                 recording_dropout: float = 0.0) -> None:
+                 recording_dropout: float = 0.0, embedding_projections: bool = True) -> None:
         super().__init__()
         self.context, self.d_model = ensure_int("context", context), ensure_int("d_model", d_model)
         check_option("activation", activation, ("leaky_relu", "gelu", "relu"))
@@ -135,10 +137,12 @@ class MEGGPT(Backbone):
         self.tokens = self.channels = self.recordings = None  # embedding tables, built by _build
         self._sizes = {"n_tokens": n_tokens, "n_channels": n_channels, "n_recordings": n_recordings}
         self._recording_dim = recording_dim or d_model
-        self.token_proj = nn.Linear(d_model, d_model)
+        def projection() -> nn.Module:
+            return nn.Linear(d_model, d_model) if embedding_projections else nn.Identity()
+
+        self.token_proj, self.position_proj, self.channel_proj = projection(), projection(), projection()
         self.position = nn.Parameter(torch.empty(context, d_model))  # (S, D)
         nn.init.xavier_uniform_(self.position)
-        self.position_proj, self.channel_proj = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
         self.recording_proj = nn.Linear(self._recording_dim, d_model)
         self.dropout = nn.Dropout(dropout)
         blocks, n_in = [], self.context
