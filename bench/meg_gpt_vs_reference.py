@@ -45,7 +45,7 @@ def reference_model(src: Path) -> torch.nn.Module:
 
 
 def brainfm_model() -> tuple[torch.nn.Module, torch.nn.Module]:
-    from brainfm.models.meg_gpt import MEGGPT_PRESETS, MEGGPT
+    from brainfm.models.meg_gpt import MEGGPT, MEGGPT_PRESETS
     from brainfm.models.next_token import NextTokenLoss
 
     return MEGGPT(66, 52, 621, recording_dim=66, **MEGGPT_PRESETS["meggpt-v0"]), NextTokenLoss(n_loss=16)
@@ -131,7 +131,7 @@ def main() -> None:
         "forward_tokens_per_s_brainfm": n_tokens / per_step["fwd_ours"],
         "forward_tokens_per_s_reference": n_tokens / per_step["fwd_ref"],
         "forward_speedup": per_step["fwd_ref"] / per_step["fwd_ours"],
-        "per_round_train_ratio": [r / o for o, r in zip(results["train_ours"], results["train_ref"])],
+        "per_round_train_ratio": [r / o for o, r in zip(results["train_ours"], results["train_ref"], strict=True)],
     }
     print(json.dumps(summary, indent=2))
 

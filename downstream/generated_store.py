@@ -197,7 +197,7 @@ def generate_store(checkpoint: str | os.PathLike[str], store: str | os.PathLike[
                                    top_k=top_k, generator=generator, batch_size=r)
         with torch.no_grad():
             z = tokenizer.detokenize(tokens).float().cpu().numpy()  # (R, C, T) z-scored
-        for layout, signal in zip(part, z):
+        for layout, signal in zip(part, z, strict=True):
             generated[layout.recording_id] = signal
         logger.info("generated %d recordings x %d channels x %d samples", r, c, n_steps)
 
@@ -235,7 +235,12 @@ def _realism(source: Any, layouts: list[Any], generated: dict[str, np.ndarray], 
              ar_baseline: bool, real_seconds: float | None, seed: int) -> dict[str, Any]:
     """The realism report of the largest group of recordings with one channel count (AR baseline beside)."""
     try:
-        from brainfm.downstream.generation import fit_ar_baseline, generate_ar, realism_report, write_realism_report
+        from brainfm.downstream.generation import (
+            fit_ar_baseline,
+            generate_ar,
+            realism_report,
+            write_realism_report,
+        )
     except ImportError as exc:  # the report's module is not installed in this build
         return {"skipped": f"realism report unavailable: {exc}"}
     groups: dict[int, list[Any]] = {}
