@@ -126,6 +126,7 @@ class PASSTA(nn.Module):
         visible = passta_visibility(n_in, n_out, patch_length, n_unpatched, band)
         self.register_buffer("visible", visible, persistent=False)  # (n_out, P + U)
         self.register_buffer("has_key", visible.any(1)[:, None], persistent=False)  # (n_out, 1)
+        self.every_row_sees_a_key = bool(visible.any(1).all())
 
     def _collapse(self, x: torch.Tensor) -> torch.Tensor:
         """(N, S, D) -> (N, P, D): each patch's steps combined into one vector."""
@@ -172,8 +173,10 @@ class PASSTA(nn.Module):
         a = self.attention(x.reshape(b * c, s, d))  # (B C, H, L, kd)
         if self.channel_qk is not None and not (self.training and torch.rand(()) < self.channel_skip_prob):
             a = self._channel_attention(x, a.view(b, c, self.n_heads, self.n_out, -1), channel_mask)
-        a = a.reshape(b, c, self.n_heads, self.n_out, -1).permute(0, 1, 3, 2, 4).reshape(b, c, self.n_out, d)
-        return self.out(a) * self.has_key.to(a.dtype)  # (B, C, L, D)
+        # (B C, H, L, kd) -> (B C, L, H, kd): SDPA's CPU/GPU kernels return this layout, so no copy
+        a = a.reshape(b * c, self.n_heads, self.n_out, -1).transpose(1, 2).reshape(b, c, self.n_out, d)
+        out = self.out(a)  # (B, C, L, D)
+        return out if self.every_row_sees_a_key else out * self.has_key.to(out.dtype)
 
     def _channel_attention(self, x: torch.Tensor, values: torch.Tensor, channel_mask: torch.Tensor | None) -> torch.Tensor:
         """Across channels at each query step; values (B, C, H, L, kd) -> same shape."""
