@@ -394,8 +394,8 @@ def sample_tokens(logits: torch.Tensor, temperature: float = 1.0, top_p: float |
 def _tokens_of(batch: Any, tokenizer: Any) -> torch.Tensor:
     """Tokens (B, C, T) of a batch: its cached codes when present, else the tokenizer's (no gradient)."""
     codes = getattr(batch, "codes", None)
-    if codes is not None:
-        return codes.long()
+    if codes is not None:  # cached by brainfm tokenize; -1 (no code) and masked channels read as token 0
+        return codes.long().clamp_min(0).masked_fill(~batch.channel_mask[..., None], 0)
     if tokenizer is None:
         raise ConfigError("MEG-GPT needs a sample tokenizer, or batches with cached codes (brainfm tokenize).")
     with torch.no_grad():
