@@ -5,7 +5,8 @@ the repository; nothing of it is copied into brainfm. Both models are built in t
 ``models/meg-gpt/config.yaml`` configuration (100-token context, 52 channels, 66 tokens, width
 256, five GASP layers, 621 recordings, loss on the last 16 positions; the recording-embedding
 initialisation file is left out) and get the same random tokens, in the same process, with the
-same thread count, timed alternately. A training step is forward + loss + backward + AdamW step.
+same thread count and precision (bf16-mixed autocast by default, the reference config's
+``precision``; ``--precision 32`` for float32), timed alternately. A training step is forward + loss + backward + AdamW step.
 Input tokens per second count batch x channels x context.
 
 Set up the reference environment once (it reuses brainfm's torch through a ``.pth`` file)::
@@ -58,6 +59,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round and model")
+    parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="bf16-mixed",
+                        help="bf16-mixed: both under torch.autocast(bfloat16), as Lightning runs the reference's "
+                             "config (precision: bf16-mixed); 32: float32")
     parser.add_argument("--unfused", action="store_true",
                         help="brainfm with the reference's foreach AdamW instead of its recipe's fused AdamW")
     args = parser.parse_args()
@@ -109,22 +113,23 @@ def main() -> None:
 
     def timed(fn, n: int) -> float:
         start = time.perf_counter()
-        for _ in range(n):
-            fn()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed"):
+            for _ in range(n):
+                fn()
         return (time.perf_counter() - start) / n
 
     results: dict[str, list[float]] = {"train_ours": [], "train_ref": [], "fwd_ours": [], "fwd_ref": []}
     for mode, (a, r) in (("train", (train_ours, train_ref)), ("fwd", (forward_ours, forward_ref))):
         ours.train(mode == "train")
         ref.train(mode == "train")
-        a(), r()  # warm-up
+        timed(a, 1), timed(r, 1)  # warm-up
         for _ in range(args.rounds):  # alternating
             results[f"{mode}_ours"].append(timed(a, args.steps))
             results[f"{mode}_ref"].append(timed(r, args.steps))
     per_step = {k: statistics.median(v) for k, v in results.items()}
     n_tokens = b * c * s
     summary = {
-        "batch": b, "threads": args.threads, "params_brainfm": n_ours, "params_reference": n_ref,
+        "batch": b, "threads": args.threads, "precision": args.precision, "params_brainfm": n_ours, "params_reference": n_ref,
         "train_tokens_per_s_brainfm": n_tokens / per_step["train_ours"],
         "train_tokens_per_s_reference": n_tokens / per_step["train_ref"],
         "train_speedup": per_step["train_ref"] / per_step["train_ours"],

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from brainfm._check import check_option, ensure_int
@@ -152,6 +153,8 @@ class PASSTA(nn.Module):
         if self.unpatched_kv is not None:
             kv = torch.cat([kv, self.unpatched_kv(x[:, s - self.n_unpatched:])], dim=1)  # (N, P + U, 2D)
         k, v = kv.view(n, -1, 2, h, kd).permute(2, 0, 3, 1, 4)  # 2 x (N, H, P + U, kd)
+        if self.every_row_sees_a_key:  # no row to zero: SDPA with the boolean mask directly
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=self.visible)  # (N, H, L, kd)
         return attend(q, k, v, self.visible)  # (N, H, L, kd), exactly zero on rows without a key
 
     def forward(self, x: torch.Tensor, channel_mask: torch.Tensor | None = None) -> torch.Tensor:
