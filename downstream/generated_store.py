@@ -40,30 +40,41 @@ def _check_out(out: Path, store: Path) -> None:
         raise ConfigError(f"The output folder {out} exists and is not empty: give a new folder.")
 
 
-def _check_codes(store: Any, tokenizer_spec: dict[str, Any], vocab_size: int) -> None:
-    """Refuse a store whose cached token codes were made by another tokenizer than the checkpoint's."""
+def _check_codes(store: Any, tokenizer: Any) -> None:
+    """Refuse a store whose cached token codes (``brainfm tokenize``) all come from another tokenizer
+    than the checkpoint's (another class, configuration, vocabulary or weights)."""
+    from brainfm.checkpoint import state_digest
+
+    inner = getattr(tokenizer, "inner", tokenizer)
+    spec = _inner_spec(tokenizer)
+    digest = state_digest(inner.state_dict())
     found: list[tuple[str, str, dict[str, Any]]] = []
     for rid in store:
-        group = store[rid]._group
         try:
-            codes = group["codes"]
+            codes = store[rid]._group["codes"]
         except KeyError:
             continue
         found += [(rid, name, dict(codes[name].attrs)) for name in codes.array_keys()]
     if not found:
         return
-    for _, _, attrs in found:
-        spec, size = attrs.get("tokenizer"), attrs.get("vocab_size")
-        if (isinstance(spec, dict) and spec.get("class_path") == tokenizer_spec.get("class_path")
-                and spec.get("init_args") == tokenizer_spec.get("init_args") and (size is None or int(size) == vocab_size)):
-            return
+
+    def same(attrs: dict[str, Any]) -> bool:
+        theirs = attrs.get("tokenizer") if isinstance(attrs.get("tokenizer"), dict) else {}
+        if theirs.get("digest") is not None:
+            return theirs["digest"] == digest
+        return (theirs.get("class_path") == spec["class_path"] and theirs.get("init_args") == spec["init_args"]
+                and int(attrs.get("vocab_size", tokenizer.vocab_size)) == int(tokenizer.vocab_size))
+
+    if any(same(attrs) for _, _, attrs in found):
+        return
     rid, name, attrs = found[0]
-    spec, size = attrs.get("tokenizer"), attrs.get("vocab_size")
+    theirs = attrs.get("tokenizer") if isinstance(attrs.get("tokenizer"), dict) else {}
     raise ConfigError(
         f"The store's token codes {name!r} (recording {rid}) were made by another tokenizer "
-        f"({(spec or {}).get('class_path', 'unknown') if isinstance(spec, dict) else spec}, vocabulary {size}) than "
-        f"the checkpoint's ({tokenizer_spec.get('class_path')}, vocabulary {vocab_size}): tokenize the store with "
-        "the checkpoint's tokenizer, or use a store without codes."
+        f"({theirs.get('class_path', 'unknown')}, vocabulary {attrs.get('vocab_size')}, weights "
+        f"{str(theirs.get('digest'))[:12]}) than the checkpoint's ({spec['class_path']}, vocabulary "
+        f"{tokenizer.vocab_size}, weights {digest[:12]}): tokenize the store with the checkpoint's tokenizer, "
+        "or use a store without codes."
     )
 
 
@@ -136,7 +147,7 @@ def generate_store(checkpoint: str | os.PathLike[str], store: str | os.PathLike[
         raise ConfigError(f"A context of {context} tokens was asked for; the model's context is {model_context} "
                           f"({'longer than' if context > model_context else 'different from'} what it reads).")
     source = open_store(store)
-    _check_codes(source, _inner_spec(tokenizer), int(tokenizer.vocab_size))
+    _check_codes(source, tokenizer)
     data = _data_module(checkpoint, store, None, None, 16, "zscore", model.info)
     layouts = data.index.layouts
     if recordings is not None:

@@ -13,6 +13,7 @@ import pytest
 from brainfm.cli.main import main
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning"),
     pytest.mark.filterwarnings("ignore:The .(train|val)_dataloader. does not have many workers"),
     pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
@@ -90,14 +91,14 @@ def test_generate_writes_a_new_store_and_refuses_bad_requests(trained, capsys):
     import zarr
 
     out = trained["root"] / "generated"
-    args = ["generate", str(trained["gpt"]), "--store", str(trained["store"]), "--seconds", "2", "--seed", "3",
+    args = ["generate", str(trained["gpt"]), "--store", str(trained["store"]), "--seconds", "1", "--seed", "3",
             "--no-report", "--json"]
     assert main([*args, "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert len(summary["recordings"]) == 3 and summary["seconds"] == 2.0
+    assert len(summary["recordings"]) == 3 and summary["seconds"] == 1.0
     group = zarr.open_group(str(out), mode="r")
     signal = group[f"recordings/{summary['recordings'][0]}/signal"][:]
-    assert signal.shape == (20, 512) and np.isfinite(signal).all() and signal.std() > 0
+    assert signal.shape == (20, 256) and np.isfinite(signal).all() and signal.std() > 0
     # seeded: the same command gives the same signals; another seed differs
     again = trained["root"] / "again"
     assert main([*args, "--out", str(again)]) == 0
@@ -112,6 +113,14 @@ def test_generate_writes_a_new_store_and_refuses_bad_requests(trained, capsys):
     assert main(["generate", str(trained["brain"]), "--store", str(trained["store"]), "--seconds", "1",
                  "--out", str(trained["root"] / "y")]) == 2
     assert "not a generative model" in capsys.readouterr().err
+    # a store holding token codes of another tokenizer (here the BrainTokenizer's) is refused
+    coded = trained["root"] / "coded_store"
+    shutil.copytree(trained["store"], coded)
+    assert main(["tokenize", str(trained["brain"]), str(coded), "--name", "brain"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(trained["gpt"]), "--store", str(coded), "--seconds", "1", "--no-report",
+                 "--out", str(trained["root"] / "z")]) == 2
+    assert "made by another tokenizer" in capsys.readouterr().err
 
 
 def test_generate_with_the_realism_report(trained, capsys):
