@@ -78,77 +78,71 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"{' '.join(argv)} failed with status {status}")
 
 
-def heldout_sequences(store: Path, tokenizer, window_s: float, seed: int) -> dict[str, torch.Tensor]:
-    """Tokens, signals, channel ids and recording ids of the validation (held-out subject) windows."""
+def _batches(store: Path, window_s: float, seed: int, split: str):
     from brainfm.loading import WindowDataModule
+
+    data = WindowDataModule(store, window_s=window_s, batch_size=16, seed=seed, val_fraction=0.25,
+                            split_unit="subject", on_unknown_subject="ignore")
+    yield from data.make_dataloader(split, shuffle=False)
+
+
+def _sequences(batch, tokenizer, n_loss: int):
+    """Real-channel rows of one batch: tokens (M, 81), lags (M, n_loss, 80), channel ids, recordings."""
     from brainfm.models.next_token import sequences_of
 
-    out: dict[str, list[torch.Tensor]] = {"tokens": [], "signal": [], "channels": [], "mask": [], "recordings": [],
-                                          "split": []}
-    for split in ("train", "val"):
-        data = WindowDataModule(store, window_s=window_s, batch_size=16, seed=seed, val_fraction=0.25,
-                                split_unit="subject", on_unknown_subject="ignore")
-        for batch in data.make_dataloader(split, shuffle=False):
-            with torch.no_grad():
-                tokens = tokenizer.encode(batch)
-            seq, n = sequences_of(tokens, 81)
-            sig, _ = sequences_of(batch.signal, 81)
-            out["tokens"].append(seq)
-            out["signal"].append(sig)
-            out["channels"].append(batch.channel_ids.repeat_interleave(n, 0))
-            out["mask"].append(batch.channel_mask.repeat_interleave(n, 0))
-            out["recordings"].append(batch.recording_ids.repeat_interleave(n, 0))
-            out["split"].append(torch.full((len(seq),), split == "val"))
-    c = max(t.shape[1] for t in out["tokens"])
-
-    def pad(t: torch.Tensor) -> torch.Tensor:
-        return F.pad(t, (0, 0) * (t.dim() - 2) + (0, c - t.shape[1])) if t.dim() >= 2 else t
-
-    return {k: torch.cat([pad(t) for t in v]) for k, v in out.items()}
+    with torch.no_grad():
+        tokens = tokenizer.encode(batch)
+    seq, n = sequences_of(tokens, 81)  # (B n, C, 81)
+    sig, _ = sequences_of(batch.signal, 81)
+    mask = batch.channel_mask.repeat_interleave(n, 0)  # (B n, C)
+    lags = torch.stack([sig[..., p - 80: p] for p in range(81 - n_loss, 81)], dim=2)  # (B n, C, n_loss, 80)
+    return seq, lags, mask, batch.channel_ids.repeat_interleave(n, 0), batch.recording_ids.repeat_interleave(n, 0)
 
 
-def evaluate(model_path: Path, seqs: dict[str, torch.Tensor], vocab: int, n_loss: int = 8) -> dict[str, float]:
+def evaluate(store: Path, tokenizer, model_path: Path, window_s: float, n_loss: int = 8,
+             max_ar_rows: int = 200_000) -> dict[str, float]:
+    """Cross-entropy (nats) on the held-out subjects' last n_loss positions: unigram, AR-80, MEG-GPT."""
     from brainfm.checkpoint import load_model
 
-    val, train = seqs["split"], ~seqs["split"]
-    tokens, mask = seqs["tokens"], seqs["mask"]
-    targets = tokens[..., -n_loss:]  # (N, C, 8)
-
-    def ce_of(logits: torch.Tensor, rows: torch.Tensor) -> float:
-        m = mask[rows]
-        return float(F.cross_entropy(logits[m].reshape(-1, vocab).float(), targets[rows][m].reshape(-1)))
-
-    result: dict[str, float] = {}
-    # unigram
-    counts = torch.bincount(tokens[train][mask[train]].flatten(), minlength=vocab).double() + 1.0
-    log_p = (counts / counts.sum()).log().float()
-    result["unigram"] = ce_of(log_p.expand(*targets[val].shape, vocab).clone(), val)
-    # AR-80 on the z-scored samples -> softmax over tokens
-    signal = seqs["signal"]  # (N, C, 81)
-    lags = torch.stack([signal[..., p - 80: p] for p in range(81 - n_loss, 81)], dim=2)  # (N, C, 8, 80)
+    vocab = int(tokenizer.vocab_size)
+    counts = torch.zeros(vocab, dtype=torch.float64)
+    xs, ys, rows = [], [], 0
+    n_train = 0
+    for batch in _batches(store, window_s, 0, "train"):
+        seq, lags, mask, _, _ = _sequences(batch, tokenizer, n_loss)
+        counts += torch.bincount(seq[mask].flatten(), minlength=vocab).double()
+        n_train += int(mask.sum())
+        if rows < max_ar_rows:
+            x, y = lags[mask].reshape(-1, 80), seq[..., -n_loss:][mask].reshape(-1)
+            xs.append(x)
+            ys.append(y)
+            rows += len(x)
+    log_p = ((counts + 1.0) / (counts + 1.0).sum()).log().float()
     L.seed_everything(0, verbose=False)
     ar = torch.nn.Linear(80, vocab)
     optimizer = torch.optim.Adam(ar.parameters(), lr=3e-3)
-    x_train, y_train = lags[train][mask[train]].reshape(-1, 80), targets[train][mask[train]].reshape(-1)
+    x_train, y_train = torch.cat(xs), torch.cat(ys)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(3000):
+    for _ in range(2000):
         pick = torch.randint(0, len(x_train), (4096,), generator=generator)
         loss = F.cross_entropy(ar(x_train[pick]), y_train[pick])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    backbone = load_model(model_path).backbone
+    sums = {"unigram": 0.0, "ar80": 0.0, "meg_gpt_tiny": 0.0}
+    n = 0
     with torch.no_grad():
-        result["ar80"] = ce_of(ar(lags[val]), val)
-        model = load_model(model_path)
-        backbone = model.backbone
-        logits = []
-        for start in range(0, int(val.sum()), 64):
-            rows = torch.nonzero(val).flatten()[start:start + 64]
-            logits.append(backbone(tokens[rows, :, :80], seqs["channels"][rows], seqs["recordings"][rows],
-                                   mask[rows], last=n_loss))
-        result["meg_gpt_tiny"] = ce_of(torch.cat(logits), val)
-    result["n_heldout_sequences"] = int(val.sum())
-    result["n_train_sequences"] = int(train.sum())
+        for batch in _batches(store, window_s, 0, "val"):
+            seq, lags, mask, channels, recordings = _sequences(batch, tokenizer, n_loss)
+            target = seq[..., -n_loss:][mask].reshape(-1)
+            sums["unigram"] += float(F.cross_entropy(log_p.expand(len(target), vocab), target, reduction="sum"))
+            sums["ar80"] += float(F.cross_entropy(ar(lags[mask].reshape(-1, 80)), target, reduction="sum"))
+            logits = backbone(seq[..., :80], channels, recordings, mask, last=n_loss)[mask].reshape(-1, vocab)
+            sums["meg_gpt_tiny"] += float(F.cross_entropy(logits, target, reduction="sum"))
+            n += len(target)
+    result: dict[str, float] = {k: v / n for k, v in sums.items()}
+    result.update(n_heldout_targets=n, n_train_channel_sequences=n_train, ar_training_rows=int(len(x_train)))
     return result
 
 
@@ -187,8 +181,10 @@ def main_cli() -> None:
     from brainfm.checkpoint import load_model
 
     tokenizer = load_model(tokenizer_ckpt).tokenizer
-    seqs = heldout_sequences(store, tokenizer, 0.648, seed=0)
-    result = evaluate(latest_checkpoint(gpt_root), seqs, tokenizer.vocab_size)
+    result = evaluate(store, tokenizer, latest_checkpoint(gpt_root), 0.648)
+    steps = [line.split(",")[1] for line in (next(gpt_root.glob("lightning_logs/version_*")) / "metrics.csv")
+             .read_text().splitlines()[1:]]
+    result["training_steps"] = int(max(int(s) for s in steps)) + 1 if steps else 0
     print(json.dumps(result, indent=2))
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
 
