@@ -95,7 +95,9 @@ def _sequences(batch, tokenizer, n_loss: int):
     seq, n = sequences_of(tokens, 81)  # (B n, C, 81)
     sig, _ = sequences_of(batch.signal, 81)
     mask = batch.channel_mask.repeat_interleave(n, 0)  # (B n, C)
-    lags = torch.stack([sig[..., p - 80: p] for p in range(81 - n_loss, 81)], dim=2)  # (B n, C, n_loss, 80)
+    # the 80 samples before each target, zero-padded where the sequence is shorter (MEG-GPT sees the same span)
+    padded = F.pad(sig, (n_loss - 1, 0))
+    lags = torch.stack([padded[..., p - 81 + n_loss: p - 1 + n_loss] for p in range(81 - n_loss, 81)], dim=2)
     return seq, lags, mask, batch.channel_ids.repeat_interleave(n, 0), batch.recording_ids.repeat_interleave(n, 0)
 
 
