@@ -56,7 +56,10 @@ def _pick(raw_input: RawInput, recipe: Recipe, relpath: str) -> pd.DataFrame:
             | table["orig_name"].map(lambda n, p=pattern: fnmatch.fnmatch(n, p))
         ).to_numpy()
     picked = table[keep]
-    if not picked["type"].isin(DATA_CHANNEL_TYPES).any():
+    # misc channels are data only when the recipe asks for them by name (parcel time courses
+    # of a source-space recipe, e.g. meg_gpt_source); otherwise they ride along with data channels
+    storable = DATA_CHANNEL_TYPES + (("misc",) if "misc" in recipe.pick.types else ())
+    if not picked["type"].isin(storable).any():
         found = table["type"].value_counts().to_dict()
         if table["type"].isin(DATA_CHANNEL_TYPES).any():
             raise ExcludedByRecipe(

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain validate": ("brainfm.cli.pretrain_cmd", "validate a recipe or checkpoint on the validation split"),
     "tokenize": ("brainfm.cli.tokenize_cmd", "write every recording's tokenizer codes into the store"),
     "tokenizer report": ("brainfm.cli.tokenize_cmd", "a tokenizer's reconstruction fidelity and code usage on a store"),
+    "embed": ("brainfm.cli.embed_cmd", "per-window embeddings of a pretrained model to HDF5"),
+    "generate": ("brainfm.cli.generate_cmd", "sample signals from a generative checkpoint into a new store"),
 }
 
 

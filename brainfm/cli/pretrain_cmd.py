@@ -57,3 +57,20 @@ def run_argv(argv: Sequence[str], command: str) -> int:
     except NonFiniteDataError as exc:
         print_error(exc)
         return 1
+    except ValueError as exc:  # jsonargparse wraps a constructor's refusal (e.g. inside a Union type)
+        cause = _refusal_in(exc, (ConfigError, StoreFormatError, StoreNotFoundError, CheckpointError))
+        if cause is None:
+            raise
+        print_error(cause)
+        return 2
+
+
+def _refusal_in(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first of ``kinds`` among the causes and contexts of ``exc`` (None if none)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kinds):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None

@@ -16,10 +16,10 @@ from brainfm.preprocessing.run import preprocess
 
 
 def test_shipped_recipes():
-    assert available_recipes() == ["barista", "brainomni", "default", "meg_gpt"]
+    assert available_recipes() == ["barista", "brainomni", "default", "meg_gpt", "meg_gpt_source"]
 
 
-@pytest.mark.parametrize("name", ["barista", "brainomni", "default", "meg_gpt"])
+@pytest.mark.parametrize("name", ["barista", "brainomni", "default", "meg_gpt", "meg_gpt_source"])
 def test_recipe_validates_and_hash_is_stable(name):
     recipe = load_recipe(name)
     assert recipe.name == name and recipe.origin == f"packaged:{name}"
@@ -197,3 +197,25 @@ def test_meg_gpt_crops_and_marks_bad_segments(tmp_path):
     mne.io.RawArray(data[:, :5000], info, verbose=False).save(short / "s_raw.fif", verbose=False)
     result = preprocess(short, tmp_path / "s2.zarr", recipe="meg_gpt")
     assert "crop.tmin_s" in result.failed[0]["error"]
+
+
+def test_meg_gpt_source_keeps_parcel_time_courses(tmp_path):
+    """Parcel time courses saved as misc channels of a FIF file (the source-space route) are stored at 250 Hz."""
+    folder = tmp_path / "parcels"
+    folder.mkdir()
+    info = mne.create_info([f"parcel_{i:02d}" for i in range(52)], 1000.0, "misc")
+    data = np.random.default_rng(1).standard_normal((52, 4000))
+    raw = mne.io.RawArray(data, info, verbose=False)
+    raw.set_annotations(mne.Annotations([1.0], [0.5], ["BAD_segment"]))
+    raw.save(folder / "sub-01_sflip_parc-raw.fif", verbose=False)
+    summary = preprocess(folder, tmp_path / "s.zarr", recipe="meg_gpt_source")
+    assert summary.failed == [], summary.failed
+    rec = open_store(tmp_path / "s.zarr")[summary.processed[0]]
+    assert rec.sfreq == 250.0 and rec.n_channels == 52 and set(rec.channels["type"]) == {"misc"}
+    assert list(rec.events["description"]) == ["BAD_segment"]
+    from brainfm.loading import WindowDataModule
+
+    data = WindowDataModule(tmp_path / "s.zarr", window_s=0.324, channel_types=["misc"], val_fraction=0.0,
+                            split_unit="recording")
+    batch = next(iter(data.make_dataloader("train", shuffle=False)))
+    assert batch.signal.shape[1:] == (52, 81) and bool(batch.channel_mask.all())
