@@ -256,9 +256,3 @@ def _init_weights(module: nn.Module) -> None:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
-
-def rope_frequencies(dim: int, n_heads: int, base: float = 10_000.0) -> torch.Tensor:
-    """The temporal attention's RoPE frequencies as the reference stores them: base^(-2i / (D/2)), (D/4,)."""
-    width = dim // 2
-    return 1.0 / (base ** (torch.arange(0, width, 2)[: width // 2].float() / width))
-

@@ -94,14 +94,38 @@ class MaskedTokenObjective(Objective):
         if backbone is None or tokenizer is None:
             raise ConfigError("MaskedTokenObjective needs a backbone and its tokenizer.")
         grid, targets = backbone.tokens(batch, tokenizer)  # (B, C', W, d_tok), (B, C', W, levels)
+        return self.grid_loss(grid, targets, backbone, tokenizer, generator)
+
+    def grid_loss(self, grid: torch.Tensor, targets: torch.Tensor, backbone: Backbone, tokenizer: Tokenizer,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms of a token grid (as :meth:`forward`, after tokenizing).
+
+        Parameters
+        ----------
+        grid : torch.Tensor, shape (B, C', W, d_tok)
+            Token features.
+        targets : torch.Tensor of int64, shape (B, C', W, levels)
+            Their code indices.
+        backbone : Backbone
+            The backbone (``mask_token``; called on the masked grid).
+        tokenizer : Tokenizer
+            The frozen tokenizer (latent-channel embeddings).
+        generator : torch.Generator | None
+            Random source of the masking.
+
+        Returns
+        -------
+        losses : dict of str to torch.Tensor
+            As :meth:`forward`.
+        """
         targets = targets[..., : self.n_levels]
         masked_grid, masked = mask_token_grid(grid, backbone.mask_token, self.mask_ratio, self.mask_token_prob,
                                               generator=generator)
         hidden = backbone(masked_grid, tokenizer)  # (B, C', W, D)
-        # the head only where the loss looks: (X, D) -> (X, levels, n_codes)
-        logits = self.logits(hidden[masked])
-        loss, accuracy = masked_token_loss(logits[:, None, None], targets[masked][:, None, None],
-                                           torch.ones(logits.shape[0], 1, 1, dtype=torch.bool, device=logits.device))
+        # the head only where the loss looks: (X, D) -> (X, 1, 1, levels, n_codes)
+        logits = self.logits(hidden[masked])[:, None, None]
+        everywhere = torch.ones(logits.shape[:3], dtype=torch.bool, device=logits.device)
+        loss, accuracy = masked_token_loss(logits, targets[masked][:, None, None], everywhere)
         terms = {"loss": loss, "acc": accuracy.mean()}
         terms.update({f"acc_level{level}": accuracy[level] for level in range(self.n_levels)})
         return terms
