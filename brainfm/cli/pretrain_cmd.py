@@ -57,3 +57,10 @@ def run_argv(argv: Sequence[str], command: str) -> int:
     except NonFiniteDataError as exc:
         print_error(exc)
         return 1
+    except ValueError as exc:
+        # jsonargparse wraps a constructor's refusal (e.g. a FrozenTokenizer without checkpoint) in a ValueError
+        cause = exc.__cause__
+        if isinstance(cause, (ConfigError, CheckpointError, StoreFormatError, StoreNotFoundError)):
+            print_error(cause)
+            return 2
+        raise

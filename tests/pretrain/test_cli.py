@@ -37,6 +37,9 @@ def test_recipes_are_shipped():
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES + PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_recipe_validates_and_runs_fast_dev_run(recipe, tiny_store, request, tmp_path):
+    recipe_text = (recipe if recipe.parent.name == "pretrain" else recipe.parent.with_suffix(".yaml")).read_text()
+    if "brainfm.checkpoint.FrozenTokenizer" in recipe_text:
+        pytest.skip("a stage-2 recipe needs a trained tokenizer checkpoint: its own test trains one and runs it")
     ieeg = "barista" in (recipe.stem, recipe.parent.name)  # an iEEG model: a real iEEG store at 2048 Hz
     store = request.getfixturevalue("tiny_ieeg_store") if ieeg else tiny_store
     if recipe.parent.name == "pretrain":
