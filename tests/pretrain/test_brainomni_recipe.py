@@ -194,7 +194,6 @@ def test_fast_dev_run_of_the_recipe_and_its_presets(joint_store, tokenizer_check
     assert status == 0
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
 def test_resume_after_k_steps_matches_an_uninterrupted_run(joint_store, tokenizer_checkpoint, tmp_path):
     """Masking and dropout draw from torch's generator: the checkpoint's random state makes resuming exact."""
