@@ -140,28 +140,29 @@ def test_a_mixed_eeg_meg_store_feeds_one_run_and_the_model_exports_features(join
     assert model.info.training_data["recordings"]
 
 
-def test_cached_codes_give_the_same_loss_as_the_frozen_tokenizer(joint_store, tokenizer_checkpoint):
-    data = _data(joint_store, window_s=4.0)
-    module = _module(tokenizer_checkpoint)
-    batch = next(iter(data.make_dataloader("train", shuffle=False)))
-    _, codes = module.tokenizer.tokenize(batch, overlap=0.25)  # what `brainfm tokenize` caches
-    cached = _data(joint_store, window_s=4.0).make_dataloader("train", shuffle=False)
-    cached_batch = next(iter(cached))
-    cached_batch.codes = codes  # Batch.codes, as the data module delivers cached codes
-    cached_batch.signal = torch.full_like(cached_batch.signal, float("nan")) * 0  # never read on this path
-    module.eval()
-    on_the_fly = module.objective(batch, tokenizer=module.tokenizer, backbone=module.backbone,
-                                  generator=torch.Generator().manual_seed(5))
-    from_cache = module.objective(cached_batch, tokenizer=module.tokenizer, backbone=module.backbone,
-                                  generator=torch.Generator().manual_seed(5))
-    # the grids are identical; the loss agrees to float rounding (BLAS kernels may depend on memory alignment)
-    assert torch.equal(module.backbone.tokens(cached_batch, module.tokenizer)[0],
-                       module.backbone.tokens(batch, module.tokenizer)[0])
-    torch.testing.assert_close(on_the_fly["loss"], from_cache["loss"], rtol=1e-5, atol=1e-6)
-    assert codes.shape[2] == 24  # 4 s with overlap 0.25: 3 windows x 8 steps
-    cached_batch.codes = codes[:, :, :16]
+def test_cached_codes_give_the_same_loss_as_the_frozen_tokenizer(joint_store, tokenizer_checkpoint, tmp_path):
+    """``brainfm tokenize`` codes (``Batch.codes``) against tokenizing on the fly: the same grid, the same loss."""
+    from brainfm.pretrain.tokenize import tokenize_store
+
+    store = tmp_path / "store"
+    shutil.copytree(joint_store, store)
+    tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization="sensortype")
+    # 5-s windows = 512 + 2 x 384 samples (3 tokenizer windows x 8 steps, no padding), every 4.5 s = 3 x 384
+    plain = next(iter(_data(store, window_s=5.0, stride_s=4.5).make_dataloader("train", shuffle=False)))
+    cached = next(iter(_data(store, window_s=5.0, stride_s=4.5, codes="bt").make_dataloader("train", shuffle=False)))
+    assert plain.codes is None and cached.codes.shape == (len(cached), 4, 24, 4)
+    module = _module(tokenizer_checkpoint).eval()
+    grid, codes = module.backbone.tokens(plain, module.tokenizer)
+    assert torch.equal(cached.codes, codes)
+    assert torch.equal(module.backbone.tokens(cached, module.tokenizer)[0], grid)
+    cached.signal = torch.full_like(cached.signal, float("nan"))  # never read on the cached path
+    terms = [module.objective(batch, tokenizer=module.tokenizer, backbone=module.backbone,
+                              generator=torch.Generator().manual_seed(5)) for batch in (plain, cached)]
+    # equal up to float rounding (BLAS kernels may depend on memory alignment)
+    torch.testing.assert_close(terms[0]["loss"], terms[1]["loss"], rtol=1e-5, atol=1e-6)
+    cached.codes = cached.codes[:, :, :16]
     with pytest.raises(ConfigError, match="brainfm tokenize --overlap 0.25"):
-        module.objective(cached_batch, tokenizer=module.tokenizer, backbone=module.backbone)
+        module.objective(cached, tokenizer=module.tokenizer, backbone=module.backbone)
 
 
 def test_refusals_before_training(joint_store, tokenizer_checkpoint, tmp_path, capsys):
