@@ -198,7 +198,7 @@ class BrainOmni(Backbone):
         Cached codes (``Batch.codes``, written by ``brainfm tokenize`` with this overlap) are
         decoded to their codewords; otherwise the frozen tokenizer encodes the signal.
         """
-        codes = getattr(batch, "codes", None)
+        codes = batch.codes
         with torch.no_grad():
             if codes is not None:
                 expected = tokenizer.n_windows(batch.signal.shape[-1], self.overlap) * tokenizer.steps
