@@ -37,19 +37,32 @@ def main() -> int:
                             channel_batching="bucket", channel_types=["eeg", "mag", "grad"],
                             val_fraction=args.val_fraction, on_unknown_subject=args.on_unknown_subject)
     counts: dict[str, torch.Tensor] = {}
+    n_latents = tokenizer.n_latents
     for split in ("train", "val"):
-        total = torch.zeros(tokenizer.n_levels, tokenizer.vocab_size)
+        total = torch.zeros(n_latents, tokenizer.n_levels, tokenizer.vocab_size)  # by latent channel and level
         for batch in data.make_dataloader(split, shuffle=False):
             _, codes = tokenizer.tokenize(batch, overlap=args.overlap)  # (B, C', W, levels)
-            for level in range(tokenizer.n_levels):
-                total[level] += torch.bincount(codes[..., level].flatten(), minlength=tokenizer.vocab_size)
+            for latent in range(n_latents):
+                for level in range(tokenizer.n_levels):
+                    total[latent, level] += torch.bincount(codes[:, latent, :, level].flatten(),
+                                                           minlength=tokenizer.vocab_size)
         counts[split] = total
-    probability = (counts["train"] + 1) / (counts["train"] + 1).sum(1, keepdim=True)
-    per_level = -(counts["val"] * probability.log()).sum(1) / counts["val"].sum(1)
+
+    def cross_entropy(train: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        probability = (train + 1) / (train + 1).sum(-1, keepdim=True)  # add-one smoothing
+        return -(val * probability.log()).sum(-1) / val.sum(-1)
+
+    per_level = cross_entropy(counts["train"].sum(0), counts["val"].sum(0))
+    # the model knows each position's latent channel (its embedding): frequencies per latent channel
+    per_latent = cross_entropy(counts["train"], counts["val"])  # (C', levels)
+    weights = counts["val"].sum(-1)
     recordings = sorted({data.split("val").layouts[int(r)].recording_id for r in data.split("val").recording})
     print(f"held-out recordings: {', '.join(recordings)}")
     print(f"unigram cross-entropy per level: {[round(float(v), 3) for v in per_level]}; "
           f"mean {float(per_level.mean()):.3f} nats")
+    by_level = (per_latent * weights).sum(0) / weights.sum(0)
+    print(f"unigram per latent channel, per level: {[round(float(v), 3) for v in by_level]}; "
+          f"mean {float(by_level.mean()):.3f} nats")
     if args.metrics:
         with open(args.metrics) as file:
             for row in csv.DictReader(file):

@@ -14,11 +14,12 @@ Set-up (once, outside the repository)::
 
 Run::
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/brainomni_vs_reference.py --threads 2 --rounds 3 \\
+    OMP_NUM_THREADS=2 .venv/bin/python bench/brainomni_vs_reference.py --threads 2 --rounds 4 [--precision bf16] \\
         --reference-python /tmp/brainomni-ref/venv/bin/python --reference-src /tmp/brainomni-ref/src
 
-Each round runs brainfm then the reference (each in a fresh process, the same thread count) and
-prints tokens per second; the summary gives the median ratio brainfm / reference.
+Both models live in their own worker process (same thread count) for the whole run; the
+timed steps alternate between them one by one (order flipped every round), so load changes on
+a shared machine hit both; the summary gives the median of the paired per-round ratios.
 """
 
 from __future__ import annotations
@@ -44,23 +45,17 @@ def _grid(torch):  # noqa: ANN001, ANN202
 PRECISION = "32"
 
 
-def _time(step, n_warmup: int, n_steps: int) -> float:  # noqa: ANN001
+def _time(step) -> float:  # noqa: ANN001
     import torch
 
-    def run() -> None:
-        # bf16: autocast on the CPU, as Lightning's precision="bf16-mixed" does (weights and optimiser in float32)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=PRECISION == "bf16"):
-            step()
-
-    for _ in range(n_warmup):
-        run()
     start = time.perf_counter()
-    for _ in range(n_steps):
-        run()
-    return (time.perf_counter() - start) / n_steps
+    # bf16: autocast on the CPU, as Lightning's precision="bf16-mixed" does (weights and optimiser in float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=PRECISION == "bf16"):
+        step()
+    return time.perf_counter() - start
 
 
-def worker_brainfm(n_warmup: int, n_steps: int, compile_model: bool) -> dict[str, float]:
+def worker_brainfm(compile_model: bool):  # noqa: ANN201
     import torch
     import torch.nn.functional as F
 
@@ -84,18 +79,19 @@ def worker_brainfm(n_warmup: int, n_steps: int, compile_model: bool) -> dict[str
         loss.backward()
         optimizer.step()
 
-    backbone.train()
-    train = _time(train_step, n_warmup, n_steps)
-    backbone.eval()
+    def train() -> None:
+        backbone.train()
+        train_step()
 
     @torch.no_grad()
     def encode() -> None:
+        backbone.eval()
         F.normalize(backbone(features, tokenizer, n_blocks=backbone.depth - 1), dim=-1, eps=1e-6)
 
-    return {"train_s": train, "encode_s": _time(encode, n_warmup, n_steps)}
+    return train, encode
 
 
-def worker_reference(src: str, n_warmup: int, n_steps: int) -> dict[str, float]:
+def worker_reference(src: str):  # noqa: ANN201
     import types
 
     import torch
@@ -125,23 +121,40 @@ def worker_reference(src: str, n_warmup: int, n_steps: int) -> dict[str, float]:
         loss.backward()
         optimizer.step()
 
-    model.train()
-    train = _time(train_step, n_warmup, n_steps)
-    model.eval()
+    def train() -> None:
+        model.train()
+        train_step()
 
     @torch.no_grad()
     def encode() -> None:
+        model.eval()
         model.encode(x, pos, sensor_type)
 
-    return {"train_s": train, "encode_s": _time(encode, n_warmup, n_steps)}
+    return train, encode
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Worker: build the model, then time one ``train`` or ``encode`` step per line read from stdin."""
+    import torch
+
+    global PRECISION
+    PRECISION = args.precision
+    torch.set_num_threads(args.threads)
+    if args.worker == "brainfm":
+        train, encode = worker_brainfm(args.compile)
+    else:
+        train, encode = worker_reference(args.reference_src)
+    steps = {"train": train, "encode": encode}
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(json.dumps(_time(steps[line.strip()])), flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", choices=["brainfm", "reference"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="timed steps of each model (alternating)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="torch.compile brainfm's blocks (CPU inductor)")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32",
@@ -150,37 +163,43 @@ def main() -> int:
     parser.add_argument("--reference-src", default="/tmp/brainomni-ref/src")
     args = parser.parse_args()
     if args.worker is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        global PRECISION
-        PRECISION = args.precision
-        if args.worker == "brainfm":
-            result = worker_brainfm(args.warmup, args.steps, args.compile)
-        else:
-            result = worker_reference(args.reference_src, args.warmup, args.steps)
-        print(json.dumps(result))
+        serve(args)
         return 0
 
     tokens = B * LATENTS * STEPS
-    common = ["--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
-              "--precision", args.precision]
-    runs: dict[str, list[dict[str, float]]] = {"brainfm": [], "reference": []}
-    for round_ in range(args.rounds):
-        for name, python in (("brainfm", sys.executable), ("reference", args.reference_python)):
-            extra = ["--compile"] if (name == "brainfm" and args.compile) else []
-            command = [python, __file__, "--worker", name, *common, *extra, "--reference-src", args.reference_src]
-            out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            runs[name].append(result)
-            print(f"round {round_ + 1} {name:9s}: train {tokens / result['train_s']:7.0f} tokens/s, "
-                  f"encode {tokens / result['encode_s']:7.0f} tokens/s", flush=True)
-    for what in ("train_s", "encode_s"):
-        ratios = [r[what] / b[what] for b, r in zip(runs["brainfm"], runs["reference"], strict=True)]
-        mine = statistics.median(tokens / r[what] for r in runs["brainfm"])
-        theirs = statistics.median(tokens / r[what] for r in runs["reference"])
-        print(f"{what[:-2]:6s}: brainfm {mine:7.0f} tokens/s, reference {theirs:7.0f} tokens/s, "
-              f"ratio (median of rounds) {statistics.median(ratios):.2f}x")
+    common = ["--threads", str(args.threads), "--precision", args.precision, "--reference-src", args.reference_src]
+    workers = {}
+    for name, python in (("brainfm", sys.executable), ("reference", args.reference_python)):
+        extra = ["--compile"] if (name == "brainfm" and args.compile) else []
+        workers[name] = subprocess.Popen([python, __file__, "--worker", name, *common, *extra], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                         cwd=Path(__file__).parent)
+        assert workers[name].stdout.readline().strip() == "ready"
+
+    def timed(name: str, what: str) -> float:
+        worker = workers[name]
+        worker.stdin.write(what + "\n")
+        worker.stdin.flush()
+        return float(json.loads(worker.stdout.readline()))
+
+    print(f"precision {args.precision}, {args.threads} thread(s), batch {B} x {LATENTS} latents x {STEPS} steps")
+    for what in ("train", "encode"):
+        for _ in range(args.warmup):
+            for name in workers:
+                timed(name, what)
+        seconds: dict[str, list[float]] = {name: [] for name in workers}
+        for round_ in range(args.rounds):
+            for name in (workers if round_ % 2 == 0 else reversed(list(workers))):
+                seconds[name].append(timed(name, what))
+            print(f"  {what} round {round_ + 1}: " + ", ".join(
+                f"{name} {tokens / seconds[name][-1]:.0f} tokens/s" for name in workers), flush=True)
+        ratios = [r / b for b, r in zip(seconds["brainfm"], seconds["reference"], strict=True)]
+        print(f"{what:6s}: brainfm {tokens / statistics.median(seconds['brainfm']):.0f} tokens/s, reference "
+              f"{tokens / statistics.median(seconds['reference']):.0f} tokens/s, ratio (median of paired rounds) "
+              f"{statistics.median(ratios):.2f}x", flush=True)
+    for worker in workers.values():
+        worker.stdin.close()
+        worker.wait()
     return 0
 
 
