@@ -172,7 +172,7 @@ def main() -> int:
     for name, python in (("brainfm", sys.executable), ("reference", args.reference_python)):
         extra = ["--compile"] if (name == "brainfm" and args.compile) else []
         workers[name] = subprocess.Popen([python, __file__, "--worker", name, *common, *extra], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                         stdout=subprocess.PIPE, text=True,
                                          cwd=Path(__file__).parent)
         assert workers[name].stdout.readline().strip() == "ready"
 
