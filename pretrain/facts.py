@@ -31,6 +31,7 @@ def data_facts(index: WindowIndex) -> DataFacts:
     present = sorted({t for types in recording_types.values() for t in types})
     positioned = {layout.recording_id: int((layout.good & layout.pos_mask).sum()) for layout in index.layouts}
     regioned = {layout.recording_id: int((layout.good & (layout.region_ids > 1)).sum()) for layout in index.layouts}
+    unpositioned = {layout.recording_id: int((layout.good & ~layout.pos_mask).sum()) for layout in index.layouts}
     return DataFacts(
         sfreq=float(index.sfreq),
         n_times=int(index.window_size_samples),
@@ -42,6 +43,7 @@ def data_facts(index: WindowIndex) -> DataFacts:
         positioned=positioned,
         regions=list(index.region_vocabulary.tokens),
         regioned=regioned,
+        unpositioned=unpositioned,
     )
 
 

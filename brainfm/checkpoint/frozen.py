@@ -40,10 +40,13 @@ class FrozenTokenizer(Tokenizer):
     training_data : dict | None
         The tokenizer checkpoint's training record (recordings and subjects it saw), kept so that
         the leakage guard of downstream evaluation covers the tokenizer too.
+    trained_types : list of str | None
+        Channel types the tokenizer was trained on (read from ``checkpoint``); data with other
+        types is refused. None: not known (no refusal).
     """
 
     def __init__(self, checkpoint: str | None = None, tokenizer: dict[str, Any] | None = None,
-                 training_data: dict[str, Any] | None = None) -> None:
+                 training_data: dict[str, Any] | None = None, trained_types: list[str] | None = None) -> None:
         super().__init__()
         if tokenizer is not None:
             inner = build_module(tokenizer, Tokenizer, f"frozen tokenizer of {checkpoint or 'a checkpoint'}")
@@ -53,6 +56,8 @@ class FrozenTokenizer(Tokenizer):
                                   "'brainfm pretrain fit --recipe <tokenizer recipe>' and give its path.")
             inner, info = load_tokenizer(checkpoint)
             training_data = info.training_data
+            if trained_types is None and info.data is not None:
+                trained_types = list(info.data.sensor_types)
         else:
             raise ConfigError("FrozenTokenizer needs 'checkpoint' (a trained tokenizer's checkpoint).")
         if isinstance(inner, FrozenTokenizer):
@@ -60,13 +65,14 @@ class FrozenTokenizer(Tokenizer):
         self.inner = inner
         self.checkpoint_path = None if checkpoint is None else str(checkpoint)
         self.training_data = dict(training_data or {})
+        self.trained_types = None if trained_types is None else sorted(trained_types)
         self.inner.requires_grad_(False)
         self.inner.eval()
 
     def get_config(self) -> dict[str, Any]:
         """The checkpoint path, the inner tokenizer's spec and its training record."""
         return {"checkpoint": self.checkpoint_path, "tokenizer": module_spec(self.inner),
-                "training_data": self.training_data}
+                "training_data": self.training_data, "trained_types": self.trained_types}
 
     def train(self, mode: bool = True) -> FrozenTokenizer:
         """Stay in evaluation mode (no channel dropout or noise in a frozen tokenizer)."""
@@ -96,8 +102,19 @@ class FrozenTokenizer(Tokenizer):
         return self.inner.feature_dim
 
     def check_data(self, facts: DataFacts) -> None:
-        """The inner tokenizer's refusals."""
+        """The inner tokenizer's refusals, and channel types the tokenizer was not trained on (naming the recordings)."""
         self.inner.check_data(facts)
+        if self.trained_types is None:
+            return
+        unseen = set(facts.sensor_types) - set(self.trained_types)
+        if unseen:
+            names = facts.recordings_with(unseen)
+            raise ConfigError(
+                f"The tokenizer {self.checkpoint_path or ''} was trained on {self.trained_types} channels only, but the "
+                f"store has {sorted(unseen)} channels in {len(names)} recordings ({', '.join(names[:10])}"
+                f"{', ...' if len(names) > 10 else ''}). Train the tokenizer on data with those types, or select "
+                f"--data.channel_types {self.trained_types}."
+            )
 
     @torch.no_grad()
     def encode(self, batch: Batch) -> torch.Tensor:

@@ -246,9 +246,12 @@ def build_window_index(
         raise ConfigError(f"No recording of {store.path} is left to window (datasets={datasets}, types={list(types)}).")
     rates = sorted({r.sfreq for r in recordings})
     if len(rates) > 1:
+        by_rate = {rate: sorted(r.id for r in recordings if r.sfreq == rate) for rate in rates}
+        listed = "; ".join(f"{rate:g} Hz: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}"
+                           for rate, ids in by_rate.items())
         raise ConfigError(
-            f"The selected recordings have several sampling rates {rates} Hz; one loader needs one rate. "
-            "Resample in preprocessing, or select datasets of one rate (datasets=...)."
+            f"The selected recordings have several sampling rates ({listed}); one loader (and every channel "
+            "bucket of it) needs one rate. Resample in preprocessing, or select datasets of one rate (datasets=...)."
         )
     sfreq = rates[0]
 

@@ -8,5 +8,8 @@ from brainfm.models.barista import BaristaBackbone
 from brainfm.models.barista_objective import MaskedLatentObjective
 from brainfm.models.barista_readout import BaristaReadout
 from brainfm.models.base import Backbone, Objective
+from brainfm.models.brainomni import BrainOmni
+from brainfm.models.masked_token import MaskedTokenObjective
 
-__all__ = ["BaristaBackbone", "BaristaReadout", "Backbone", "MaskedLatentObjective", "Objective"]
+__all__ = ["BaristaBackbone", "BaristaReadout", "Backbone", "BrainOmni", "MaskedLatentObjective",
+           "MaskedTokenObjective", "Objective"]

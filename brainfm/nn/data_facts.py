@@ -40,6 +40,9 @@ class DataFacts:
         model can map regions to coarser groupings (BaRISTA's lobes).
     regioned : dict of str to int
         Good channels with a region (``Batch.region_ids`` > 1), by store id.
+    unpositioned : dict of str to int
+        Good channels without a known position, by store id (models that need every channel's
+        geometry refuse or leave them out).
     """
 
     sfreq: float
@@ -52,6 +55,7 @@ class DataFacts:
     positioned: dict[str, int] = field(default_factory=dict)
     regions: list[str] = field(default_factory=list)
     regioned: dict[str, int] = field(default_factory=dict)
+    unpositioned: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (as stored in checkpoints)."""

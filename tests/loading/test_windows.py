@@ -92,7 +92,7 @@ def test_recording_labels_from_path_pattern(make_recording, make_store):
 
 def test_mixed_sampling_rates_are_refused(make_recording, make_store):
     store = make_store([make_recording(subject="01"), make_recording(subject="02", sfreq=200.0, n_times=2000)])
-    with pytest.raises(ConfigError, match="several sampling rates"):
+    with pytest.raises(ConfigError, match=r"several sampling rates \(100 Hz: syn_sub-01; 200 Hz: syn_sub-02\)"):
         build_window_index(store, window_s=1.0)
     assert len(build_window_index(store, window_s=1.0, recording_ids=["syn_sub-01"])) == 10
 

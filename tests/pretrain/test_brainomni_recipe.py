@@ -1,0 +1,229 @@
+"""The brainomni recipe: a mixed EEG+MEG store feeding one run, cached and on-the-fly codes, refusals, resume, DDP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from brainfm.checkpoint import BrainfmCheckpointIO, FrozenTokenizer, load_model, module_spec
+from brainfm.cli.main import main
+from brainfm.errors import ConfigError
+from brainfm.loading import WindowDataModule
+from brainfm.models import BrainOmni, MaskedTokenObjective
+from brainfm.pretrain.facts import data_facts
+from brainfm.pretrain.module import PretrainModule
+from brainfm.tokenizers import BrainTokenizer
+
+pytestmark = [
+    pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:The .(train|val)_dataloader. does not have many workers"),
+    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
+    pytest.mark.filterwarnings("ignore:Found .* module\\(s\\) in eval mode"),  # the frozen tokenizer
+    pytest.mark.filterwarnings("ignore:Splitting by subject, but"),  # the MEG test files name no subject
+]
+
+JOINT_RECIPE = """\
+name: brainomni-tests
+description: EEG and MEG, the first 20 s at 256 Hz.
+pick:
+  types: [eeg, mag, grad]
+crop: {tmin_s: 0.0, tmax_s: 20.0}
+steps:
+  - resample: {sfreq: 256, method: polyphase}
+  - units: {on_implausible: warn}
+"""
+SMALL_TOKENIZER = {"n_filters": 4, "dim": 32, "n_codes": 16, "n_levels": 4, "n_latents": 4, "n_heads": 4,
+                   "lstm_layers": 1, "kmeans_samples": 64}
+SMALL_BACKBONE = {"dim": 32, "n_heads": 4, "depth": 2, "token_dim": 32, "n_latents": 4, "on_unpositioned": "warn"}
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--trainer.accelerator", "cpu"]
+
+
+def _small_args(tokenizer: Path, store: Path, small_model: bool = True) -> list[str]:
+    """CLI overrides for the small tokenizer and the 1-s windows of the joint store (and a small backbone)."""
+    args = ["--data.store", str(store), f"--model.tokenizer.init_args.checkpoint={tokenizer}",
+            "--data.window_s", "1.0", "--data.batch_size", "4", "--data.on_unknown_subject", "warn",
+            "--data.val_fraction", "0.3", "--data.seed", "1", "--model.objective.init_args.n_codes", "16"]
+    for key, value in SMALL_BACKBONE.items():
+        if small_model or key in ("token_dim", "n_latents", "on_unpositioned"):
+            args += [f"--model.backbone.init_args.{key}", str(value)]
+    return args + (["--model.objective.init_args.dim", "32"] if small_model else [])
+
+
+@pytest.fixture(scope="module")
+def joint_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two eegmat subjects (20 EEG channels, 20 s) and the KIT and CTF MEG test recordings (2 s), at 256 Hz."""
+    from brainfm.preprocessing.run import preprocess
+
+    root = tmp_path_factory.mktemp("brainomni")
+    (root / "recipe.yaml").write_text(JOINT_RECIPE)
+    eeg, meg = root / "eegmat", root / "meg"
+    eeg.mkdir()
+    for subject in ("00", "01"):
+        shutil.copy(shared_data / "eeg" / "eegmat" / f"Subject{subject}_2.edf", eeg)
+    shutil.copytree(shared_data / "meg" / "kit", meg / "kit")
+    shutil.copytree(shared_data / "meg" / "ctf", meg / "ctf")
+    store = root / "store"
+    done = preprocess(eeg, store, recipe=root / "recipe.yaml", dataset="eegmat",
+                      pattern=r"Subject(?P<subject>\d+)_(?P<run>\d)")
+    assert done.failed == [] and len(done.processed) == 2, done.failed
+    done = preprocess(meg, store, recipe=root / "recipe.yaml", dataset="meg")
+    assert done.failed == [] and len(done.processed) == 2, done.failed
+    return store
+
+
+def _data(store: Path, **kwargs) -> WindowDataModule:
+    kwargs = {"window_s": 1.0, "batch_size": 4, "val_fraction": 0.3, "seed": 1, "normalization": "sensortype",
+              "channel_batching": "bucket", "on_unknown_subject": "warn", **kwargs}
+    return WindowDataModule(store, **kwargs)
+
+
+def _trainer(root: Path, **kwargs) -> L.Trainer:
+    kwargs = {"max_epochs": 1, "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+              "use_distributed_sampler": False, "accelerator": "cpu", "devices": 1, "default_root_dir": root,
+              "plugins": [BrainfmCheckpointIO()], "limit_val_batches": 0, **kwargs}
+    kwargs.setdefault("enable_checkpointing", "callbacks" in kwargs)
+    return L.Trainer(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_checkpoint(joint_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small BrainTokenizer trained for 3 steps on the joint store."""
+    root = tmp_path_factory.mktemp("tokenizer")
+    data = _data(joint_store)
+    module = PretrainModule(BrainTokenizer(**SMALL_TOKENIZER), data_facts=data_facts(data.index))
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=root, filename="last")
+    _trainer(root, max_steps=3, callbacks=[saver]).fit(module, datamodule=data)
+    return root / "last.ckpt"
+
+
+def _module(tokenizer: Path, data: WindowDataModule | None = None) -> PretrainModule:
+    facts = data_facts(data.index) if data is not None else None
+    return PretrainModule(FrozenTokenizer(checkpoint=str(tokenizer)), BrainOmni(**SMALL_BACKBONE),
+                          MaskedTokenObjective(dim=32, n_codes=16, n_levels=4),
+                          optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3), data_facts=facts)
+
+
+class _SeenBatches(L.Callback):
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, frozenset[int]]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        types = frozenset(int(t) for t in batch.sensor_type[batch.channel_mask].unique())
+        self.batches.append((int(batch.signal.shape[1]), types))
+
+
+def test_a_mixed_eeg_meg_store_feeds_one_run_and_the_model_exports_features(joint_store, tokenizer_checkpoint, tmp_path):
+    data = _data(joint_store, split_unit="recording", val_fraction=0.01)
+    seen = _SeenBatches()
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="last")
+    module = _module(tokenizer_checkpoint, data)
+    _trainer(tmp_path, callbacks=[seen, saver]).fit(module, datamodule=data)
+    widths = {width for width, _ in seen.batches}
+    assert len(widths) >= 2  # 20 EEG channels, 281 CTF (157 KIT may be held out): one channel count per batch
+    eeg_batches = [types for _, types in seen.batches if types == {0}]
+    meg_batches = [types for _, types in seen.batches if types & {1, 2}]
+    assert eeg_batches and meg_batches  # both modalities in one epoch
+    model = load_model(tmp_path / "last.ckpt")
+    batch = next(iter(data.make_dataloader("train", shuffle=False)))
+    features = model.features(batch)
+    assert features.shape == (len(batch), 4 * 8, 32) and model.feature_dim == 32  # 4 latents x 8 steps
+    torch.testing.assert_close(features.norm(dim=-1), torch.ones(len(batch), 32))
+    assert torch.equal(features, model.features(batch))  # deterministic in evaluation mode
+    assert model.info.training_data["recordings"]
+
+
+def test_cached_codes_give_the_same_loss_as_the_frozen_tokenizer(joint_store, tokenizer_checkpoint, tmp_path):
+    """``brainfm tokenize`` codes (``Batch.codes``) against tokenizing on the fly: the same grid, the same loss."""
+    from brainfm.pretrain.tokenize import tokenize_store
+
+    store = tmp_path / "store"
+    shutil.copytree(joint_store, store)
+    tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization="sensortype")
+    # 5-s windows = 512 + 2 x 384 samples (3 tokenizer windows x 8 steps, no padding), every 4.5 s = 3 x 384
+    plain = next(iter(_data(store, window_s=5.0, stride_s=4.5).make_dataloader("train", shuffle=False)))
+    cached = next(iter(_data(store, window_s=5.0, stride_s=4.5, codes="bt").make_dataloader("train", shuffle=False)))
+    assert plain.codes is None and cached.codes.shape == (len(cached), 4, 24, 4)
+    module = _module(tokenizer_checkpoint).eval()
+    grid, codes = module.backbone.tokens(plain, module.tokenizer)
+    assert torch.equal(cached.codes, codes)
+    assert torch.equal(module.backbone.tokens(cached, module.tokenizer)[0], grid)
+    cached.signal = torch.full_like(cached.signal, float("nan"))  # never read on the cached path
+    terms = [module.objective(batch, tokenizer=module.tokenizer, backbone=module.backbone,
+                              generator=torch.Generator().manual_seed(5)) for batch in (plain, cached)]
+    # equal up to float rounding (BLAS kernels may depend on memory alignment)
+    torch.testing.assert_close(terms[0]["loss"], terms[1]["loss"], rtol=1e-5, atol=1e-6)
+    cached.codes = cached.codes[:, :, :16]
+    with pytest.raises(ConfigError, match="brainfm tokenize --overlap 0.25"):
+        module.objective(cached, tokenizer=module.tokenizer, backbone=module.backbone)
+
+
+def test_refusals_before_training(joint_store, tokenizer_checkpoint, tmp_path, capsys):
+    data = _data(joint_store)
+    facts = data_facts(data.index)
+    eeg_only = FrozenTokenizer(tokenizer=module_spec(BrainTokenizer(**SMALL_TOKENIZER)), trained_types=["eeg"])
+    with pytest.raises(ConfigError, match=r"trained on \['eeg'\] channels only, but the store has \['mag'\] channels in "
+                                          r"2 recordings \(meg_ctf-testdata_ctf_short_discontinuous, meg_kit-test\)"):
+        PretrainModule(eeg_only, BrainOmni(**SMALL_BACKBONE), MaskedTokenObjective(dim=32, n_codes=16), data_facts=facts)
+    # the eegmat recordings hold a bipolar reference channel without a position
+    with pytest.raises(ConfigError, match=r"2 recordings have good channels without one \(eegmat_sub-00_run-2 \(1\)"):
+        PretrainModule(FrozenTokenizer(checkpoint=str(tokenizer_checkpoint)),
+                       BrainOmni(**{**SMALL_BACKBONE, "on_unpositioned": "raise"}),
+                       MaskedTokenObjective(dim=32, n_codes=16), data_facts=facts)
+    # through the CLI: exit status 2 with the message
+    args = _small_args(tokenizer_checkpoint, joint_store) + ["--model.backbone.init_args.on_unpositioned", "raise"]
+    assert main(["pretrain", "fit", "--recipe", "brainomni", *args, "--trainer.default_root_dir", str(tmp_path),
+                 *QUIET]) == 2
+    assert "without one (eegmat_sub-00_run-2 (1)" in capsys.readouterr().err
+    assert main(["pretrain", "fit", "--recipe", "brainomni", "--data.store", str(joint_store)]) == 2
+    assert "needs 'checkpoint'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["tiny", "base"])
+def test_fast_dev_run_of_the_recipe_and_its_presets(joint_store, tokenizer_checkpoint, tmp_path, size):
+    """The published widths (tiny 256, base 512; 12 blocks) on the small tokenizer's grid."""
+    status = main(["pretrain", "fit", "--recipe", "brainomni", "--size", size,
+                   *_small_args(tokenizer_checkpoint, joint_store, small_model=False),
+                   "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path), *QUIET])
+    assert status == 0
+
+
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+def test_resume_after_k_steps_matches_an_uninterrupted_run(joint_store, tokenizer_checkpoint, tmp_path):
+    """Masking and dropout draw from torch's generator: the checkpoint's random state makes resuming exact."""
+    L.seed_everything(3)
+    reference = _module(tokenizer_checkpoint)
+    _trainer(tmp_path / "ref", max_steps=6, max_epochs=-1).fit(reference, datamodule=_data(joint_store))
+    L.seed_everything(3)
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_top_k=-1,
+                                                filename="{step}")
+    _trainer(tmp_path / "a", max_steps=3, max_epochs=-1, callbacks=[saver]).fit(
+        _module(tokenizer_checkpoint), datamodule=_data(joint_store))
+    L.seed_everything(99)
+    resumed = _module(tokenizer_checkpoint)
+    _trainer(tmp_path / "b", max_steps=6, max_epochs=-1).fit(resumed, datamodule=_data(joint_store),
+                                                             ckpt_path=tmp_path / "ckpt" / "step=3.ckpt")
+    for name, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_train_the_recipe(joint_store, tokenizer_checkpoint, tmp_path):
+    brainfm = Path(sys.executable).with_name("brainfm")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [str(brainfm), "pretrain", "fit", "--recipe", "brainomni", *_small_args(tokenizer_checkpoint, joint_store),
+               "--data.drop_last", "true", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path), *QUIET]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (checkpoint,) = (tmp_path / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt")
+    model = load_model(checkpoint)
+    assert model.backbone.dim == 32 and model.info.global_step > 0
+
