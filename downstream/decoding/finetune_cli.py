@@ -123,7 +123,7 @@ def fit_finetune(argv: Sequence[str], *, allow_leakage: bool = False) -> dict[st
         cli = FinetuneCLI(FinetuneModule, TrialDataModule, args=_expand_task(list(argv)), run=False,
                           trainer_defaults=TRAINER_DEFAULTS, save_config_callback=None,
                           parser_kwargs={"prog": "brainfm finetune fit", "default_env": False},
-                          auto_configure_optimizers=False)
+                          auto_configure_optimizers=False, seed_everything_default=0)
     data: TrialDataModule = cli.datamodule
     base: FinetuneModule = cli.model
     root = Path(cli.config.trainer.default_root_dir or f"finetune_{data.task.name}")
@@ -151,7 +151,7 @@ def fit_finetune(argv: Sequence[str], *, allow_leakage: bool = False) -> dict[st
     chosen = {"lr": best.lr, "epochs": best.best_epoch, "val_balanced_accuracy": best.best_score, "lrs_tried": tried}
     checkpoint = save_finetuned(root / "model.ckpt", best, data, chosen)
     config = root / "config.yaml"
-    cli.parser.save(cli.config, config, skip_none=False, overwrite=True)
+    cli.parser.save(cli.config, config, overwrite=True)
     return {"checkpoint": str(checkpoint), "config": str(config), "task": data.task.name, "fold": data.fold_name,
             "n_fit": int(len(data.rows("fit"))), "n_val": int(len(data.rows("val"))), "n_test": int(len(test_rows)),
             "lr": best.lr, "epochs": best.best_epoch, "val_balanced_accuracy": best.best_score, "lrs": tried,
