@@ -76,6 +76,8 @@ def run_argv(argv: Sequence[str], command: str) -> int:
     argv = [a for a in argv if a != "--json"]
     from brainfm.downstream.decoding.finetune_cli import run_finetune
 
+    if "--help" in argv or "-h" in argv:  # help goes to stdout (and exits)
+        run_finetune([command.split()[1], *argv])
     try:
         with use_log_level("warning" if as_json else "info"), stdout_to_stderr():
             subcommand, summary = run_finetune([command.split()[1], *argv])
