@@ -2,7 +2,7 @@
 
 ``apply_lora(model, rank)`` freezes every weight of ``model`` and wraps each ``nn.Linear``
 whose name marks an attention projection (``q``, ``k``, ``v``, ``qkv``, ``query``, ``key``,
-``value``, ``in_proj``, ``out_proj``, ``out``, ...) so that it computes
+``value``, ``qkv_proj`` (brainfm.nn.attention), ``in_proj``, ``out_proj``, ``o_proj``, ``out``, ...) so that it computes
 ``W x + (alpha / r) B A x`` with A (r, in) Gaussian and B (out, r) zero at start: the
 wrapped model starts exactly as the pretrained one, and only A and B train.
 """
@@ -17,7 +17,7 @@ from torch import nn
 __all__ = ["ATTENTION_NAMES", "LoRALinear", "apply_lora", "merge_lora"]
 
 #: Last name parts of the attention projections LoRA adapts.
-ATTENTION_NAMES = re.compile(r"(^|\.)(q|k|v|qkv|query|key|value|to_q|to_k|to_v|q_proj|k_proj|v_proj|in_proj|out_proj|o_proj|out)$")
+ATTENTION_NAMES = re.compile(r"(^|\.)(q|k|v|qkv|qkv_proj|query|key|value|to_q|to_k|to_v|q_proj|k_proj|v_proj|in_proj|out_proj|o_proj|out)$")
 
 
 class LoRALinear(nn.Module):

@@ -172,3 +172,11 @@ def test_leakage_guard_matches_recordings_by_source_hash(eegmat_store):
     with pytest.raises(LeakageError, match=f"recording {one}"):
         check_leakage(renamed, trials)
     assert check_leakage({"sources": {"renamed": "0" * 64, "empty": ""}}, trials) == []
+
+
+def test_lora_finds_the_shared_attention_projections():
+    from brainfm.nn.attention import SelfAttention
+
+    block = torch.nn.Module()
+    block.attn = SelfAttention(16, 4)  # BaRISTA's (and every brainfm transformer's) attention
+    assert sorted(apply_lora(block, rank=2)) == ["attn.o_proj", "attn.qkv_proj"]
