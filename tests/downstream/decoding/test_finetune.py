@@ -115,6 +115,11 @@ def test_scratch_network_and_typos(eegmat_store, tmp_path, capsys):
     fit = _json(capsys)
     assert main(["finetune", "test", "--checkpoint", fit["checkpoint"], "--json"]) == 0
     assert "eegnet" in _json(capsys)["models"]
+    # the saved config reproduces the run (same split, seed and validation scores)
+    assert main(["finetune", "fit", "--config", str(run / "config.yaml"), "--trainer.default_root_dir",
+                 str(tmp_path / "again"), "--json"]) == 0
+    again = _json(capsys)
+    assert again["lrs"] == fit["lrs"] and again["fold"] == fit["fold"] == "subject eegmat/00"
     with pytest.raises(SystemExit) as exit_info:  # jsonargparse: misspelt key, usage error
         main(["finetune", "fit", "--config", TASK, "--model.adaptaton", "lora"])
     assert exit_info.value.code == 2
