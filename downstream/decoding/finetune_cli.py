@@ -133,6 +133,7 @@ def fit_finetune(argv: Sequence[str], *, allow_leakage: bool = False) -> dict[st
     logger.info("%s: fitting on %d trials, validating on %d, %d test trials held out (%s)", data.task.name,
                 len(data.rows("fit")), len(data.rows("val")), len(test_rows), data.fold_name)
     base.build(data.trials.take(data.rows("fit")[:2]))
+    base.cache_features(data.trials)  # probes: features once, shared by every learning rate
     tried: list[dict[str, Any]] = []
     best: FinetuneModule | None = None
     for lr in base.lrs:

@@ -14,7 +14,7 @@ The network is one of:
 Training uses AdamW and class-weighted cross-entropy (the metric is balanced accuracy); after
 every epoch the validation balanced accuracy is logged as ``val/balanced_accuracy``, the best
 epoch's weights are kept (:class:`BestWeights`) and training stops after ``patience`` epochs
-without improvement. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
+without improvement. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
 keeps the best on validation; the test trials are never seen while fitting.
 """
 
@@ -35,8 +35,10 @@ from brainfm.downstream.decoding.eegnet import EEGNet
 from brainfm.downstream.decoding.functional_layers import FunctionalNet
 from brainfm.downstream.decoding.heads import ClassificationHead
 from brainfm.downstream.decoding.metrics import score_predictions
+from brainfm.downstream.decoding.models import frozen_features
 from brainfm.downstream.decoding.training import seeded
 from brainfm.downstream.decoding.trial_datamodule import TrialFacts
+from brainfm.downstream.decoding.trials import Trials
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
 
@@ -165,6 +167,8 @@ class FinetuneModule(L.LightningModule):
         self.best_score, self.best_epoch, self.best_state = -1.0, 0, None
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
         self.test_proba: np.ndarray | None = None
+        self._features: torch.Tensor | None = None
+        self._row_of: dict[tuple[int, int], int] = {}
 
     @property
     def training_data(self) -> dict[str, Any]:
@@ -203,11 +207,29 @@ class FinetuneModule(L.LightningModule):
         self.net = seeded(make_classifier, self.seed)
         self.backbone = None  # the classifier holds its own copy
 
+    def cache_features(self, trials: Trials) -> None:
+        """With a frozen backbone, compute every trial's features once (probes then train on them).
+
+        Parameters
+        ----------
+        trials : Trials
+            The trials the module will see; batches of other trials still go through the backbone.
+        """
+        if not (isinstance(self.net, BackboneClassifier) and self.net.adaptation == "frozen"):
+            return
+        self._features = frozen_features(self.net.backbone, trials)  # (n_trials, N, D)
+        keys = zip(trials.batch.recording_ids.tolist(), trials.batch.start.tolist(), strict=True)
+        self._row_of = {key: row for row, key in enumerate(keys)}
+
     def forward(self, batch: Batch) -> torch.Tensor:
         """(B, n_classes) logits."""
         assert self.net is not None, "call build() first"
         if self.architecture is not None:
             return self.net(batch.signal, batch.channel_mask)
+        if self._features is not None:
+            rows = [self._row_of.get(key) for key in zip(batch.recording_ids.tolist(), batch.start.tolist(), strict=True)]
+            if None not in rows:  # every trial's features are cached: only the head runs
+                return self.net.head(self._features[rows].to(self.device))  # type: ignore[union-attr,operator]
         return self.net(batch)
 
     # -- Lightning hooks -------------------------------------------------------------------------
@@ -219,6 +241,8 @@ class FinetuneModule(L.LightningModule):
             return
         if self.net is None:
             self.build(data.trials.take(np.arange(min(2, len(data.trials)))))
+        if self._features is None:
+            self.cache_features(data.trials)
         if stage == "fit":
             y = data.trials.y[data.rows("fit")]
             counts = np.bincount(y, minlength=self.trial_facts.n_classes).astype(np.float64)  # type: ignore[union-attr]

@@ -147,6 +147,14 @@ def test_saved_model_equals_the_trained_one(eegmat_store, pretrained, tmp_path):
         with torch.no_grad():
             torch.testing.assert_close(loaded(batch), module(batch), atol=1e-4, rtol=1e-4)
         assert meta["finetune"]["adaptation"] == adaptation and meta["training_data"]["pretraining"]["subjects"]
+    probe = FinetuneModule(checkpoint=pretrained, head="mlp", trial_facts=data.trial_facts)
+    probe.build(data.trials.take(np.arange(2)))
+    probe.eval()
+    batch = data.trials.take(np.arange(3, 9))
+    with torch.no_grad():
+        direct = probe(batch)
+        probe.cache_features(data.trials)  # a probe's cached features give what the backbone gives
+        torch.testing.assert_close(probe(batch), direct)
 
 
 def test_merged_lora_computes_the_same_function():
