@@ -59,7 +59,9 @@ def training_record(data: WindowDataModule) -> dict[str, Any]:
     -------
     record : dict
         ``store``, ``store_format_version``, ``preprocessing`` (recipe name -> sorted config
-        hashes), ``recordings`` and ``subjects`` (sorted) of the training split, and ``loading``:
+        hashes), ``recordings`` and ``subjects`` (sorted) of the training split, ``sources``
+        (recording id -> SHA-256 of its source file, which the leakage guard matches whatever id
+        another store gives the same file), and ``loading``:
         the data module's ``normalization``, ``channel_types``, ``sensortype_eps``, ``window_s``
         and ``stride_s`` (so that ``brainfm tokenize`` and ``brainfm tokenizer report`` read
         the data as the model saw it).
@@ -78,6 +80,8 @@ def training_record(data: WindowDataModule) -> dict[str, Any]:
         "preprocessing": {name: sorted(hashes) for name, hashes in sorted(recipes.items())},
         "recordings": sorted(layout.recording_id for layout in layouts),
         "subjects": sorted({layout.subject for layout in layouts}),
+        "sources": {layout.recording_id: str(store[layout.recording_id].source.get("sha256") or "")
+                    for layout in sorted(layouts, key=lambda lay: lay.recording_id)},
         "loading": {
             "normalization": data.normalization,
             "channel_types": None if data.channel_types is None else list(data.channel_types),

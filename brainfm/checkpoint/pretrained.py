@@ -104,6 +104,8 @@ def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> Pretr
         objective=dict(meta.get("objective") or {}),
     )
     model = PretrainedModel(tokenizer, backbone, objective, info)
-    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("fit_anchor")}
+    # a fine-tuned checkpoint (brainfm finetune) also holds its classification head: not part of the model
+    skipped = ("fit_anchor", "head.") if meta.get("finetune") else ("fit_anchor",)
+    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(skipped)}
     load_state_strict(model, state, where)
     return model.eval()

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve fit": ("brainfm.cli.retrieve_cmd", "train a concept-retrieval adapter on store trials"),
     "retrieve test": ("brainfm.cli.retrieve_cmd", "k-way retrieval on the held-out concepts"),
     "connectome": ("brainfm.cli.connectome_cmd", "dynamic functional connectomes: affinities -> NTF -> communities"),
+    "finetune fit": ("brainfm.cli.finetune_cmd", "fine-tune a classifier on one fold of a task (probe, full, LoRA, scratch)"),
+    "finetune test": ("brainfm.cli.finetune_cmd", "score a fine-tuned model on its test trials (evaluate's metrics)"),
     "evaluate": ("brainfm.cli.evaluate_cmd", "decode a task (configs/downstream/<task>.yaml) with protocols and baselines"),
     "demo": ("brainfm.cli.demo_cmd", "run the pipeline on the bundled sample data"),
     "pretrain fit": ("brainfm.cli.pretrain_cmd", "train a tokenizer or model recipe (configs/pretrain/*.yaml)"),

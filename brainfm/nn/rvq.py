@@ -205,7 +205,8 @@ class ResidualVQ(nn.Module):
     """Residual VQ over ``n_levels`` EMA codebooks.
 
     Returns the summed quantised vectors (rotation-trick outputs in training, raw codewords
-    in evaluation), the indices ``(..., n_levels)`` and the commitment loss
+    in evaluation; in evaluation with gradients enabled, the codewords with a straight-through
+    gradient, so a frozen-codebook tokenizer can be fine-tuned), the indices ``(..., n_levels)`` and the commitment loss
     ``weight * mean over levels of MSE(r, sg(q))``.
 
     Parameters
@@ -240,7 +241,15 @@ class ResidualVQ(nn.Module):
         for layer in self.layers:
             q, index = layer(residual)
             commit.append(F.mse_loss(residual, q.detach()))
-            out = out + (rotation_trick(residual, q) if self.training else q)
+            if self.training:
+                q_out = rotation_trick(residual, q)
+            elif residual.requires_grad and torch.is_grad_enabled():
+                # fine-tuning through a tokenizer kept in evaluation mode (brainfm finetune): the codebooks stay
+                # fixed, the codewords' values are passed on, and the gradient goes straight through to the encoder
+                q_out = residual + (q - residual).detach()
+            else:
+                q_out = q
+            out = out + q_out
             residual = residual - q.detach()
             indices.append(index)
         loss = self.commitment_weight * torch.stack(commit).mean()

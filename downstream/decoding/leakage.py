@@ -51,7 +51,7 @@ def check_leakage(training_data: Mapping[str, Any], trials: Trials, test_rows: n
     recordings = set(trials.recording[rows].tolist())
     seen_subjects = set(training_data.get("subjects") or [])
     seen_recordings = set(training_data.get("recordings") or [])
-    seen_hashes = set((training_data.get("sources") or {}).values())
+    seen_hashes = {h for h in (training_data.get("sources") or {}).values() if h}
     leaked_subjects = sorted(subjects & seen_subjects)
     leaked_recordings = sorted(r for r in recordings if r in seen_recordings
                                or (trials.sources.get(r) and trials.sources.get(r) in seen_hashes))
@@ -59,7 +59,7 @@ def check_leakage(training_data: Mapping[str, Any], trials: Trials, test_rows: n
     if leaked and not allow:
         shown = ", ".join(leaked[:12]) + (f" and {len(leaked) - 12} more" if len(leaked) > 12 else "")
         raise LeakageError(
-            f"{checkpoint} was pretrained on data this evaluation tests: {shown}. Scores on them would be "
+            f"{checkpoint} was trained on data this evaluation tests: {shown}. Scores on them would be "
             "inflated (the model has seen these people or recordings). Evaluate on a store of other subjects "
             "(--store), pretrain without them, or pass --allow-leakage to run anyway (the results then say so)."
         )

@@ -2,7 +2,7 @@
 
 ``apply_lora(model, rank)`` freezes every weight of ``model`` and wraps each ``nn.Linear``
 whose name marks an attention projection (``q``, ``k``, ``v``, ``qkv``, ``query``, ``key``,
-``value``, ``in_proj``, ``out_proj``, ``out``, ...) so that it computes
+``value``, ``qkv_proj`` (brainfm.nn.attention), ``in_proj``, ``out_proj``, ``o_proj``, ``out``, ...) so that it computes
 ``W x + (alpha / r) B A x`` with A (r, in) Gaussian and B (out, r) zero at start: the
 wrapped model starts exactly as the pretrained one, and only A and B train.
 """
@@ -14,10 +14,10 @@ import re
 import torch
 from torch import nn
 
-__all__ = ["ATTENTION_NAMES", "LoRALinear", "apply_lora"]
+__all__ = ["ATTENTION_NAMES", "LoRALinear", "apply_lora", "merge_lora"]
 
 #: Last name parts of the attention projections LoRA adapts.
-ATTENTION_NAMES = re.compile(r"(^|\.)(q|k|v|qkv|query|key|value|to_q|to_k|to_v|q_proj|k_proj|v_proj|in_proj|out_proj|o_proj|out)$")
+ATTENTION_NAMES = re.compile(r"(^|\.)(q|k|v|qkv|qkv_proj|query|key|value|to_q|to_k|to_v|q_proj|k_proj|v_proj|in_proj|out_proj|o_proj|out)$")
 
 
 class LoRALinear(nn.Module):
@@ -60,4 +60,31 @@ def apply_lora(model: nn.Module, rank: int = 4) -> list[str]:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, LoRALinear(module, rank))
+    return [name for name, _ in targets]
+
+
+def merge_lora(model: nn.Module) -> list[str]:
+    """Fold every LoRA update into its base layer, in place: ``W <- W + scale * B A``.
+
+    The merged model computes the same function with plain ``nn.Linear`` layers (so its
+    weights load into an unwrapped model of the same architecture); its parameters stay frozen
+    or trainable as the base layers were.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model wrapped by :func:`apply_lora`.
+
+    Returns
+    -------
+    merged : list of str
+        Names of the merged layers.
+    """
+    targets = [(name, module) for name, module in model.named_modules() if isinstance(module, LoRALinear)]
+    for name, module in targets:
+        with torch.no_grad():
+            module.base.weight += module.scale * module.lora_b @ module.lora_a
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, module.base)
     return [name for name, _ in targets]

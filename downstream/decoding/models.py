@@ -17,21 +17,19 @@ training fold (:mod:`brainfm.downstream.decoding.training`).
 
 from __future__ import annotations
 
-import copy
 from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from brainfm._logging import logger
 from brainfm.downstream.decoding.backbone import FeatureBackbone, load_backbone
+from brainfm.downstream.decoding.classifier import BackboneClassifier
 from brainfm.downstream.decoding.eegnet import EEGNet
 from brainfm.downstream.decoding.evaluation import FitPredict
 from brainfm.downstream.decoding.functional_layers import FunctionalNet
 from brainfm.downstream.decoding.heads import ClassificationHead
 from brainfm.downstream.decoding.leakage import check_leakage
-from brainfm.downstream.decoding.lora import apply_lora
 from brainfm.downstream.decoding.task import DecodingTask, ModelConfig
 from brainfm.downstream.decoding.training import fit_classifier, predict
 from brainfm.downstream.decoding.trials import Trials
@@ -80,28 +78,6 @@ def _trained(config: ModelConfig, make_net, forward) -> FitPredict:  # type: ign
         return proba.argmax(1), proba
 
     return fit_predict
-
-
-class _FineTuned(nn.Module):
-    """A backbone (a private copy) and a head, trained together."""
-
-    def __init__(self, backbone: FeatureBackbone, head: nn.Module, adaptation: Literal["full", "lora"], rank: int) -> None:
-        super().__init__()
-        self.backbone = copy.deepcopy(backbone)
-        if adaptation == "lora":
-            wrapped = apply_lora(self.backbone, rank)
-            if not wrapped:
-                raise ValueError("The backbone has no attention projection for LoRA; use adaptation: full.")
-        self.head = head
-
-    def train(self, mode: bool = True) -> _FineTuned:
-        """Train the head; the backbone stays in evaluation mode (no masking, noise or codebook updates)."""
-        super().train(mode)
-        self.backbone.eval()
-        return self
-
-    def forward(self, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        return self.head(self.backbone.features(batch))
 
 
 def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bool = False
@@ -169,7 +145,7 @@ def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bo
             runners[config.name] = ("brainfm", _trained(config, make_head, forward))
         else:
             def make_net(config=config, backbone=backbone, make_head=make_head):  # type: ignore[no-untyped-def]
-                return _FineTuned(backbone, make_head(), config.adaptation, config.lora_rank)
+                return BackboneClassifier(backbone, make_head(), config.adaptation, config.lora_rank)
 
             def forward(net, rows):  # type: ignore[no-untyped-def]
                 return net(trials.take(rows))

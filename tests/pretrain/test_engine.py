@@ -131,6 +131,8 @@ def test_checkpoint_records_the_training_data(tiny_store, tmp_path):
     assert info.training_data["recordings"] == trained_on and len(trained_on) == 2
     assert info.training_data["subjects"] == sorted({f"eegmat/{r.split('-')[1][:2]}" for r in trained_on})
     assert info.training_data["store_format_version"] == 1
+    sources = info.training_data["sources"]  # the leakage guard matches recordings by their source file too
+    assert sorted(sources) == trained_on and all(len(h) == 64 and h != "0" * 64 for h in sources.values())
     assert list(info.training_data["preprocessing"]) == ["engine-tests"]
     assert info.data.sfreq == 256.0 and info.data.n_times == 512 and info.data.sensor_types == ["eeg"]
     # the fitted bins came back: counted every good training sample once
