@@ -1,7 +1,7 @@
 """``brainfm demo``: the whole pipeline on the bundled sample (EEGMMIDB subject 1, runs 3 and 4).
 
-Preprocess -> store info and quality report -> BrainTokenizer pretraining -> decoding with
-classical baselines, EEGNet and the tokenizer's features (zero-shot, probe, fine-tuning) ->
+Preprocess -> store info and quality report -> BrainTokenizer -> BrainOmni pretraining -> decoding
+with classical baselines, EEGNet and the pretrained features (zero-shot, probe, fine-tuning) ->
 a table, figures and a summary of where every output is (:mod:`brainfm.cli.demo_pipeline`).
 """
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     if result.leaked:
         sys.stdout.write(
             f"Pretrained on {', '.join(result.pretrained_on)}; the sample holds one subject, so the brainfm rows test "
-            f"on data the tokenizer saw ({'; '.join(sorted({x for v in result.leaked.values() for x in v}))}): "
+            f"on data the pretrained models saw ({'; '.join(sorted({x for v in result.leaked.values() for x in v}))}): "
             "a demonstration, not an honest estimate. Baselines and EEGNet are unaffected.\n"
         )
     seconds = ", ".join(f"{name} {value:.0f} s" for name, value in result.seconds.items())

@@ -9,8 +9,10 @@ executed and run 4 imagined opening and closing of the left or right fist, 64 ch
 2. ``store info`` and the quality report -> ``OUT/report.html``;
 3. a BrainTokenizer (``pretrain fit --recipe braintokenizer --size tiny``) trained on one run and
    validated on the other -> ``OUT/tokenizer/``;
-4. ``evaluate``: left vs right fist, each run held out once (``cross_run``), classical baselines
-   (log band power, Riemannian tangent space, CSP + LDA) and EEGNet against the tokenizer's
+4. a small BrainOmni stage 2 on the frozen tokenizer (``pretrain fit --recipe brainomni``) ->
+   ``OUT/pretrain/``, where this brainfm ships the recipe;
+5. ``evaluate``: left vs right fist, each run held out once (``cross_run``), classical baselines
+   (log band power, Riemannian tangent space, CSP + LDA) and EEGNet against the pretrained
    features (zero-shot logistic regression, a trained probe, fine-tuning) on the same folds ->
    ``OUT/evaluation/`` (``results.md``/``.csv``/``.json``, ``folds.png``, ``confusion_*.png``).
 
@@ -51,7 +53,9 @@ class DemoBudget:
     tokenizer_epochs: int
     """BrainTokenizer epochs over the training run."""
     tokenizer_batches: int | None
-    """Training batches per epoch (None: the whole run)."""
+    """Training batches per epoch of the tokenizer and the foundation model (None: the whole run)."""
+    model_epochs: int
+    """Foundation-model (BrainOmni stage 2) epochs over the training run."""
     seeds: tuple[int, ...]
     """Evaluation seeds (each reseeds every model)."""
     max_epochs: int
@@ -64,10 +68,10 @@ class DemoBudget:
 
 #: The budgets of ``brainfm demo --budget``.
 BUDGETS: dict[str, DemoBudget] = {
-    "small": DemoBudget("small", tokenizer_epochs=1, tokenizer_batches=2, seeds=(0,), max_epochs=3, lrs=(1e-3,),
-                        finetune=False),
-    "full": DemoBudget("full", tokenizer_epochs=6, tokenizer_batches=None, seeds=(0, 1, 2), max_epochs=30,
-                       lrs=(1e-3, 3e-4), finetune=True),
+    "small": DemoBudget("small", tokenizer_epochs=1, tokenizer_batches=2, model_epochs=1, seeds=(0,), max_epochs=3,
+                        lrs=(1e-3,), finetune=False),
+    "full": DemoBudget("full", tokenizer_epochs=6, tokenizer_batches=None, model_epochs=4, seeds=(0, 1, 2),
+                       max_epochs=30, lrs=(1e-3, 3e-4), finetune=True),
 }
 
 
@@ -88,7 +92,7 @@ class DemoResult:
     leaked: dict[str, list[str]] = field(default_factory=dict)
     """Checkpoint model -> subjects/recordings it was pretrained on that the evaluation tests."""
     pretrained_on: list[str] = field(default_factory=list)
-    """Recordings the tokenizer trained on."""
+    """Recordings the tokenizer trained on (the foundation model trains on the same split)."""
     exit_status: int = 0
     """0 when every stage ran; 1 when preprocessing failed on a file."""
 
@@ -153,14 +157,26 @@ def latest_checkpoint(root: Path) -> Path:
     return found[-1]
 
 
-def _train_tokenizer(store: Path, out: Path, budget: DemoBudget, progress: bool) -> Path:
-    """``brainfm pretrain fit --recipe braintokenizer --size tiny`` on one run, validated on the other."""
+#: A BrainOmni stage 2 small enough for minutes on a CPU, on the tiny BrainTokenizer's latents
+#: (width 32, 4 latents, 64 codes): ``--model.*`` overrides of ``--recipe brainomni``.
+SMALL_BRAINOMNI = {"backbone.init_args.dim": 64, "backbone.init_args.n_heads": 4, "backbone.init_args.depth": 2,
+                   "backbone.init_args.token_dim": 32, "backbone.init_args.n_latents": 4,
+                   "objective.init_args.dim": 64, "objective.init_args.n_codes": 64}
+
+
+def has_foundation_model() -> bool:
+    """Whether this brainfm ships the BrainOmni recipe (``configs/pretrain/brainomni.yaml``)."""
+    return (files("brainfm.configs") / "pretrain" / "brainomni.yaml").is_file()
+
+
+def _fit(recipe: list[str], store: Path, out: Path, epochs: int, budget: DemoBudget, progress: bool) -> Path:
+    """``brainfm pretrain fit RECIPE`` on one run, validated on the other; the run's last checkpoint."""
     from brainfm.pretrain.cli import run_pretrain
 
-    argv = ["fit", "--recipe", "braintokenizer", "--size", "tiny", "--data.store", str(store),
+    argv = ["fit", *recipe, "--data.store", str(store),
             # two recordings: one trains, the other validates (whole runs, never windows of both)
             "--data.split_unit", "recording", "--data.val_fraction", "0.5",
-            "--trainer.max_epochs", str(budget.tokenizer_epochs), "--trainer.accelerator", "cpu",
+            "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu",
             "--trainer.devices", "1", "--trainer.default_root_dir", str(out), "--trainer.log_every_n_steps", "1",
             "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", str(progress).lower()]
     if budget.tokenizer_batches is not None:
@@ -170,17 +186,29 @@ def _train_tokenizer(store: Path, out: Path, budget: DemoBudget, progress: bool)
     return latest_checkpoint(out)
 
 
-def demo_task(store: Path, checkpoint: Path, budget: DemoBudget) -> dict[str, Any]:
+def _brainomni_recipe(tokenizer: Path) -> list[str]:
+    """``--recipe brainomni`` on the demo's frozen tokenizer, small, on 4-s segments (the trial length)."""
+    argv = ["--recipe", "brainomni", f"--model.tokenizer.init_args.checkpoint={tokenizer}", "--data.window_s", "4.0",
+            "--data.batch_size", "8"]
+    for key, value in SMALL_BRAINOMNI.items():
+        argv += [f"--model.{key}", str(value)]
+    return argv
+
+
+def demo_task(store: Path, tokenizer: Path, budget: DemoBudget, model: Path | None = None) -> dict[str, Any]:
     """The demo's decoding task: left vs right fist, each run held out once.
 
     Parameters
     ----------
     store : pathlib.Path
         The demo's store.
-    checkpoint : pathlib.Path
-        The pretrained checkpoint whose features are decoded.
+    tokenizer : pathlib.Path
+        The pretrained tokenizer (its features are decoded zero-shot).
     budget : DemoBudget
         Seeds and training budget of the decoders.
+    model : pathlib.Path | None
+        The pretrained foundation model (zero-shot, probe and, with the full budget, fine-tuned);
+        None: the tokenizer's features are probed and fine-tuned instead.
 
     Returns
     -------
@@ -188,12 +216,13 @@ def demo_task(store: Path, checkpoint: Path, budget: DemoBudget) -> dict[str, An
         A task as ``configs/downstream/<task>.yaml`` holds it (written to ``OUT/task.yaml``).
     """
     trained = {"max_epochs": budget.max_epochs, "lrs": list(budget.lrs), "patience": 5, "batch_size": 8}
-    models: list[dict[str, Any]] = [
-        {"name": "tokenizer_zero_shot", "kind": "zero_shot", "checkpoint": str(checkpoint)},
-        {"name": "tokenizer_probe", "kind": "probe", "checkpoint": str(checkpoint), "head": "linear", **trained},
-    ]
+    models: list[dict[str, Any]] = [{"name": "tokenizer_zero_shot", "kind": "zero_shot", "checkpoint": str(tokenizer)}]
+    name, checkpoint = ("brainomni", model) if model is not None else ("tokenizer", tokenizer)
+    if model is not None:
+        models.append({"name": "brainomni_zero_shot", "kind": "zero_shot", "checkpoint": str(model)})
+    models.append({"name": f"{name}_probe", "kind": "probe", "checkpoint": str(checkpoint), "head": "linear", **trained})
     if budget.finetune:
-        models.append({"name": "tokenizer_finetune", "kind": "finetune", "checkpoint": str(checkpoint),
+        models.append({"name": f"{name}_finetune", "kind": "finetune", "checkpoint": str(checkpoint),
                        "adaptation": "full", **trained, "lrs": [3e-4], "max_epochs": min(budget.max_epochs, 10)})
     models.append({"name": "eegnet", "kind": "scratch", "architecture": "eegnet", **trained})
     return {
@@ -252,7 +281,8 @@ def run_demo(out: str | Path, *, budget: Literal["small", "full"] = "full", jobs
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
     store_path = out / "store.zarr"
-    total = 4
+    with_model = has_foundation_model()
+    total = 5 if with_model else 4
     with as_file(files("brainfm") / "sample_data" / "eegmmidb") as sample:
         with _stage(say, result, 1, total, "preprocess", f"brainfm preprocess {sample} {store_path} "
                     f"--pattern '{SAMPLE_PATTERN}' (recipe 'default': 256 Hz, notch, 0.1 Hz high-pass, average reference)"):
@@ -272,18 +302,31 @@ def run_demo(out: str | Path, *, budget: Literal["small", "full"] = "full", jobs
     with _stage(say, result, 3, total, "tokenizer", f"brainfm pretrain fit --recipe braintokenizer --size tiny "
                 f"--data.store {store_path} ({chosen.tokenizer_epochs} epoch(s), budget {chosen.name!r})"):
         with _quiet_training(verbose):
-            checkpoint = _train_tokenizer(store_path, tokenizer_dir, chosen, progress)
+            checkpoint = _fit(["--recipe", "braintokenizer", "--size", "tiny"], store_path, tokenizer_dir,
+                              chosen.tokenizer_epochs, chosen, progress)
     training_data = read_checkpoint(checkpoint)["brainfm"].get("training_data") or {}
     result.pretrained_on = list(training_data.get("recordings", []))
     result.outputs["tokenizer_checkpoint"] = str(checkpoint)
     result.outputs["tokenizer_log"] = str(checkpoint.parent.parent / "metrics.csv")
     say(f"  BrainTokenizer trained on {', '.join(result.pretrained_on)}: {checkpoint}")
 
+    model: Path | None = None
+    if with_model:
+        model_dir = out / "pretrain"
+        with _stage(say, result, 4, total, "pretrain", f"brainfm pretrain fit --recipe brainomni --data.store {store_path} "
+                    f"--model.tokenizer.init_args.checkpoint {checkpoint.name} (BrainOmni stage 2, small: width 64, "
+                    f"2 blocks; {chosen.model_epochs} epoch(s))"):
+            with _quiet_training(verbose):
+                model = _fit(_brainomni_recipe(checkpoint), store_path, model_dir, chosen.model_epochs, chosen, progress)
+        result.outputs["model_checkpoint"] = str(model)
+        result.outputs["model_log"] = str(model.parent.parent / "metrics.csv")
+        say(f"  BrainOmni (masked-token prediction of the frozen tokenizer's codes): {model}")
+
     task_path = out / "task.yaml"
-    task_path.write_text(yaml.safe_dump(demo_task(store_path, checkpoint, chosen), sort_keys=False))
+    task_path.write_text(yaml.safe_dump(demo_task(store_path, checkpoint, chosen, model), sort_keys=False))
     result.outputs["task"] = str(task_path)
     evaluation_dir = out / "evaluation"
-    with _stage(say, result, 4, total, "evaluate", f"brainfm evaluate --config {task_path} --out {evaluation_dir} "
+    with _stage(say, result, total, total, "evaluate", f"brainfm evaluate --config {task_path} --out {evaluation_dir} "
                 "--allow-leakage (cross_run: each run held out once)"):
         with _quiet_training(verbose):
             evaluation, leaked, written = evaluate_with_progress(

@@ -8,18 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from brainfm.cli.demo_pipeline import BUDGETS, demo_task, latest_checkpoint
+from brainfm.cli.demo_pipeline import BUDGETS, demo_task, has_foundation_model, latest_checkpoint
 from brainfm.cli.main import main
 from brainfm.downstream.decoding.task import load_task
 from brainfm.errors import BrainFMError
 
 
+@pytest.mark.parametrize("model", [None, "model.ckpt"])
 @pytest.mark.parametrize("budget", sorted(BUDGETS))
-def test_demo_task_of_every_budget_validates(tmp_path, budget):
+def test_demo_task_of_every_budget_validates(tmp_path, budget, model):
     path = tmp_path / "task.yaml"
     import yaml
 
-    path.write_text(yaml.safe_dump(demo_task(tmp_path / "store.zarr", tmp_path / "tok.ckpt", BUDGETS[budget])))
+    model_path = None if model is None else tmp_path / model
+    path.write_text(yaml.safe_dump(demo_task(tmp_path / "store.zarr", tmp_path / "tok.ckpt", BUDGETS[budget], model_path)))
     task = load_task(path)
     assert task.protocol.name == "cross_run"  # one subject: runs, never windows of one run, on both sides
     assert task.protocol.seeds == list(BUDGETS[budget].seeds)
@@ -27,6 +29,9 @@ def test_demo_task_of_every_budget_validates(tmp_path, budget):
     kinds = {m.kind for m in task.models}
     assert {"zero_shot", "probe", "scratch"} <= kinds
     assert ("finetune" in kinds) == BUDGETS[budget].finetune
+    # trained decoders read the foundation model when there is one, else the tokenizer
+    trained = {m.checkpoint for m in task.models if m.kind in ("probe", "finetune")}
+    assert trained == {str(tmp_path / (model or "tok.ckpt"))}
 
 
 def test_latest_checkpoint_takes_the_newest_run(tmp_path):
@@ -46,7 +51,7 @@ def test_demo_runs_end_to_end_with_the_small_budget(tmp_path, capfd):
     assert main(["demo", "--out", str(out), "--budget", "small", "--json", "-q"]) == 0
     captured = capfd.readouterr()
     summary = json.loads(captured.out)  # stdout holds the JSON summary only
-    assert "[4/4] brainfm evaluate" in captured.err
+    assert "brainfm evaluate --config" in captured.err
     outputs = {name: Path(path) for name, path in summary["outputs"].items()}
     for name, path in outputs.items():
         assert path.exists(), f"{name}: {path} is missing"
@@ -63,8 +68,9 @@ def test_demo_runs_end_to_end_with_the_small_budget(tmp_path, capfd):
     assert results["protocol"] == "cross_run" and results["n_trials"] == 30  # 15 T1/T2 trials per run
     models = summary["models"]
     assert {"bandpower_lr", "tangent_lr", "csp_lda", "eegnet"} <= set(models)
-    assert {name for name, model in models.items() if model["kind"] == "brainfm"} == {
-        "tokenizer_zero_shot", "tokenizer_probe"}
+    expected = ({"tokenizer_zero_shot", "brainomni_zero_shot", "brainomni_probe"} if has_foundation_model()
+                else {"tokenizer_zero_shot", "tokenizer_probe"})
+    assert {name for name, model in models.items() if model["kind"] == "brainfm"} == expected
     for name, model in results["models"].items():
         assert 0.0 <= model["balanced_accuracy"]["mean"] <= 1.0, name
         folds = model["folds"]
@@ -74,7 +80,12 @@ def test_demo_runs_end_to_end_with_the_small_budget(tmp_path, capfd):
     # the single subject was in pretraining: the guard's override is reported, never silent
     assert any("subject eegmmidb/001" in found for found in summary["leakage"].values())
     assert any(Path(p).name == "folds.png" for p in summary["outputs"].values())
-    assert set(summary["seconds"]) == {"preprocess", "report", "tokenizer", "evaluate"}
+    stages = {"preprocess", "report", "tokenizer", "evaluate"} | ({"pretrain"} if has_foundation_model() else set())
+    assert set(summary["seconds"]) == stages
+    if has_foundation_model():  # BrainOmni stage 2 on the demo's own tokenizer, on the same training run
+        model = torch.load(outputs["model_checkpoint"], weights_only=True)["brainfm"]
+        assert model["training_data"]["recordings"] == training["recordings"]
+        assert model["backbone"]["class_path"].endswith("BrainOmni")
 
 
 def test_demo_text_summary_says_where_everything_is(tmp_path, capsys, monkeypatch):
