@@ -18,16 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--out", default="demo_out", help="the run folder (default ./demo_out)")
     parser.add_argument("--budget", default="full", choices=("small", "full"),
                         help="full: a few minutes on 2 CPU cores (default); small: about a minute (CI)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for preprocessing")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for preprocessing (>= 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_verbosity(parser)
 
 
 def run(args: argparse.Namespace, command: str) -> int:
-    """Run the pipeline; exit 1 when a stage fails on the data, 3 on an internal error."""
-    from brainfm._logging import use_log_level
+    """Run the pipeline; exit 2 for unusable arguments, 1 when a stage fails on the data, 3 on an internal error."""
+    from brainfm._logging import logger, use_log_level
     from brainfm.cli.demo_pipeline import run_demo
-    from brainfm.errors import BrainFMError
+    from brainfm.errors import BrainFMError, ConfigError
 
     def say(text: str) -> None:
         if not args.quiet or text.startswith("["):
@@ -38,9 +38,16 @@ def run(args: argparse.Namespace, command: str) -> int:
         with use_log_level(log_level(args)), redirect:
             result = run_demo(args.out, budget=args.budget, jobs=args.jobs, say=say,
                               progress=not args.quiet and sys.stderr.isatty(), verbose=args.verbose)
+    except ConfigError as exc:
+        print_error(exc)
+        return 2
     except BrainFMError as exc:
         print_error(exc)
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: traceback in the log, a status of its own
+        logger.error("Internal error in brainfm demo", exc_info=True)
+        print_error(exc)
+        return 3
     if args.json:
         print_json(result.to_json())
         return result.exit_status

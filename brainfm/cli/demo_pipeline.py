@@ -333,8 +333,8 @@ def run_demo(out: str | Path, *, budget: Literal["small", "full"] = "full", jobs
                 load_task(task_path), evaluation_dir, allow_leakage=True, show_progress=progress)
     result.leaked = leaked
     result.table = markdown_table(evaluation)
-    result.scores = {name: {"kind": model.kind, "balanced_accuracy": model.summary("balanced_accuracy")}
-                     for name, model in evaluation.models.items()}
+    result.scores = {name: {"kind": scores.kind, "balanced_accuracy": scores.summary("balanced_accuracy")}
+                     for name, scores in evaluation.models.items()}
     result.outputs.update({"results_markdown": written["markdown"], "results_csv": written["csv"],
                            "results_json": written["json"]})
     for figure in written["figures"]:

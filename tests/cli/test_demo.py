@@ -118,3 +118,17 @@ def test_demo_refuses_an_unknown_budget(capsys):
         main(["demo", "--budget", "huge"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_demo_exit_status_names_the_kind_of_failure(tmp_path, capsys, monkeypatch):
+    """2 for unusable arguments (before any work), 3 for a bug in brainfm."""
+    assert main(["demo", "--out", str(tmp_path / "a"), "--jobs", "0", "-q"]) == 2
+    assert "jobs must be >= 1" in capsys.readouterr().err
+    import brainfm.cli.demo_pipeline as pipeline
+
+    def broken(out, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(pipeline, "run_demo", broken)
+    assert main(["demo", "--out", str(tmp_path / "b"), "-q"]) == 3
+    assert "KeyError" in capsys.readouterr().err
