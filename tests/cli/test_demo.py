@@ -45,7 +45,7 @@ def test_latest_checkpoint_takes_the_newest_run(tmp_path):
     assert latest_checkpoint(tmp_path).parent.parent.name == "version_10"
 
 
-@pytest.mark.slow  # 40-110 s on a shared 2-core machine
+# 23-41 s on the shared 2-core machine at load 4-8 (up to 110 s at load 14): not marked slow
 def test_demo_runs_end_to_end_with_the_small_budget(tmp_path, capfd):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--budget", "small", "--json", "-q"]) == 0
