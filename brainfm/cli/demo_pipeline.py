@@ -257,7 +257,7 @@ def run_demo(out: str | Path, *, budget: Literal["small", "full"] = "full", jobs
     say : callable
         Receives one line per stage and the stage summaries (the CLI writes them to stdout).
     progress : bool
-        Show a progress bar per stage on stderr.
+        Show a progress bar per stage on stderr (preprocessing, report, training, evaluation).
     verbose : bool
         Keep Lightning's tips and warnings.
 
@@ -294,7 +294,7 @@ def run_demo(out: str | Path, *, budget: Literal["small", "full"] = "full", jobs
 
     with _stage(say, result, 2, total, "report", f"brainfm store info {store_path}; brainfm report {store_path}"):
         say(_info_table(store_info(open_store(store_path))))
-        report = write_report(store_path, out / "report.html")
+        report = write_report(store_path, out / "report.html", progress=progress)
     result.outputs["report"] = str(report["html"])
     say(f"  quality report (spectra, sensor layout, events, provenance): {report['html']}")
 
