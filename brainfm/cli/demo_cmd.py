@@ -8,6 +8,7 @@ a table, figures and a summary of where every output is (:mod:`brainfm.cli.demo_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from brainfm.cli._output import add_verbosity, log_level, print_error, print_json, stdout_to_stderr
@@ -29,11 +30,13 @@ def run(args: argparse.Namespace, command: str) -> int:
     from brainfm.cli.demo_pipeline import run_demo
     from brainfm.errors import BrainFMError, ConfigError
 
-    def say(text: str) -> None:
-        if not args.quiet or text.startswith("["):
-            sys.stderr.write(text + "\n") if args.json else sys.stdout.write(text + "\n")
+    stream = sys.stderr if args.json else sys.stdout  # under --json, stdout holds the JSON summary only
 
-    redirect = stdout_to_stderr() if args.json else _nothing()
+    def say(text: str) -> None:
+        if not args.quiet or text.startswith("["):  # -q keeps the stage headlines
+            stream.write(text + "\n")
+
+    redirect = stdout_to_stderr() if args.json else contextlib.nullcontext()
     try:
         with use_log_level(log_level(args)), redirect:
             result = run_demo(args.out, budget=args.budget, jobs=args.jobs, say=say,
@@ -65,8 +68,3 @@ def run(args: argparse.Namespace, command: str) -> int:
         sys.stdout.write(f"  {name:<{width}}  {path}\n")
     return result.exit_status
 
-
-def _nothing():  # type: ignore[no-untyped-def]
-    import contextlib
-
-    return contextlib.nullcontext()
