@@ -1,5 +1,5 @@
 # brainfm: set-up from nothing, then the demo or the tests.
-#   make demo   install into .venv, then preprocess the bundled sample and report
+#   make demo   install into .venv, then run the whole pipeline on the bundled sample (brainfm demo)
 #   make test   install into .venv, then run the test suite
 PYTHON ?= python3
 VENV ?= .venv

@@ -1,75 +1,70 @@
-"""``brainfm demo``: the pipeline on the bundled sample (EEGMMIDB subject 1, runs 3 and 4)."""
+"""``brainfm demo``: the whole pipeline on the bundled sample (EEGMMIDB subject 1, runs 3 and 4).
+
+Preprocess -> store info and quality report -> BrainTokenizer -> BrainOmni pretraining -> decoding
+with classical baselines, EEGNet and the pretrained features (zero-shot, probe, fine-tuning) ->
+a table, figures and a summary of where every output is (:mod:`brainfm.cli.demo_pipeline`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from importlib.resources import as_file, files
-from pathlib import Path
 
-from brainfm.cli._output import add_verbosity, log_level
+from brainfm.cli._output import add_verbosity, log_level, print_error, print_json, stdout_to_stderr
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """Declare the arguments of ``brainfm demo``."""
-    parser.add_argument("--out", default="demo_out", help="folder for the demo's store and reports (default ./demo_out)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for preprocessing")
+    parser.add_argument("--out", default="demo_out", help="the run folder (default ./demo_out)")
+    parser.add_argument("--budget", default="full", choices=("small", "full"),
+                        help="full: a few minutes on 2 CPU cores (default); small: about a minute (CI)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for preprocessing (>= 1)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_verbosity(parser)
 
 
 def run(args: argparse.Namespace, command: str) -> int:
-    """Preprocess the bundled sample into ``OUT/store.zarr`` and print what the store holds."""
-    from brainfm._logging import use_log_level
-    from brainfm.cli.store_cmd import _info_table
-    from brainfm.preprocessing.report import write_report
-    from brainfm.preprocessing.run import preprocess
-    from brainfm.store.reader import open_store
-    from brainfm.store.summary import store_info
+    """Run the pipeline; exit 2 for unusable arguments, 1 when a stage fails on the data, 3 on an internal error."""
+    from brainfm._logging import logger, use_log_level
+    from brainfm.cli.demo_pipeline import run_demo
+    from brainfm.errors import BrainFMError, ConfigError
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    store_path = out / "store.zarr"
-    with as_file(files("brainfm") / "sample_data" / "eegmmidb") as sample:
-        sys.stdout.write(f"[1/4] preprocess {sample} -> {store_path} (recipe 'default')\n")
-        with use_log_level(log_level(args)):
-            summary = preprocess(
-                sample, store_path, recipe="default", jobs=args.jobs, dataset="eegmmidb",
-                pattern=r"S(?P<subject>\d+)R(?P<run>\d+)", progress=not args.quiet and sys.stderr.isatty(),
-            )
-    sys.stdout.write(summary.table() + "\n")
-    sys.stdout.write(f"[2/4] brainfm store info {store_path}\n")
-    sys.stdout.write(_info_table(store_info(open_store(store_path))) + "\n")
-    report = write_report(store_path, out / "report.html")
-    sys.stdout.write(
-        f"[3/4] brainfm report {store_path} {report['html']}\n  quality report (PSDs, sensor layout, events, "
-        f"provenance) of {report['summary']['n_recordings']} recordings: open it in a browser\n"
-    )
-    sys.stdout.write(_load_report(store_path) + "\n")
-    return summary.exit_status
+    stream = sys.stderr if args.json else sys.stdout  # under --json, stdout holds the JSON summary only
 
+    def say(text: str) -> None:
+        if not args.quiet or text.startswith("["):  # -q keeps the stage headlines
+            stream.write(text + "\n")
 
-def _load_report(store_path: Path) -> str:
-    """Read one training epoch of labelled 4-s windows (T1 left vs T2 right fist) as batches."""
-    import time
+    redirect = stdout_to_stderr() if args.json else contextlib.nullcontext()
+    try:
+        with use_log_level(log_level(args)), redirect:
+            result = run_demo(args.out, budget=args.budget, jobs=args.jobs, say=say,
+                              progress=not args.quiet and sys.stderr.isatty(), verbose=args.verbose)
+    except ConfigError as exc:
+        print_error(exc)
+        return 2
+    except BrainFMError as exc:
+        print_error(exc)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: traceback in the log, a status of its own
+        logger.error("Internal error in brainfm demo", exc_info=True)
+        print_error(exc)
+        return 3
+    if args.json:
+        print_json(result.to_json())
+        return result.exit_status
+    sys.stdout.write("\n" + result.table)
+    if result.leaked:
+        sys.stdout.write(
+            f"Pretrained on {', '.join(result.pretrained_on)}; the sample holds one subject, so the brainfm rows test "
+            f"on data the pretrained models saw ({'; '.join(sorted({x for v in result.leaked.values() for x in v}))}): "
+            "a demonstration, not an honest estimate. Baselines and EEGNet are unaffected.\n"
+        )
+    seconds = ", ".join(f"{name} {value:.0f} s" for name, value in result.seconds.items())
+    sys.stdout.write(f"\nDone in {sum(result.seconds.values()):.0f} s ({seconds}). Outputs in {result.out}/:\n")
+    width = max(len(name) for name in result.outputs)
+    for name, path in result.outputs.items():
+        sys.stdout.write(f"  {name:<{width}}  {path}\n")
+    return result.exit_status
 
-    from brainfm.loading import WindowDataModule
-
-    data = WindowDataModule(
-        store_path, window_s=None, tmin=0.0, tmax=4.0, label_map={"T1": 0, "T2": 1},
-        batch_size=8, split_unit="recording", val_fraction=0.5, seed=0,
-    )
-    data.setup("fit")
-    started = time.perf_counter()
-    n_windows, first = 0, None
-    for batch in data.train_dataloader():
-        first = first or batch
-        n_windows += batch.signal.shape[0]
-    seconds = time.perf_counter() - started
-    assert first is not None
-    return (
-        f"[4/4] load event-locked windows (T1 left fist -> 0, T2 right fist -> 1), split by recording\n"
-        f"  train: {n_windows} windows in {seconds:.2f} s; first batch signal {tuple(first.signal.shape)}, "
-        f"sensor_pos {tuple(first.sensor_pos.shape)}, labels {first.labels.tolist()}\n"
-        f"  channels linked into models: n_channels={data.n_channels}, n_times={data.n_times}, "
-        f"sfreq={data.sfreq:g}, vocabulary_size={data.vocabulary_size}"
-    )

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from brainfm.cli._output import add_verbosity, log_level, print_error, print_json, stdout_to_stderr
+
+if TYPE_CHECKING:
+    from brainfm.downstream.decoding.evaluation import EvaluationResult
+    from brainfm.downstream.decoding.task import DecodingTask
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -24,14 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def run(args: argparse.Namespace, command: str) -> int:
     """Evaluate; exit 2 for an unusable task, store or a leak, 1 when the data fail."""
-    from tqdm import tqdm
-
     from brainfm._logging import use_log_level
-    from brainfm.downstream.decoding.evaluation import count_steps, evaluate_task
-    from brainfm.downstream.decoding.models import build_model_runners
-    from brainfm.downstream.decoding.report import markdown_table, write_results
+    from brainfm.downstream.decoding.report import markdown_table
     from brainfm.downstream.decoding.task import load_task
-    from brainfm.downstream.decoding.trials import load_trials
     from brainfm.errors import (
         CheckpointError,
         ConfigError,
@@ -51,16 +52,10 @@ def run(args: argparse.Namespace, command: str) -> int:
         return 2
     try:
         with use_log_level(log_level(args)), stdout_to_stderr():
-            trials = load_trials(task)
-            runners, leaked = build_model_runners(task, trials, allow_leakage=args.allow_leakage)
-            total = count_steps(task, trials, len(task.baselines) + len(runners))
-            with tqdm(total=total, desc=f"evaluate {task.name}", unit="fit", file=sys.stderr,
-                      disable=args.quiet or not sys.stderr.isatty()) as bar:
-                def progress(text: str) -> None:
-                    bar.set_postfix_str(text[:40])
-                    bar.update(1)
-                result = evaluate_task(task, trials, model_runners=runners, progress=progress)
-            files = write_results(result, task, args.out or f"evaluate_{task.name}")
+            result, leaked, files = evaluate_with_progress(
+                task, args.out or f"evaluate_{task.name}", allow_leakage=args.allow_leakage,
+                show_progress=not args.quiet and sys.stderr.isatty(),
+            )
     except (ConfigError, StoreNotFoundError, StoreFormatError, CheckpointError, FileNotFoundError) as exc:
         print_error(exc)
         return 2
@@ -75,3 +70,46 @@ def run(args: argparse.Namespace, command: str) -> int:
             sys.stdout.write(f"WARNING: run with --allow-leakage; leaked test data: {leaked}\n")
         sys.stdout.write(f"{result.seconds:.1f} s; results, tables and figures in {files['markdown'].rsplit('/', 1)[0]}\n")
     return 0
+
+
+def evaluate_with_progress(task: DecodingTask, out: str | Path, *, allow_leakage: bool = False,
+                           show_progress: bool = True) -> tuple[EvaluationResult, dict[str, list[str]], dict[str, Any]]:
+    """Run a task's protocol with a progress bar on stderr and write its results (what ``brainfm evaluate`` does).
+
+    Parameters
+    ----------
+    task : DecodingTask
+        The task (``load_task``).
+    out : str | pathlib.Path
+        The results folder.
+    allow_leakage : bool
+        Run even when test subjects or recordings were in a checkpoint's pretraining.
+    show_progress : bool
+        Show the progress bar (one step per model, fold and seed).
+
+    Returns
+    -------
+    result : EvaluationResult
+        Scores per model, fold and seed.
+    leaked : dict of str to list of str
+        Model name -> leaked subjects/recordings (only with ``allow_leakage``).
+    files : dict
+        The written files (``markdown``, ``csv``, ``json``, ``task``, ``figures``).
+    """
+    from tqdm import tqdm
+
+    from brainfm.downstream.decoding.evaluation import count_steps, evaluate_task
+    from brainfm.downstream.decoding.models import build_model_runners
+    from brainfm.downstream.decoding.report import write_results
+    from brainfm.downstream.decoding.trials import load_trials
+
+    trials = load_trials(task)
+    runners, leaked = build_model_runners(task, trials, allow_leakage=allow_leakage)
+    total = count_steps(task, trials, len(task.baselines) + len(runners))
+    with tqdm(total=total, desc=f"evaluate {task.name}", unit="fit", file=sys.stderr, disable=not show_progress) as bar:
+        def progress(text: str) -> None:
+            bar.set_postfix_str(text[:40])
+            bar.update(1)
+        result = evaluate_task(task, trials, model_runners=runners, progress=progress)
+    files = write_results(result, task, out)
+    return result, leaked, files

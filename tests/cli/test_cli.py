@@ -94,18 +94,6 @@ def test_unusable_arguments_exit_2(args, message, tmp_path):
     assert message in result.stderr
 
 
-@pytest.mark.slow
-def test_demo_runs_on_the_bundled_sample(tmp_path):
-    result = _run("demo", "--out", str(tmp_path / "demo"), "-q")
-    assert result.returncode == 0, result.stderr
-    assert "2 stored" in result.stdout
-    assert "eegmmidb_sub-001_run-03" in result.stdout and "eegmmidb_sub-001_run-04" in result.stdout
-    assert "subjects of 2 recordings: pattern, from --pattern" in result.stdout  # the demo names its subjects
-    assert "first batch signal (8, 64, 1024)" in result.stdout
-    report = (tmp_path / "demo" / "report.html").read_text()
-    assert "eegmmidb_sub-001_run-03" in report and "Power spectral density" in report
-
-
 # --- issue 6: stdout holds one JSON document; exit statuses --------------------------------------
 
 def _printing_reader(real):
