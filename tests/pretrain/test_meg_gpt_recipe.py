@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from brainfm.checkpoint import load_model, read_checkpoint
+from brainfm.checkpoint import load_model, load_tokenizer, read_checkpoint
 from brainfm.cli.main import main
 
 pytestmark = [
@@ -89,5 +89,6 @@ def test_tiny_trains_resumes_exactly_and_loads(tiny_store, sample_tokenizer_chec
 
     model = load_model(_checkpoints(full)[-1])
     meta = read_checkpoint(_checkpoints(full)[-1])["brainfm"]
-    assert meta["backbone"]["init_args"]["n_tokens"] == 17  # 16 tokens + the unknown token
+    # the tokenizer's vocabulary as refactored when its checkpoint was written (used tokens + unknown)
+    assert meta["backbone"]["init_args"]["n_tokens"] == load_tokenizer(sample_tokenizer_checkpoint)[0].vocab_size
     assert model.generative and model.feature_dim == 64
