@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--normalization", default="sensortype")
     p.add_argument("--variant", choices=["base", "noq"], default="base")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--zero-bias", action="store_true", help="zero every bias at init (experiment)")
     p.add_argument("--key-gain", type=float, default=1.0,
                    help="multiply both attention key weights at init (experiment: sharper attention)")
     args = p.parse_args()
@@ -86,6 +87,10 @@ def main() -> None:
     with torch.no_grad():
         tok.compress.key.weight.mul_(args.key_gain)
         tok.reconstruct.key.weight.mul_(args.key_gain)
+        if args.zero_bias:
+            for name, prm in tok.named_parameters():
+                if name.endswith("bias") or "bias_" in name:
+                    prm.zero_()
     if args.variant == "noq":
         tok.quantize = lambda lat: (F.normalize(lat, dim=-1), None, lat.sum() * 0)
     val = [b for _, b in zip(range(4), dm.val_dataloader())]
