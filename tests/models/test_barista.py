@@ -299,3 +299,62 @@ def test_pretraining_reduces_the_masked_loss_without_collapse():  # §12 item 13
     with torch.no_grad():
         latents = model.tokenize(_synthetic_regions(8, g))[0]
     assert latents.reshape(-1, 64).std(0).min() > 0.1
+
+
+def test_ema_teacher_target_copies_then_follows_the_student():
+    """``target: ema_teacher``: the teacher starts as the student's patch encoder and pooler, then moves
+    by EMA (decay d: teacher <- d * teacher + (1 - d) * student) at each training forward, never by
+    gradient; in eval mode it stays put."""
+    model = tiny()
+    objective = MaskedLatentObjective(target="ema_teacher", ema_decay=0.9)
+    assert not any(p.requires_grad for p in objective.teacher_encoder.parameters())
+    objective.check_data(_facts(), None, model)
+    batch = make_batch()
+    # untouched student: the EMA target equals the stop-gradient target
+    with torch.no_grad():
+        latents = model.tokenize(batch)[0]
+    torch.testing.assert_close(objective.targets(latents, batch, model), latents)
+    assert bool(objective.teacher_ready)
+    student = model.temporal_pooler.weight
+    before = objective.teacher_pooler.weight.clone()
+    with torch.no_grad():
+        student.add_(1.0)
+    objective.eval()
+    objective.targets(latents, batch, model)
+    assert torch.equal(objective.teacher_pooler.weight, before)  # eval: no update
+    objective.train()
+    model.train()
+    losses = objective(batch, backbone=model)
+    torch.testing.assert_close(objective.teacher_pooler.weight, 0.9 * before + 0.1 * student.detach())
+    losses["loss"].backward()
+    assert objective.teacher_pooler.weight.grad is None and student.grad is not None
+    # the teacher is state: it travels in the state dict (exact resume)
+    assert {"teacher_ready", "teacher_pooler.weight"} <= set(objective.state_dict())
+    with pytest.raises(ConfigError, match="encoder_channels"):
+        objective.check_data(_facts(), None, tiny(encoder_channels=[1, 4, 1]))
+    with pytest.raises(ConfigError, match="'target' parameter.*'ema_teacher'"):
+        MaskedLatentObjective(target="teacher")
+
+
+def test_token_normalised_target_is_scale_free():
+    """``target_norm: token``: each target token has mean 0 and variance 1 over its features, so the
+    latent loss and its trivial predictor do not change when the encoder's output scale does."""
+    model, batch = tiny(), make_batch()
+    objective = MaskedLatentObjective(target_norm="token")
+    with torch.no_grad():
+        latents = model.tokenize(batch)[0]
+        target = objective.targets(latents, batch, model)
+        torch.testing.assert_close(target.mean(-1), torch.zeros(target.shape[:2]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(target.var(-1, unbiased=False), torch.ones(target.shape[:2]), atol=1e-3, rtol=0)
+        torch.testing.assert_close(objective.targets(8.0 * latents, batch, model), target, atol=1e-5, rtol=1e-5)
+        with torch.random.fork_rng(devices=[]):
+            torch.random.manual_seed(5)
+            first = objective(batch, backbone=model)
+        model.temporal_pooler.weight.mul_(8.0)
+        with torch.random.fork_rng(devices=[]):
+            torch.random.manual_seed(5)
+            scaled = objective(batch, backbone=model)
+    torch.testing.assert_close(scaled["latent_baseline"], first["latent_baseline"], atol=1e-5, rtol=1e-4)
+    assert 0 < float(first["latent_baseline"]) < 1.0  # the mean target explains part of unit variance
+    with pytest.raises(ConfigError, match="'target_norm' parameter"):
+        MaskedLatentObjective(target_norm="batch")
