@@ -7,6 +7,10 @@ The Brain Treebank (Wang et al. 2024, https://braintreebank.dev) lays a dataset 
       electrode_labels/sub_<k>/electrode_labels.json
       localization/sub_<k>/depth-wm.csv
       corrupted_elec.json                         (optional)
+      subject_timings/sub_<k>_trial<nnn>_timings.csv,
+      subject_metadata/sub_<k>_trial<nnn>_metadata.json,
+      transcripts/<film>/features.csv             (optional: word events,
+                                                   :mod:`brainfm.preprocessing.braintreebank_events`)
 
 Each HDF5 file holds a group ``data`` with one 1-D dataset per electrode,
 ``electrode_<i>``, in the order of the subject's ``electrode_labels.json`` (a JSON list of
@@ -45,8 +49,9 @@ import numpy as np
 import pandas as pd
 
 from brainfm.data.channels import empty_channel_table, shaft_groups
-from brainfm.data.recording import Identity, empty_events
+from brainfm.data.recording import Identity
 from brainfm.errors import ReadError, SidecarError
+from brainfm.preprocessing.braintreebank_events import braintreebank_events, event_companions
 from brainfm.preprocessing.source import RawInput, Source
 
 __all__ = [
@@ -103,7 +108,8 @@ def discover_braintreebank(root: Path, dataset: str) -> tuple[list[Source], list
     -------
     sources : list of Source
         One per trial file, format ``"braintreebank"``, companions ``"labels"``,
-        ``"localization"`` and (when present) ``"corrupted"``; sorted by subject and trial.
+        ``"localization"``, ``"timings"``, ``"metadata"`` and (when present) ``"corrupted"`` and
+        ``"transcript"``; sorted by subject and trial.
     ignored : list of pathlib.Path
         Other files directly in the trial folders.
     """
@@ -125,6 +131,14 @@ def discover_braintreebank(root: Path, dataset: str) -> tuple[list[Source], list
         }
         if (root / "corrupted_elec.json").is_file():
             companions["corrupted"] = root / "corrupted_elec.json"
+        companions.update(event_companions(root, subject, trial))
+        metadata = companions["metadata"]
+        try:  # the film's transcript is a companion too (its words become events)
+            film = json.loads(metadata.read_text()).get("filename") if metadata.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            film = None  # reported when the trial is read
+        if isinstance(film, str):
+            companions["transcript"] = root / "transcripts" / film / "features.csv"
         identity = Identity(dataset=dataset, subject=str(subject), run=f"{trial:03d}")
         sources.append(Source(
             path=path, relpath=path.relative_to(root).as_posix(), format="braintreebank",
@@ -355,8 +369,9 @@ def read_braintreebank(source: Source) -> RawInput:
     Returns
     -------
     raw_input : RawInput
-        No events (word onsets need the movie transcripts and trigger timings, which the
-        pretraining recipes do not use); line frequency 60 Hz (recorded in Boston).
+        Word, sentence-onset and non-speech events when the trial's trigger timings, metadata
+        and film transcript are present (:mod:`brainfm.preprocessing.braintreebank_events`),
+        none otherwise; line frequency 60 Hz (recorded in Boston).
 
     Raises
     ------
@@ -379,4 +394,6 @@ def read_braintreebank(source: Source) -> RawInput:
         "reader": "brainfm.preprocessing.braintreebank.read_raw_braintreebank", "options": {},
         "format": "braintreebank", "electrodes": source.companions["localization"].name, "space": "mri",
     }
-    return RawInput(raw=raw, channels=channels, events=empty_events(), line_freq=60.0, warnings=notes, info=info)
+    root = source.companions["labels"].parents[2]  # <root>/electrode_labels/sub_<k>/electrode_labels.json
+    events = braintreebank_events(root, source.path, source.companions, BRAINTREEBANK_SFREQ, raw.n_times, notes)
+    return RawInput(raw=raw, channels=channels, events=events, line_freq=60.0, warnings=notes, info=info)

@@ -130,3 +130,98 @@ def test_missing_label_file_names_the_file(treebank):
     (root / "electrode_labels" / "sub_1" / "electrode_labels.json").unlink()
     with pytest.raises(SidecarError, match=r"electrode_labels/sub_1/electrode_labels.json is missing"):
         read_source(discover(root).sources[0])
+
+
+def _film_layout(root, data_seconds: int = 90):
+    """A longer trial with trigger timings, trial metadata and a film transcript in the dataset's layout.
+
+    Triggers every movie second, the neural clock 1000 samples ahead, trigger 5 s late by 7 samples
+    (so a word's sample depends on which trigger is nearest). Eight 3-word sentences, one every 10 s
+    from movie second 4; a word without times and one after the last trigger are left out."""
+    rng = np.random.default_rng(1)
+    n_times = data_seconds * SFREQ
+    with h5py.File(root / "all_subject_data" / "sub_1_trial002.h5", "w") as handle:
+        group = handle.create_group("data")
+        for i in range(len(LABELS)):
+            group.create_dataset(f"electrode_{i}", data=(rng.standard_normal(n_times) * 20.0).astype(np.float32))
+    movie = np.arange(0.0, data_seconds - 2.0)
+    index = 1000 + movie * SFREQ + np.where(movie == 5.0, 7, 0)
+    (root / "subject_timings").mkdir()
+    pd.DataFrame({"type": "movie", "movie_time": movie, "index": index.astype(int)}).to_csv(
+        root / "subject_timings" / "sub_1_trial002_timings.csv", index=False)
+    (root / "subject_metadata").mkdir()
+    (root / "subject_metadata" / "sub_1_trial002_metadata.json").write_text(
+        json.dumps({"title": "A Film", "filename": "a-film"}))
+    rows = []
+    for k in range(8):
+        t = 4.0 + 10.0 * k
+        rows += [(t, t + 0.35, 1.0, "We"), (t + 0.4, t + 0.75, 0.0, "go"), (t + 0.8, t + 1.2, 0.0, "home")]
+    rows += [(float("nan"), float("nan"), 0.0, "[noise]"), (95.0, 95.3, 1.0, "late")]
+    (root / "transcripts" / "a-film").mkdir(parents=True)
+    pd.DataFrame(rows, columns=["start", "end", "is_onset", "text"]).to_csv(
+        root / "transcripts" / "a-film" / "features.csv")
+    return n_times
+
+
+def test_word_sentence_and_nonspeech_events_from_trigger_timings(treebank):
+    from brainfm.preprocessing.braintreebank_events import word_samples
+
+    root, _ = treebank
+    n_times = _film_layout(root)
+    source = discover(root).sources[0]
+    assert {"timings", "metadata", "transcript"} <= set(source.companions)
+    assert source.companions["transcript"] in source.files  # a changed transcript re-processes the trial
+    events = read_source(source).events
+    words = events[events["description"] == "word"]
+    assert len(words) == 24 and (events["description"] == "sentence_onset").sum() == 8
+    # nearest trigger (spec §4.8): movie 4.8 s is nearest to trigger 5 (7 samples late), 4.4 s to trigger 4
+    starts = np.round(words["onset_s"].to_numpy()[:3] * SFREQ).astype(int)
+    assert starts.tolist() == [1000 + 4 * SFREQ, round(1000 + 4.4 * SFREQ), round(1000 + 4.8 * SFREQ) + 7]
+    triggers = pd.DataFrame({"movie_time": [2.0, 0.0, 1.0], "index": [5000, 10, 2058]})  # any order
+    assert word_samples(np.array([0.4, 0.6, 1.5]), triggers, 2048.0).tolist() == [829, 2058 - 819, 2058 + 1024]
+    onsets = events.loc[events["description"] == "sentence_onset", "onset_s"].to_numpy()
+    np.testing.assert_allclose(onsets, (1000 + (4.0 + 10.0 * np.arange(8)) * SFREQ) / SFREQ)
+    # non-speech: 3-s grid chunks touching no word and no 3-s window centred on a word onset
+    centres = events.loc[events["description"] == "nonspeech", "onset_s"].to_numpy()
+    word_spans = [(s, s + d) for s, d in zip(words["onset_s"], words["duration_s"], strict=True)]
+    for c in centres:
+        lo, hi = c - 1.5, c + 1.5
+        assert all(hi <= a or lo >= b for a, b in word_spans)
+        assert all(abs(c - s) >= 3.0 for s, _ in word_spans)
+        assert (c - 1.5) % 3.0 == pytest.approx(0.0, abs=1e-9)
+    assert len(centres) >= 8 and centres.max() + 1.5 <= n_times / SFREQ
+    # broken companions are named
+    (root / "transcripts" / "a-film" / "features.csv").write_text("start,stop\n1,2\n")
+    with pytest.raises(SidecarError, match=r"features.csv .*lacks the columns \['end', 'is_onset'\]"):
+        read_source(discover(root).sources[0])
+    (root / "subject_metadata" / "sub_1_trial002_metadata.json").write_text(json.dumps({"filename": "other-film"}))
+    with pytest.raises(SidecarError, match="names the film 'other-film', but its transcript .* is missing"):
+        read_source(discover(root).sources[0])
+
+
+@pytest.mark.slow
+def test_brain_treebank_decoding_tasks_run_on_the_tiny_layout(treebank, tmp_path, capsys):
+    """The shipped sentence-onset and speech tasks cut their windows from the events in the store and run."""
+    from importlib.resources import files
+
+    from brainfm.cli.main import main
+    from brainfm.downstream.decoding.task import load_task
+    from brainfm.downstream.decoding.trials import load_trials
+
+    root, _ = treebank
+    _film_layout(root)
+    summary = preprocess(root, tmp_path / "store", recipe="barista", dataset="braintreebank")
+    assert summary.failed == [], summary.failed
+    tasks = files("brainfm.configs") / "downstream"
+    counts = {}
+    for name, positives in (("braintreebank_sentence_onset", 8), ("braintreebank_speech", 24)):
+        task = load_task(tasks / f"{name}.yaml", store=tmp_path / "store")
+        trials = load_trials(task)
+        counts[name] = np.bincount(trials.y).tolist()
+        assert counts[name][1] == positives and trials.sfreq == 2048 and trials.batch.signal.shape[-1] == 6144
+    assert counts["braintreebank_sentence_onset"][0] == counts["braintreebank_speech"][0] >= 8
+    status = main(["evaluate", "--config", str(tasks / "braintreebank_sentence_onset.yaml"), "--store",
+                   str(tmp_path / "store"), "--seeds", "0", "--out", str(tmp_path / "out"), "--json", "-q"])
+    assert status == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["task"] == "braintreebank_sentence_onset" and doc["protocol"] == "within_session"
