@@ -17,7 +17,8 @@ from brainfm.errors import ConfigError
 TASKS = files("brainfm.configs") / "downstream"
 
 
-@pytest.mark.parametrize("name", ["eegmmidb_imagery", "eegmat_arithmetic", "ssvep_exo"])
+@pytest.mark.parametrize("name", ["eegmmidb_imagery", "eegmat_arithmetic", "ssvep_exo", "braintreebank_sentence_onset",
+                                  "braintreebank_speech"])
 def test_shipped_task_validates(name):
     task = load_task(TASKS / f"{name}.yaml", store="/nonexistent")
     assert task.name == name and len(task.classes) >= 2 and task.protocol.seeds
