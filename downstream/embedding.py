@@ -122,6 +122,7 @@ def embed_store(checkpoint: str | os.PathLike[str], store: str | os.PathLike[str
     from brainfm.checkpoint import load_model
 
     model = load_model(checkpoint).to(device)
+    _ = model.feature_dim  # a checkpoint without features is refused before anything is written
     data = _data_module(checkpoint, Path(store), window_s, stride_s, batch_size, normalization, model.info)
     loader = data.make_dataloader("train", shuffle=False)
     trained = set(model.info.training_data.get("recordings") or [])

@@ -48,8 +48,13 @@ class PretrainedModel(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        """Width D of :meth:`features`."""
-        return self.backbone.feature_dim if self.backbone is not None else self.tokenizer.feature_dim  # type: ignore[union-attr]
+        """Width D of :meth:`features` (a checkpoint without features is refused, naming it)."""
+        if self.backbone is not None:
+            return self.backbone.feature_dim
+        try:
+            return self.tokenizer.feature_dim  # type: ignore[union-attr]
+        except NotImplementedError as exc:
+            raise CheckpointError(f"{self.info.path}: {exc}") from None
 
     @property
     def generative(self) -> bool:
@@ -60,6 +65,7 @@ class PretrainedModel(nn.Module):
         """Token features (B, N, D) of a batch: the backbone's, else the tokenizer's."""
         if self.backbone is not None:
             return self.backbone.features(batch, self.tokenizer)
+        _ = self.feature_dim  # refuses a tokenizer without continuous features, naming the checkpoint
         return self.tokenizer.features(batch)  # type: ignore[union-attr]
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:

@@ -13,7 +13,7 @@ from brainfm.checkpoint import (
     load_model,
     load_tokenizer,
 )
-from brainfm.errors import ConfigError
+from brainfm.errors import CheckpointError, ConfigError
 from brainfm.loading import WindowDataModule
 from brainfm.pretrain.facts import data_facts
 from brainfm.pretrain.module import PretrainModule
@@ -77,3 +77,20 @@ def test_frozen_tokenizer_never_trains_and_rebuilds_without_its_file(tokenizer_c
 def test_a_recipe_needs_something_to_train():
     with pytest.raises(ConfigError, match="tokenizer to train"):
         PretrainModule()
+
+
+def test_embedding_a_checkpoint_without_features_is_refused_before_writing(tiny_store, tmp_path, capsys):
+    from brainfm.cli.main import main
+    from brainfm.tokenizers import MuLawTokenizer
+
+    data = WindowDataModule(tiny_store, window_s=2.0, batch_size=4, val_fraction=0.34, seed=3)
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="mulaw")
+    L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+              use_distributed_sampler=False, accelerator="cpu", devices=1, default_root_dir=tmp_path,
+              plugins=[BrainfmCheckpointIO()], callbacks=[saver], limit_val_batches=0).fit(
+        PretrainModule(MuLawTokenizer(), data_facts=data_facts(data.index)), datamodule=data)
+    with pytest.raises(CheckpointError, match="no continuous features"):
+        _ = load_model(tmp_path / "mulaw.ckpt").feature_dim
+    assert main(["embed", str(tmp_path / "mulaw.ckpt"), str(tiny_store), str(tmp_path / "out.h5")]) == 2
+    assert "no continuous features" in capsys.readouterr().err
+    assert not list(tmp_path.glob("out.h5*"))
