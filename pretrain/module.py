@@ -231,7 +231,15 @@ class PretrainModule(L.LightningModule):
             "data": self.data_facts.to_dict() if self.data_facts is not None else None,
             "training_data": self.training_data,
             "rng": _rng_state(),
+            "rng_at": "epoch_start" if self._epoch_finished() else "batch",
         }
+
+    def _epoch_finished(self) -> bool:
+        """Whether the training epoch's last batch has run (the next step starts a new epoch)."""
+        trainer = self._trainer
+        if trainer is None:
+            return False
+        return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
     @torch.no_grad()
     def _refactor_vocabulary(self, checkpoint: dict[str, Any]) -> None:
@@ -286,6 +294,19 @@ class PretrainModule(L.LightningModule):
         load_state_strict(self, checkpoint["state_dict"], "the checkpoint")
         if meta.get("rng"):
             self._pending_rng = meta["rng"]
+            self._pending_rng_at = meta.get("rng_at", "batch")
+
+    def on_train_start(self) -> None:
+        """Apply random states saved after an epoch's last batch.
+
+        Such a checkpoint (written at the epoch's end, after its validation, or by a step
+        count that falls on the last batch) holds the random state from before the next
+        epoch's loader iterator is made, which draws from the global generator; so the state
+        goes back before that draw, as in the uninterrupted run. States saved inside an
+        epoch go back right before the next step (:meth:`on_train_batch_start`).
+        """
+        if getattr(self, "_pending_rng_at", None) == "epoch_start":
+            self._restore_pending_rng()
 
     def on_train_epoch_start(self) -> None:
         """Tell the tokenizer where training stands (temperature annealing)."""
@@ -300,10 +321,14 @@ class PretrainModule(L.LightningModule):
         loader iterator, after ``on_train_start``, which the interrupted run had done before
         saving.
         """
+        self._restore_pending_rng()
+
+    def _restore_pending_rng(self) -> None:
         state = getattr(self, "_pending_rng", None)
         if state is not None:
             _set_rng_state(state)
             self._pending_rng = None
+            self._pending_rng_at = None
             logger.info("random states restored from the checkpoint")
 
 

@@ -107,6 +107,41 @@ def test_resume_after_k_steps_matches_an_uninterrupted_run(tiny_store, tmp_path)
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+@pytest.mark.parametrize("saved_at", ["train_epoch_end", "validation_end", "last_batch"])
+def test_resume_from_the_end_of_an_epoch_matches_an_uninterrupted_run(tiny_store, tmp_path, saved_at):
+    """A checkpoint written after an epoch's last batch (at the epoch's end, after its
+    validation, or by a step count that falls on the last batch) resumes with the next
+    epoch's batch order and random state, not a replay of the saved epoch."""
+    validate = saved_at == "validation_end"
+    limit_val = 1.0 if validate else 0
+
+    def module() -> PretrainModule:
+        return PretrainModule(_LinearCodec(512), optimizer=_adamw, lr_scheduler=_steps)
+
+    L.seed_everything(11)
+    reference = module()
+    _trainer(tmp_path / "ref", max_epochs=2, limit_val_batches=limit_val).fit(reference, datamodule=_data(tiny_store))
+    n_batches = len(_data(tiny_store).make_dataloader("train"))
+
+    L.seed_everything(11)
+    options = {"train_epoch_end": {"save_on_train_epoch_end": True},
+               "validation_end": {"monitor": "val/loss", "save_on_train_epoch_end": False},
+               "last_batch": {"every_n_train_steps": n_batches}}[saved_at]
+    saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="saved", **options)
+    first = module()
+    _trainer(tmp_path / "a", max_epochs=1, limit_val_batches=limit_val, callbacks=[saver]).fit(
+        first, datamodule=_data(tiny_store))
+
+    L.seed_everything(999)
+    resumed = module()
+    _trainer(tmp_path / "b", max_epochs=2, limit_val_batches=limit_val).fit(
+        resumed, datamodule=_data(tiny_store), ckpt_path=tmp_path / "ckpt" / "saved.ckpt")
+    differ = [name for name, value in reference.state_dict().items() if not torch.equal(value, resumed.state_dict()[name])]
+    assert not differ, differ
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
 def test_resuming_with_another_tokenizer_is_refused(tiny_store, tmp_path):
     saver = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
     _trainer(tmp_path, callbacks=[saver], limit_val_batches=0).fit(
