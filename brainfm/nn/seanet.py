@@ -3,6 +3,16 @@
 All convolutions use weight normalisation, reflect padding and are non-causal. With
 ``ratios=[8, 4, 2]`` the encoder maps ``(N, 1, 512)`` to ``(N, dimension, 8)`` (hop 64) and the
 decoder maps it back.
+
+Compute paths (same values as pad-then-convolve, to float rounding):
+
+- reflect padding without a padded copy: the convolution pads with zeros internally and only
+  the few output frames whose receptive field reaches the padding are recomputed from a
+  reflect-padded slice of the edge;
+- the weight-normalised weight ``g v / |v|`` is computed once per forward and, while
+  gradients are off (evaluation, ``torch.no_grad``/``torch.inference_mode``), kept between
+  calls and recomputed when ``g`` or ``v`` change (an optimiser step, ``load_state_dict``);
+- ELUs whose input is a fresh intermediate run in place.
 """
 
 from __future__ import annotations
@@ -14,7 +24,39 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-__all__ = ["SEANetDecoder", "SEANetEncoder"]
+__all__ = ["SEANetDecoder", "SEANetEncoder", "normalised_weight"]
+
+
+def normalised_weight(conv: nn.Module) -> torch.Tensor:
+    """The weight of a weight-normalised convolution, cached while gradients are off.
+
+    With gradients enabled the weight is recomputed from ``g`` and ``v`` (so that the
+    gradient reaches them); otherwise the last computed weight is reused as long as ``g`` and
+    ``v`` are the same tensors with the same storage, unmodified since (their version counters:
+    an optimiser step, ``copy_`` or ``load_state_dict`` changes them; ``.to()`` moves their data).
+
+    Parameters
+    ----------
+    conv : torch.nn.Module
+        A convolution with the ``weight_norm`` parametrisation on ``weight``.
+
+    Returns
+    -------
+    weight : torch.Tensor
+        ``g * v / |v|``.
+    """
+    if torch.is_grad_enabled():
+        return conv.weight
+    g = conv.parametrizations.weight.original0
+    v = conv.parametrizations.weight.original1
+    # ``.to()`` swaps ``.data`` without touching the version counters: the storage and dtype are in the key
+    key = (g._version, v._version, g.data_ptr(), v.data_ptr(), v.dtype, v.device)
+    cached = conv.__dict__.get("_folded_weight")
+    if cached is not None and cached[0] is g and cached[1] is v and cached[2] == key:
+        return cached[3]
+    weight = conv.weight
+    conv.__dict__["_folded_weight"] = (g, v, key, weight)
+    return weight
 
 
 class _Conv(nn.Module):
@@ -25,19 +67,38 @@ class _Conv(nn.Module):
         self.conv = weight_norm(nn.Conv1d(c_in, c_out, kernel, stride))
         self.kernel, self.stride = kernel, stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _pads(self, length: int) -> tuple[int, int]:
+        """Left and right padding of an input of ``length`` samples."""
         total = self.kernel - self.stride
-        length = x.shape[-1]
         frames = (length - self.kernel + total) / self.stride + 1
         extra = (math.ceil(frames) - 1) * self.stride + (self.kernel - total) - length
         right = total // 2
-        left = total - right
-        pad_right = right + extra
-        if left == 0 and pad_right == 0:  # 1x1 convolutions: no padded copy (a third of the encoder's pads)
-            return self.conv(x)
+        return total - right, right + extra
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = normalised_weight(self.conv), self.conv.bias
+        length = x.shape[-1]
+        left, right = self._pads(length)
+        k, s = self.kernel, self.stride
+        if left == 0 and right == 0:  # 1x1 convolutions
+            return F.conv1d(x, weight, bias, s)
+        if left == right:
+            n_out = (length + 2 * left - k) // s + 1
+            n_left = -(-left // s)  # output frames that read left padding
+            first_right = -(-(length + left - k + 1) // s)  # first output frame that reads right padding
+            m_left = (n_left - 1) * s + k - left  # input samples those left frames read
+            start_right = first_right * s - left
+            if m_left <= length and left < m_left and 0 <= start_right and right < length - start_right \
+                    and n_left <= first_right <= n_out:
+                y = F.conv1d(x, weight, bias, s, padding=left)
+                y[..., :n_left] = F.conv1d(F.pad(x[..., :m_left], (left, 0), mode="reflect"), weight, bias, s)
+                if first_right < n_out:
+                    y[..., first_right:] = F.conv1d(F.pad(x[..., start_right:], (0, right), mode="reflect"),
+                                                    weight, bias, s)
+                return y
         # reflect needs more samples than the padding; very short inputs are zero-padded instead
-        mode = "reflect" if max(left, pad_right) < length else "constant"
-        return self.conv(F.pad(x, (left, pad_right), mode=mode))
+        mode = "reflect" if max(left, right) < length else "constant"
+        return F.conv1d(F.pad(x, (left, right), mode=mode), weight, bias, s)
 
 
 class _ConvTranspose(nn.Module):
@@ -49,10 +110,13 @@ class _ConvTranspose(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
+        weight, bias = normalised_weight(self.conv), self.conv.bias
         total = self.kernel - self.stride
         right = total // 2
         left = total - right
+        if left == right:  # the convolution trims both ends itself (no strided view for the next layers)
+            return F.conv_transpose1d(x, weight, bias, self.stride, padding=left)
+        y = F.conv_transpose1d(x, weight, bias, self.stride)
         return y[..., left : y.shape[-1] - right]
 
 
@@ -61,7 +125,8 @@ class _ResBlock(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.block = nn.Sequential(nn.ELU(), _Conv(dim, dim // 2, 3), nn.ELU(), _Conv(dim // 2, dim, 1))
+        # the second ELU works on the fresh output of the first convolution: in place
+        self.block = nn.Sequential(nn.ELU(), _Conv(dim, dim // 2, 3), nn.ELU(inplace=True), _Conv(dim // 2, dim, 1))
         self.shortcut = _Conv(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,11 +168,11 @@ class SEANetEncoder(nn.Module):
         layers: list[nn.Module] = [_Conv(1, n_filters, kernel_size)]
         width = n_filters
         for ratio in reversed(ratios):
-            layers += [_ResBlock(width), nn.ELU(), _Conv(width, width * 2, 2 * ratio, ratio)]
+            layers += [_ResBlock(width), nn.ELU(inplace=True), _Conv(width, width * 2, 2 * ratio, ratio)]
             width *= 2
         if lstm_layers:
             layers.append(_LSTM(width, lstm_layers))
-        layers += [nn.ELU(), _Conv(width, dimension, last_kernel_size)]
+        layers += [nn.ELU(inplace=True), _Conv(width, dimension, last_kernel_size)]
         self.model = nn.Sequential(*layers)
         self.hop = math.prod(ratios)
 
@@ -126,9 +191,9 @@ class SEANetDecoder(nn.Module):
         if lstm_layers:
             layers.append(_LSTM(width, lstm_layers))
         for ratio in ratios:
-            layers += [nn.ELU(), _ConvTranspose(width, width // 2, 2 * ratio, ratio), _ResBlock(width // 2)]
+            layers += [nn.ELU(inplace=True), _ConvTranspose(width, width // 2, 2 * ratio, ratio), _ResBlock(width // 2)]
             width //= 2
-        layers += [nn.ELU(), _Conv(width, 1, last_kernel_size)]
+        layers += [nn.ELU(inplace=True), _Conv(width, 1, last_kernel_size)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,106 @@
+"""SEANet compute paths: reflect padding without a padded copy, cached weight-normalised weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from brainfm.nn.seanet import SEANetEncoder, _Conv, _ConvTranspose, normalised_weight
+
+
+def _padded_reference(conv: _Conv, x: torch.Tensor) -> torch.Tensor:
+    """The textbook computation: reflect-pad a copy of the input, then convolve."""
+    left, right = conv._pads(x.shape[-1])
+    mode = "reflect" if max(left, right) < x.shape[-1] else "constant"
+    return F.conv1d(F.pad(x, (left, right), mode=mode), conv.conv.weight, conv.conv.bias, conv.stride)
+
+
+@pytest.mark.parametrize("c_in,c_out,kernel,stride,length", [
+    (1, 8, 5, 1, 512),   # first encoder convolution
+    (8, 4, 3, 1, 37),    # residual block, odd length
+    (8, 16, 4, 2, 64),   # down-sampling, ratio 2
+    (8, 16, 16, 8, 64),  # down-sampling, ratio 8: one frame per edge
+    (8, 16, 10, 5, 60),  # odd ratio: asymmetric padding (the padded copy path)
+    (8, 16, 4, 2, 7),    # length not a multiple of the stride: extra right padding
+    (8, 8, 5, 1, 3),     # shorter than the padding: zero padding
+    (8, 8, 5, 1, 4),     # edges overlap
+    (4, 4, 1, 1, 9),     # 1x1
+])
+def test_conv_without_padded_copy_equals_pad_then_convolve(c_in, c_out, kernel, stride, length):
+    torch.manual_seed(0)
+    conv = _Conv(c_in, c_out, kernel, stride)
+    x = torch.randn(3, c_in, length, requires_grad=True)
+    got = conv(x)
+    expected = _padded_reference(conv, x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # the edge frames are the ones a zero-padded convolution gets wrong: they must be right here
+    probe = torch.randn_like(expected)
+    grads = torch.autograd.grad((got * probe).sum(), [x, *conv.parameters()])
+    grads_expected = torch.autograd.grad((expected * probe).sum(), [x, *conv.parameters()])
+    for a, b in zip(grads, grads_expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_conv_transpose_trims_to_stride_times_length():
+    torch.manual_seed(0)
+    for kernel, stride in ((4, 2), (16, 8), (10, 5)):
+        conv = _ConvTranspose(6, 3, kernel, stride)
+        x = torch.randn(2, 6, 9)
+        full = F.conv_transpose1d(x, conv.conv.weight, conv.conv.bias, stride)
+        total = kernel - stride
+        left = total - total // 2
+        torch.testing.assert_close(conv(x), full[..., left : left + stride * 9])
+
+
+def test_cached_weight_matches_the_module_and_follows_optimiser_steps():
+    torch.manual_seed(0)
+    conv = _Conv(4, 6, 3)
+    with torch.no_grad():
+        first = normalised_weight(conv.conv)
+        assert normalised_weight(conv.conv) is first  # cached while g and v do not change
+        torch.testing.assert_close(first, conv.conv.weight)
+    optimiser = torch.optim.SGD(conv.parameters(), lr=0.5)
+    x = torch.randn(2, 4, 20)
+    conv(x).square().sum().backward()
+    g = conv.conv.parametrizations.weight.original0
+    assert g.grad is not None and g.grad.abs().sum() > 0  # gradient reaches g through the uncached path
+    optimiser.step()
+    with torch.inference_mode():
+        after = normalised_weight(conv.conv)
+        assert not torch.equal(after, first)
+        torch.testing.assert_close(after, conv.conv.weight)
+        torch.testing.assert_close(conv(x), _padded_reference(conv, x))
+
+
+def test_cached_weight_follows_load_state_dict_and_replaced_parameters():
+    torch.manual_seed(0)
+    a, b = _Conv(4, 6, 3), _Conv(4, 6, 3)
+    x = torch.randn(2, 4, 20)
+    with torch.no_grad():
+        before = a(x)
+        a.load_state_dict(b.state_dict())
+        torch.testing.assert_close(a(x), b(x))
+        assert not torch.allclose(a(x), before)
+        a.to(torch.float64)  # new parameter tensors
+        torch.testing.assert_close(a(x.double()), b(x).double(), atol=1e-5, rtol=1e-5)
+
+
+def test_encoder_in_evaluation_after_training_steps_matches_a_fresh_copy():
+    torch.manual_seed(0)
+    encoder = SEANetEncoder(n_filters=4, dimension=16, lstm_layers=1)
+    optimiser = torch.optim.AdamW(encoder.parameters(), lr=1e-2)
+    x = torch.randn(3, 1, 512)
+    encoder.eval()
+    with torch.no_grad():
+        encoder(x)  # fills the caches
+    for _ in range(2):
+        encoder.train()
+        optimiser.zero_grad()
+        encoder(x).square().mean().backward()
+        optimiser.step()
+        encoder.eval()
+        fresh = SEANetEncoder(n_filters=4, dimension=16, lstm_layers=1).eval()
+        fresh.load_state_dict(encoder.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(encoder(x), fresh(x))
