@@ -59,6 +59,16 @@ def normalised_weight(conv: nn.Module) -> torch.Tensor:
     return weight
 
 
+def _frames(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
+    """A few output frames of a convolution as one matrix product (no per-call weight reordering)."""
+    c_out, c_in, k = weight.shape
+    patches = x.unfold(-1, k, stride).transpose(1, 2)  # (N, frames, C_in, k)
+    out = patches.reshape(x.shape[0], -1, c_in * k) @ weight.reshape(c_out, c_in * k).t()
+    if bias is not None:
+        out = out + bias
+    return out.transpose(1, 2)
+
+
 class _Conv(nn.Module):
     """Weight-normalised Conv1d with non-causal reflect padding (output length ceil(L / stride))."""
 
@@ -88,13 +98,15 @@ class _Conv(nn.Module):
             first_right = -(-(length + left - k + 1) // s)  # first output frame that reads right padding
             m_left = (n_left - 1) * s + k - left  # input samples those left frames read
             start_right = first_right * s - left
+            # only worth it where the edge frames are a small share of the output (long inputs):
+            # on short ones the edges are most of the work and the padded copy is small
             if m_left <= length and left < m_left and 0 <= start_right and right < length - start_right \
-                    and n_left <= first_right <= n_out:
+                    and n_left <= first_right <= n_out and 8 * (n_left + n_out - first_right) <= n_out:
                 y = F.conv1d(x, weight, bias, s, padding=left)
-                y[..., :n_left] = F.conv1d(F.pad(x[..., :m_left], (left, 0), mode="reflect"), weight, bias, s)
+                y[..., :n_left] = _frames(F.pad(x[..., :m_left], (left, 0), mode="reflect"), weight, bias, s)
                 if first_right < n_out:
-                    y[..., first_right:] = F.conv1d(F.pad(x[..., start_right:], (0, right), mode="reflect"),
-                                                    weight, bias, s)
+                    y[..., first_right:] = _frames(F.pad(x[..., start_right:], (0, right), mode="reflect"),
+                                                   weight, bias, s)
                 return y
         # reflect needs more samples than the padding; very short inputs are zero-padded instead
         mode = "reflect" if max(left, right) < length else "constant"
