@@ -6,6 +6,12 @@ decoder maps it back.
 
 Compute paths (same values as pad-then-convolve, to float rounding):
 
+- inside the encoder and decoder, activations are kept as ``(N, C, 1, L)`` tensors in
+  channels-last memory (one time row per channel), and the convolutions run as 2-D
+  convolutions with ``(1, k)`` kernels: oneDNN then works on the layout directly instead of
+  reordering every activation to its blocked layout and back, and the LSTM reads the
+  ``(N, L, C)`` view without a copy;
+
 - reflect padding without a padded copy: the convolution pads with zeros internally and only
   the few output frames whose receptive field reaches the padding are recomputed from a
   reflect-padded slice of the edge;
@@ -24,11 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-__all__ = ["SEANetDecoder", "SEANetEncoder", "normalised_weight"]
+__all__ = ["SEANetDecoder", "SEANetEncoder", "normalised_weight", "to_rows"]
+
+_CHANNELS_LAST = torch.channels_last
 
 
 def normalised_weight(conv: nn.Module) -> torch.Tensor:
-    """The weight of a weight-normalised convolution, cached while gradients are off.
+    """The weight of a weight-normalised 1-D convolution as a ``(*, *, 1, k)`` channels-last
+    2-D kernel, cached while gradients are off.
 
     With gradients enabled the weight is recomputed from ``g`` and ``v`` (so that the
     gradient reaches them); otherwise the last computed weight is reused as long as ``g`` and
@@ -38,15 +47,15 @@ def normalised_weight(conv: nn.Module) -> torch.Tensor:
     Parameters
     ----------
     conv : torch.nn.Module
-        A convolution with the ``weight_norm`` parametrisation on ``weight``.
+        A ``Conv1d`` or ``ConvTranspose1d`` with the ``weight_norm`` parametrisation on ``weight``.
 
     Returns
     -------
-    weight : torch.Tensor
-        ``g * v / |v|``.
+    weight : torch.Tensor, shape (w0, w1, 1, k)
+        ``g * v / |v|`` with a unit height axis, in channels-last memory.
     """
     if torch.is_grad_enabled():
-        return conv.weight
+        return conv.weight.unsqueeze(2).contiguous(memory_format=_CHANNELS_LAST)
     g = conv.parametrizations.weight.original0
     v = conv.parametrizations.weight.original1
     # ``.to()`` swaps ``.data`` without touching the version counters: the storage and dtype are in the key
@@ -54,16 +63,22 @@ def normalised_weight(conv: nn.Module) -> torch.Tensor:
     cached = conv.__dict__.get("_folded_weight")
     if cached is not None and cached[0] is g and cached[1] is v and cached[2] == key:
         return cached[3]
-    weight = conv.weight
+    weight = conv.weight.unsqueeze(2).contiguous(memory_format=_CHANNELS_LAST)
     conv.__dict__["_folded_weight"] = (g, v, key, weight)
     return weight
 
 
+def to_rows(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, L) -> (N, C, 1, L) in channels-last memory (the layout inside the encoder and decoder)."""
+    return x.unsqueeze(2).contiguous(memory_format=_CHANNELS_LAST)
+
+
 def _frames(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
-    """A few output frames of a convolution as one matrix product (no per-call weight reordering)."""
-    c_out, c_in, k = weight.shape
+    """Output frames (N, C_out, F) of a convolution of x (N, C_in, L) with weight (C_out, C_in, 1, k)
+    as one matrix product (no per-call weight reordering)."""
+    c_out, c_in, _, k = weight.shape
     patches = x.unfold(-1, k, stride).transpose(1, 2)  # (N, frames, C_in, k)
-    out = patches.reshape(x.shape[0], -1, c_in * k) @ weight.reshape(c_out, c_in * k).t()
+    out = patches.reshape(x.shape[0], -1, c_in * k) @ weight[:, :, 0].reshape(c_out, c_in * k).t()
     if bias is not None:
         out = out + bias
     return out.transpose(1, 2)
@@ -86,12 +101,18 @@ class _Conv(nn.Module):
         return total - right, right + extra
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, 1, L) channels-last -> (N, C_out, 1, ceil(L / stride)) channels-last."""
         weight, bias = normalised_weight(self.conv), self.conv.bias
         length = x.shape[-1]
         left, right = self._pads(length)
         k, s = self.kernel, self.stride
         if left == 0 and right == 0:  # 1x1 convolutions
-            return F.conv1d(x, weight, bias, s)
+            return F.conv2d(x, weight, bias, (1, s))
+        rows = x[:, :, 0]  # (N, C_in, L) view
+        if x.shape[1] == 1:  # single input channel (the first layer): patches times weights, already channels-last
+            y = _frames(F.pad(rows, (left, right), mode="reflect" if max(left, right) < length else "constant"),
+                        weight, bias, s)
+            return y.unsqueeze(2)
         if left == right:
             n_out = (length + 2 * left - k) // s + 1
             n_left = -(-left // s)  # output frames that read left padding
@@ -102,15 +123,15 @@ class _Conv(nn.Module):
             # on short ones the edges are most of the work and the padded copy is small
             if m_left <= length and left < m_left and 0 <= start_right and right < length - start_right \
                     and n_left <= first_right <= n_out and 8 * (n_left + n_out - first_right) <= n_out:
-                y = F.conv1d(x, weight, bias, s, padding=left)
-                y[..., :n_left] = _frames(F.pad(x[..., :m_left], (left, 0), mode="reflect"), weight, bias, s)
+                y = F.conv2d(x, weight, bias, (1, s), padding=(0, left))
+                y[:, :, 0, :n_left] = _frames(F.pad(rows[..., :m_left], (left, 0), mode="reflect"), weight, bias, s)
                 if first_right < n_out:
-                    y[..., first_right:] = _frames(F.pad(x[..., start_right:], (0, right), mode="reflect"),
-                                                   weight, bias, s)
+                    y[:, :, 0, first_right:] = _frames(F.pad(rows[..., start_right:], (0, right), mode="reflect"),
+                                                       weight, bias, s)
                 return y
         # reflect needs more samples than the padding; very short inputs are zero-padded instead
         mode = "reflect" if max(left, right) < length else "constant"
-        return F.conv1d(F.pad(x, (left, right), mode=mode), weight, bias, s)
+        return F.conv2d(to_rows(F.pad(rows, (left, right), mode=mode)), weight, bias, (1, s))
 
 
 class _ConvTranspose(nn.Module):
@@ -122,13 +143,14 @@ class _ConvTranspose(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, 1, L) channels-last -> (N, C_out, 1, stride L)."""
         weight, bias = normalised_weight(self.conv), self.conv.bias
         total = self.kernel - self.stride
         right = total // 2
         left = total - right
         if left == right:  # the convolution trims both ends itself (no strided view for the next layers)
-            return F.conv_transpose1d(x, weight, bias, self.stride, padding=left)
-        y = F.conv_transpose1d(x, weight, bias, self.stride)
+            return F.conv_transpose2d(x, weight, bias, (1, self.stride), padding=(0, left))
+        y = F.conv_transpose2d(x, weight, bias, (1, self.stride))
         return y[..., left : y.shape[-1] - right]
 
 
@@ -146,15 +168,16 @@ class _ResBlock(nn.Module):
 
 
 class _LSTM(nn.Module):
-    """Two-layer LSTM over time with a skip connection, on (N, C, T)."""
+    """Two-layer LSTM over time with a skip connection, on (N, C, 1, T) channels-last (read as (N, T, C))."""
 
     def __init__(self, dim: int, layers: int = 2) -> None:
         super().__init__()
         self.lstm = nn.LSTM(dim, dim, layers, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.transpose(1, 2)
-        return (self.lstm(y)[0] + y).transpose(1, 2)
+        n, c, _, t = x.shape
+        y = x.permute(0, 2, 3, 1).reshape(n, t, c)  # a view for channels-last input
+        return (self.lstm(y)[0] + y).reshape(n, 1, t, c).permute(0, 3, 1, 2)
 
 
 class SEANetEncoder(nn.Module):
@@ -189,7 +212,7 @@ class SEANetEncoder(nn.Module):
         self.hop = math.prod(ratios)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(to_rows(x))[:, :, 0]
 
 
 class SEANetDecoder(nn.Module):
@@ -209,4 +232,4 @@ class SEANetDecoder(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(to_rows(x))[:, :, 0]

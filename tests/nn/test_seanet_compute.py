@@ -1,4 +1,4 @@
-"""SEANet compute paths: reflect padding without a padded copy, cached weight-normalised weights."""
+"""SEANet compute paths: channels-last rows, reflect padding without a padded copy, cached weight-normalised weights."""
 
 from __future__ import annotations
 
@@ -6,7 +6,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brainfm.nn.seanet import SEANetEncoder, _Conv, _ConvTranspose, normalised_weight
+from brainfm.nn.seanet import (
+    _LSTM,
+    SEANetEncoder,
+    _Conv,
+    _ConvTranspose,
+    normalised_weight,
+    to_rows,
+)
+
+
+def _run(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a SEANet layer (channels-last rows inside) to (N, C, L)."""
+    y = module(to_rows(x))
+    assert y.dim() == 4 and y.shape[2] == 1
+    return y[:, :, 0]
 
 
 def _padded_reference(conv: _Conv, x: torch.Tensor) -> torch.Tensor:
@@ -31,7 +45,7 @@ def test_conv_without_padded_copy_equals_pad_then_convolve(c_in, c_out, kernel, 
     torch.manual_seed(0)
     conv = _Conv(c_in, c_out, kernel, stride)
     x = torch.randn(3, c_in, length, requires_grad=True)
-    got = conv(x)
+    got = _run(conv, x)
     expected = _padded_reference(conv, x)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     # the edge frames are the ones a zero-padded convolution gets wrong: they must be right here
@@ -50,7 +64,15 @@ def test_conv_transpose_trims_to_stride_times_length():
         full = F.conv_transpose1d(x, conv.conv.weight, conv.conv.bias, stride)
         total = kernel - stride
         left = total - total // 2
-        torch.testing.assert_close(conv(x), full[..., left : left + stride * 9])
+        torch.testing.assert_close(_run(conv, x), full[..., left : left + stride * 9], atol=1e-5, rtol=1e-5)
+
+
+def test_lstm_reads_channels_last_rows_as_time_by_channel():
+    torch.manual_seed(0)
+    block = _LSTM(6, 1)
+    x = torch.randn(2, 6, 9)
+    y = x.transpose(1, 2)
+    torch.testing.assert_close(_run(block, x), (block.lstm(y)[0] + y).transpose(1, 2))
 
 
 def test_cached_weight_matches_the_module_and_follows_optimiser_steps():
@@ -59,18 +81,18 @@ def test_cached_weight_matches_the_module_and_follows_optimiser_steps():
     with torch.no_grad():
         first = normalised_weight(conv.conv)
         assert normalised_weight(conv.conv) is first  # cached while g and v do not change
-        torch.testing.assert_close(first, conv.conv.weight)
+        torch.testing.assert_close(first[:, :, 0], conv.conv.weight)
     optimiser = torch.optim.SGD(conv.parameters(), lr=0.5)
     x = torch.randn(2, 4, 20)
-    conv(x).square().sum().backward()
+    _run(conv, x).square().sum().backward()
     g = conv.conv.parametrizations.weight.original0
     assert g.grad is not None and g.grad.abs().sum() > 0  # gradient reaches g through the uncached path
     optimiser.step()
     with torch.inference_mode():
         after = normalised_weight(conv.conv)
         assert not torch.equal(after, first)
-        torch.testing.assert_close(after, conv.conv.weight)
-        torch.testing.assert_close(conv(x), _padded_reference(conv, x))
+        torch.testing.assert_close(after[:, :, 0], conv.conv.weight)
+        torch.testing.assert_close(_run(conv, x), _padded_reference(conv, x), atol=1e-5, rtol=1e-5)
 
 
 def test_cached_weight_follows_load_state_dict_and_replaced_parameters():
@@ -78,12 +100,12 @@ def test_cached_weight_follows_load_state_dict_and_replaced_parameters():
     a, b = _Conv(4, 6, 3), _Conv(4, 6, 3)
     x = torch.randn(2, 4, 20)
     with torch.no_grad():
-        before = a(x)
+        before = _run(a, x)
         a.load_state_dict(b.state_dict())
-        torch.testing.assert_close(a(x), b(x))
-        assert not torch.allclose(a(x), before)
+        torch.testing.assert_close(_run(a, x), _run(b, x))
+        assert not torch.allclose(_run(a, x), before)
         a.to(torch.float64)  # new parameter tensors
-        torch.testing.assert_close(a(x.double()), b(x).double(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(_run(a, x.double()), _run(b, x).double(), atol=1e-5, rtol=1e-5)
 
 
 def test_encoder_in_evaluation_after_training_steps_matches_a_fresh_copy():
