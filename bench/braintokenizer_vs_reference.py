@@ -25,6 +25,8 @@ Measured (figures in docs/benchmarks.md):
 - train step: forward, backward and an AdamW step of the training loss (channel dropout, noise);
 - both as wall-clock time and as the process's CPU time (``time.process_time``): on a shared,
   loaded machine the CPU time of a one-thread run is the steadier measure of the work done;
+- profile (``--tasks profile``): the share of self CPU time per kernel group (convolution,
+  LSTM, ELU, padding, ...) of encode and of a train step, from ``torch.profiler``;
 - k-means init: the peak resident memory added by one codebook's initialisation from 1024,
   2048 and 4096 sampled vectors of width 256 (a fresh process for each side), and its time.
 
@@ -209,6 +211,34 @@ def _equivalence(name: str, path: str) -> dict:
             "reconstruction_scale": float(saved["reconstruction"].abs().max())}
 
 
+_PROFILE_GROUPS = (  # (group, substrings of the aten op name), first match wins
+    ("convolution backward", ("convolution_backward",)),
+    ("convolution forward", ("convolution", "conv")),
+    ("LSTM backward", ("rnn_layer_backward", "lstm_backward")),
+    ("LSTM forward", ("rnn", "lstm")),
+    ("ELU", ("elu",)),
+    ("reflect padding", ("reflection_pad",)),
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("copies", ("copy_", "clone", "contiguous")),
+)
+
+
+def _profile_shares(step, calls: int = 3) -> dict:
+    """Share of self CPU time per kernel group over ``calls`` calls of ``step`` (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    shares: dict = {}
+    for event in events:
+        group = next((g for g, keys in _PROFILE_GROUPS if any(k in event.key for k in keys)), "other")
+        shares[group] = shares.get(group, 0.0) + event.self_cpu_time_total / total
+    return shares
+
+
 def worker(args: argparse.Namespace) -> dict:
     """Measure one side in this process (run by the parent in the right environment)."""
     import torch
@@ -223,6 +253,13 @@ def worker(args: argparse.Namespace) -> dict:
     side.preinit_codebooks()
     out: dict = {}
     x, pos, types = _inputs(args.batch, args.channels, args.seconds, seed=1)
+    if args.task == "profile":  # kernel-group shares of encode and of a train step
+        xt, post, typest = _inputs(args.train_batch, args.channels, args.seconds, seed=2)
+        for name, step in (("encode", lambda: side.encode(x, pos, types)),
+                           ("train", lambda: side.train_step(xt, post, typest))):
+            step()
+            out.update({f"profile_{name}_{g}": v for g, v in _profile_shares(step).items()})
+        return out
     windows = args.batch * args.channels * int(args.seconds * 256 // 512)
     side.encode(x, pos, types)  # warm-up (allocator, first calls)
     if args.task in ("all", "encode"):
