@@ -11,8 +11,7 @@ __all__ = ["ClassificationHead", "pool_tokens"]
 
 
 def pool_tokens(features: torch.Tensor, pooling: Literal["mean", "cls", "flatten"]) -> torch.Tensor:
-    """(B, N, D) -> (B, D) by mean over tokens or the first token, or (B, N x D) flattened
-    (``weighted`` pooling has weights: :class:`ClassificationHead`)."""
+    """(B, N, D) -> (B, D) by mean over tokens or the first token, or (B, N x D) flattened."""
     if pooling == "mean":
         return features.mean(dim=1)
     if pooling == "cls":
