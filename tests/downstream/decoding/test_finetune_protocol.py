@@ -134,3 +134,12 @@ def test_shipped_barista_protocol_configs(name, tmp_path):
     (tmp_path / "t.yaml").write_text(text)
     with pytest.raises(ConfigError, match="select_on"):
         load_task(tmp_path / "t.yaml", store="/nonexistent")
+
+
+def test_evaluate_checkpoint_flag_needs_a_model_that_reads_one(tmp_path, capsys):
+    from brainfm.cli.main import main
+
+    status = main(["evaluate", "--config", str(TASKS / "braintreebank_speech.yaml"), "--store", str(tmp_path),
+                   "--checkpoint", str(tmp_path / "barista.ckpt")])
+    assert status == 2
+    assert "--checkpoint: task 'braintreebank_speech' has no model that reads a checkpoint" in capsys.readouterr().err
