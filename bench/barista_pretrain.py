@@ -276,6 +276,8 @@ def _figure(rows: list[dict[str, float]], path: Path, sets: list[str]) -> None:
         right.plot(steps, [r[f"{name}_raw"] / r[f"{name}_raw_trivial"] for r in rows], label=name)
     left.axhline(1.0, ls="--", color="grey")
     right.axhline(1.0, ls="--", color="grey")
+    left.set_ylim(0.94, 1.10)  # around the trivial predictor (step 0, about 2.4, is off the chart)
+    right.set_ylim(0.97, 1.05)
     left.set(xlabel="step", ylabel="masked latent MSE / trivial", title="latent (solid: train-mean, dotted: oracle)")
     middle.set(xlabel="step", ylabel="target std (per feature)", title="target spread")
     right.set(xlabel="step", ylabel="masked raw MSE / predicting 0", title="raw-patch term")
