@@ -15,6 +15,8 @@ from torch import nn
 
 from brainfm.downstream.decoding.backbone import FeatureBackbone
 from brainfm.downstream.decoding.lora import apply_lora
+from brainfm.downstream.decoding.optim import freeze_parameters
+from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
 
 __all__ = ["ADAPTATIONS", "BackboneClassifier"]
@@ -37,10 +39,14 @@ class BackboneClassifier(nn.Module):
         of the attention projections (:func:`~brainfm.downstream.decoding.lora.apply_lora`).
     rank : int
         Rank of the LoRA updates.
+    freeze : list of str | None
+        With ``full``: :func:`fnmatch.fnmatchcase` patterns on the backbone's parameter names kept
+        frozen (BaRISTA's protocol freezes its tokenizer: ``"*.temporal_encoder.*"``,
+        ``"*.temporal_pooler.*"``, ``"*.spatial_embeddings.*"``); a pattern matching nothing is an error.
     """
 
     def __init__(self, backbone: FeatureBackbone, head: nn.Module, adaptation: Literal["frozen", "full", "lora"] = "full",
-                 rank: int = 4) -> None:
+                 rank: int = 4, freeze: list[str] | None = None) -> None:
         super().__init__()
         if adaptation not in ADAPTATIONS:
             raise ValueError(f"Invalid value for the 'adaptation' parameter. Allowed values are {ADAPTATIONS}, "
@@ -53,6 +59,10 @@ class BackboneClassifier(nn.Module):
             wrapped = apply_lora(self.backbone, rank)
             if not wrapped:
                 raise ValueError("The backbone has no attention projection for LoRA; use adaptation: full.")
+        if freeze:
+            if adaptation != "full":
+                raise ConfigError(f"freeze patterns apply to adaptation 'full', not {adaptation!r}.")
+            freeze_parameters(self.backbone, list(freeze))
         self.head = head
 
     def train(self, mode: bool = True) -> BackboneClassifier:

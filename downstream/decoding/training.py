@@ -1,9 +1,10 @@
 """Training a classifier with early stopping and learning-rate choice on a validation split, never on test.
 
-For each learning rate, a freshly seeded network is trained with AdamW and cross-entropy;
-after every epoch its balanced accuracy on the validation trials is measured, the best
+For each learning rate, a freshly seeded network is trained with AdamW and cross-entropy
+(optionally with its head at another learning rate and a per-epoch schedule); after every
+epoch its balanced accuracy (or AUROC) on the validation trials is measured, the best
 epoch's weights are kept, and training stops after ``patience`` epochs without improvement.
-The learning rate whose best validation balanced accuracy is highest wins; the test trials
+The learning rate whose best validation score is highest wins; the test trials
 are touched only afterwards, by the caller.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from torch import nn
 
 from brainfm._logging import logger
 from brainfm.downstream.decoding.metrics import score_predictions
+from brainfm.downstream.decoding.optim import parameter_groups, schedule_lambda
 
 __all__ = ["TrainedClassifier", "fit_classifier", "seeded"]
 
@@ -32,12 +35,13 @@ def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
 
 @dataclass
 class TrainedClassifier:
-    """The selected network, its learning rate, epochs and best validation balanced accuracy."""
+    """The selected network, its learning rate, epochs and best validation score (``select_on``)."""
 
     net: nn.Module
     lr: float
     epochs: int
-    val_balanced_accuracy: float
+    val_score: float
+    select_on: str = "balanced_accuracy"
 
 
 def predict(net: nn.Module, forward: Callable[[nn.Module, np.ndarray], torch.Tensor], rows: np.ndarray,
@@ -64,6 +68,9 @@ def fit_classifier(
     batch_size: int,
     weight_decay: float,
     seed: int,
+    head_lr: float | None = None,
+    schedule: Literal["constant", "ramp_decay"] = "constant",
+    select_on: Literal["balanced_accuracy", "auroc"] = "balanced_accuracy",
 ) -> TrainedClassifier:
     """Train, choosing the learning rate and the stopping epoch on the validation rows.
 
@@ -85,6 +92,14 @@ def fit_classifier(
         AdamW weight decay.
     seed : int
         Seed of the initialisation and of the batch order.
+    head_lr : float | None
+        Learning rate of the network's ``head`` (None: the same as the rest,
+        :func:`~brainfm.downstream.decoding.optim.parameter_groups`).
+    schedule : "constant" | "ramp_decay"
+        Per-epoch learning-rate factor (:func:`~brainfm.downstream.decoding.optim.epoch_factor`).
+    select_on : "balanced_accuracy" | "auroc"
+        Validation metric that picks the learning rate and the epoch (an undefined AUROC, one
+        class in the validation rows, counts as 0).
 
     Returns
     -------
@@ -98,8 +113,8 @@ def fit_classifier(
     best: TrainedClassifier | None = None
     for lr in lrs:
         net = seeded(make_net, seed)
-        parameters = [p for p in net.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(parameter_groups(net, lr, head_lr), lr=lr, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_lambda(schedule))
         rng = np.random.default_rng([seed, 0x747261])
         best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
         for epoch in range(1, max_epochs + 1):
@@ -113,8 +128,10 @@ def fit_classifier(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+            scheduler.step()  # per epoch
             proba = predict(net, forward, val_rows, batch_size)
-            score = score_predictions(y[val_rows], proba.argmax(1), proba, n_classes)["balanced_accuracy"]
+            score = score_predictions(y[val_rows], proba.argmax(1), proba, n_classes)[select_on]
+            score = 0.0 if np.isnan(score) else score  # AUROC with one class in the validation rows
             if score > best_score:
                 best_score, best_state, best_epoch, stale = score, copy.deepcopy(net.state_dict()), epoch, 0
             else:
@@ -123,8 +140,8 @@ def fit_classifier(
                     break
         assert best_state is not None
         net.load_state_dict(best_state)
-        logger.info("lr %g: best validation balanced accuracy %.3f at epoch %d", lr, best_score, best_epoch)
-        if best is None or best_score > best.val_balanced_accuracy:
-            best = TrainedClassifier(net, float(lr), best_epoch, float(best_score))
+        logger.info("lr %g: best validation %s %.3f at epoch %d", lr, select_on, best_score, best_epoch)
+        if best is None or best_score > best.val_score:
+            best = TrainedClassifier(net, float(lr), best_epoch, float(best_score), select_on)
     assert best is not None
     return best
