@@ -20,6 +20,13 @@ Run::
 Both models live in their own worker process (same thread count) for the whole run; the
 timed steps alternate between them one by one (order flipped every round), so load changes on
 a shared machine hit both; the summary gives the median of the paired per-round ratios.
+
+``--baseline-src DIR`` adds a third worker: brainfm imported from ``DIR/brainfm`` (e.g. a
+``git archive`` of the main branch's ``brainfm/`` folder) in this python, timed in the same
+alternation, so a change to brainfm is measured against its previous state in the same run::
+
+    mkdir -p /tmp/omni-main && git archive main brainfm | tar -x -C /tmp/omni-main
+    ... bench/brainomni_vs_reference.py ... --baseline-src /tmp/omni-main
 """
 
 from __future__ import annotations
@@ -69,7 +76,9 @@ def worker_brainfm(compile_model: bool):  # noqa: ANN201
         latent_queries = torch.randn(LATENTS, TOKEN_DIM)
 
     tokenizer = _Tokenizer()
-    optimizer = torch.optim.AdamW([*backbone.parameters(), *objective.parameters()], lr=5e-4, betas=(0.9, 0.95))
+    # the recipe's optimiser (configs/pretrain/brainomni.yaml: fused AdamW)
+    optimizer = torch.optim.AdamW([*backbone.parameters(), *objective.parameters()], lr=5e-4, betas=(0.9, 0.95),
+                                  eps=1e-6, weight_decay=0.05, fused=True)
     if compile_model:
         backbone.blocks = torch.nn.ModuleList(torch.compile(block) for block in backbone.blocks)
 
@@ -113,7 +122,9 @@ def worker_reference(src: str):  # noqa: ANN201
         p.requires_grad = False
     model.tokenizer.tokenize = lambda x, pos, sensor_type, overlap_ratio: (features, indices)  # the cached grid
     x, pos, sensor_type = torch.zeros(B, 4, 512), torch.zeros(B, 4, 6), torch.zeros(B, 4, dtype=torch.long)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4, betas=(0.9, 0.95))
+    # the reference's own (DeepSpeed's AdamW stand-in: torch's default, unfused, implementation)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4, betas=(0.9, 0.95),
+                                  eps=1e-6, weight_decay=0.05)
 
     def train_step() -> None:
         loss = model(x, pos, sensor_type)["loss"]
@@ -140,7 +151,9 @@ def serve(args: argparse.Namespace) -> None:
     global PRECISION
     PRECISION = args.precision
     torch.set_num_threads(args.threads)
-    if args.worker == "brainfm":
+    if args.worker == "baseline":
+        sys.path.insert(0, str(Path(args.baseline_src).resolve()))  # its brainfm/ before the installed one
+    if args.worker in ("brainfm", "baseline"):
         train, encode = worker_brainfm(args.compile)
     else:
         train, encode = worker_reference(args.reference_src)
@@ -152,7 +165,7 @@ def serve(args: argparse.Namespace) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", choices=["brainfm", "reference"])
+    parser.add_argument("--worker", choices=["brainfm", "baseline", "reference"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=4, help="timed steps of each model (alternating)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -161,19 +174,24 @@ def main() -> int:
                         help="float32, or bf16 autocast for both models")
     parser.add_argument("--reference-python", default="/tmp/brainomni-ref/venv/bin/python")
     parser.add_argument("--reference-src", default="/tmp/brainomni-ref/src")
+    parser.add_argument("--baseline-src", default=None,
+                        help="a folder holding another version's brainfm/ package, timed as a third worker")
     args = parser.parse_args()
     if args.worker is not None:
         serve(args)
         return 0
 
     tokens = B * LATENTS * STEPS
-    common = ["--threads", str(args.threads), "--precision", args.precision, "--reference-src", args.reference_src]
+    common = ["--threads", str(args.threads), "--precision", args.precision, "--reference-src", args.reference_src,
+              *(["--baseline-src", args.baseline_src] if args.baseline_src else [])]
     workers = {}
-    for name, python in (("brainfm", sys.executable), ("reference", args.reference_python)):
+    sides = [("brainfm", sys.executable), ("reference", args.reference_python)]
+    if args.baseline_src:
+        sides.append(("baseline", sys.executable))
+    for name, python in sides:
         extra = ["--compile"] if (name == "brainfm" and args.compile) else []
         workers[name] = subprocess.Popen([python, __file__, "--worker", name, *common, *extra], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True,
-                                         cwd=Path(__file__).parent)
+                                         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
         assert workers[name].stdout.readline().strip() == "ready"
 
     def timed(name: str, what: str) -> float:
@@ -193,10 +211,13 @@ def main() -> int:
                 seconds[name].append(timed(name, what))
             print(f"  {what} round {round_ + 1}: " + ", ".join(
                 f"{name} {tokens / seconds[name][-1]:.0f} tokens/s" for name in workers), flush=True)
-        ratios = [r / b for b, r in zip(seconds["brainfm"], seconds["reference"], strict=True)]
-        print(f"{what:6s}: brainfm {tokens / statistics.median(seconds['brainfm']):.0f} tokens/s, reference "
-              f"{tokens / statistics.median(seconds['reference']):.0f} tokens/s, ratio (median of paired rounds) "
-              f"{statistics.median(ratios):.2f}x", flush=True)
+        speeds = ", ".join(f"{name} {tokens / statistics.median(seconds[name]):.0f} tokens/s" for name in workers)
+        print(f"{what:6s}: {speeds}", flush=True)
+        for fast, slow in (("brainfm", "reference"), ("baseline", "reference"), ("brainfm", "baseline")):
+            if fast in seconds and slow in seconds:
+                ratios = [s / f for f, s in zip(seconds[fast], seconds[slow], strict=True)]
+                print(f"        {fast} / {slow}: median of paired rounds {statistics.median(ratios):.2f}x "
+                      f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
     for worker in workers.values():
         worker.stdin.close()
         worker.wait()

@@ -67,7 +67,7 @@ class CrissCrossBlock(nn.Module):
         self.temporal = SelfAttention(half, heads, attn_dropout=dropout, rope=rope)
         self.spatial = SelfAttention(half, heads, attn_dropout=dropout)
         self.ff_norm = nn.RMSNorm(dim, eps=1e-6)
-        self.ff = FeedForward(dim, 4 * dim, activation="selu", dropout=dropout)
+        self.ff = FeedForward(dim, 4 * dim, activation="selu", dropout=dropout, fast_dropout=True)
         self.eval_attn_dropout = eval_attn_dropout
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from brainfm._check import check_range, ensure_int
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
 from brainfm.models.base import Backbone, Objective
-from brainfm.models.token_masking import mask_token_grid, masked_token_loss
+from brainfm.models.token_masking import code_loss, mask_token_grid, masked_token_loss
 from brainfm.nn.data_facts import DataFacts
 from brainfm.tokenizers.base import Tokenizer
 
@@ -122,10 +122,10 @@ class MaskedTokenObjective(Objective):
         masked_grid, masked = mask_token_grid(grid, backbone.mask_token, self.mask_ratio, self.mask_token_prob,
                                               generator=generator)
         hidden = backbone(masked_grid, tokenizer)  # (B, C', W, D)
-        # the head only where the loss looks: (X, D) -> (X, 1, 1, levels, n_codes)
-        logits = self.logits(hidden[masked])[:, None, None]
-        everywhere = torch.ones(logits.shape[:3], dtype=torch.bool, device=logits.device)
-        loss, accuracy = masked_token_loss(logits, targets[masked][:, None, None], everywhere)
+        if not bool(masked.any()):  # nothing to predict (a tiny grid): a zero loss that keeps the graph
+            loss, accuracy = masked_token_loss(self.logits(hidden), targets, masked)
+        else:  # the head only where the loss looks: (X, D) -> (X, levels, n_codes)
+            loss, accuracy = code_loss(self.logits(hidden[masked]), targets[masked])
         terms = {"loss": loss, "acc": accuracy.mean()}
         terms.update({f"acc_level{level}": accuracy[level] for level in range(self.n_levels)})
         return terms

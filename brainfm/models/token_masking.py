@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["mask_token_grid", "masked_token_loss"]
+__all__ = ["code_loss", "mask_token_grid", "masked_token_loss"]
 
 
 def mask_token_grid(
@@ -86,11 +86,28 @@ def masked_token_loss(
     accuracy : torch.Tensor, shape (levels,)
         Share of masked positions whose code is predicted right, per level (detached).
     """
-    chosen = logits[masked]  # (X, levels, n_codes), X masked positions
-    labels = targets[masked]  # (X, levels)
-    n_levels = targets.shape[-1]
-    if chosen.shape[0] == 0:
-        return logits.sum() * 0.0, logits.new_zeros(n_levels)
-    loss = F.cross_entropy(chosen.reshape(-1, chosen.shape[-1]).float(), labels.reshape(-1))
-    accuracy = (chosen.detach().argmax(-1) == labels).float().mean(0)
+    if not bool(masked.any()):
+        return logits.sum() * 0.0, logits.new_zeros(targets.shape[-1])
+    return code_loss(logits[masked], targets[masked])  # (X, levels, n_codes), (X, levels): X masked positions
+
+
+def code_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of every RVQ level at already selected positions, and each level's accuracy.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (X, levels, n_codes)
+        Predicted code logits of X positions (e.g. the masked ones; X > 0).
+    targets : torch.Tensor of int64, shape (X, levels)
+        Their code indices.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        Mean cross-entropy over positions x levels.
+    accuracy : torch.Tensor, shape (levels,)
+        Share of positions whose code is predicted right, per level (detached).
+    """
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+    accuracy = (logits.detach().argmax(-1) == targets).float().mean(0)
     return loss, accuracy

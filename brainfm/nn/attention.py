@@ -4,7 +4,10 @@ One block for every brainfm model: fused ``qkv_proj`` and ``o_proj`` (the names 
 BaRISTA checkpoints use), optional rotary positions (:class:`~brainfm.nn.rope.RotaryEmbedding`),
 boolean masks where ``True`` means "may attend", and a defined output for rows that see no key
 (zeros, never NaN). On GPU SDPA dispatches to flash / memory-efficient kernels; on CPU to its
-fused C++ kernel.
+fused C++ kernel. With attention dropout on the CPU (training) SDPA has no fused kernel and falls
+back to its unfused "math" path; :func:`attend` then runs its own unfused path instead, which
+skips the math path's all-masked-row checks and draws the dropout mask with
+:func:`~brainfm.nn.dropout.keep_mask` (16 random bits per weight instead of a float draw).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from brainfm.nn.dropout import keep_mask, rounded_drop_probability
 from brainfm.nn.rope import RotaryEmbedding
 
 __all__ = ["SelfAttention", "attend"]
@@ -42,12 +46,23 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     out : torch.Tensor, shape (B, H, L, d)
         Attention output; exactly zero on rows whose mask is all False.
     """
+    if mask is None and dropout > 0.0 and not is_causal and q.device.type == "cpu":
+        return _attend_dropout(q, k, v, dropout, scale)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=is_causal, scale=scale)
     sees_key = mask.any(-1, keepdim=True)  # (..., L, 1)
     safe = mask | ~sees_key  # an empty row attends everywhere, then is zeroed: no NaN
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, dropout_p=dropout, scale=scale)
     return out.masked_fill(~sees_key, 0.0)
+
+
+def _attend_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float,
+                    scale: float | None) -> torch.Tensor:
+    """Unmasked attention with dropout on the weights: softmax(q k^T s) * keep / (1 - p) @ v."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    weights = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)  # (B, H, L, S)
+    weights = weights * keep_mask(weights.shape, dropout, weights.device)
+    return (weights @ v) * (1.0 / (1.0 - rounded_drop_probability(dropout)))  # scale the (L, d) output, not (L, S)
 
 
 class SelfAttention(nn.Module):

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from brainfm.nn.dropout import FastDropout
+
 __all__ = ["ACTIVATIONS", "FeedForward", "GatedFeedForward", "activation"]
 
 #: Activations by name (YAML configs name them). ``leaky_relu`` uses slope 0.2 (MEG-GPT spec §5.1).
@@ -41,14 +43,18 @@ class FeedForward(nn.Module):
         Dropout on the output.
     bias : bool
         Biases on both layers.
+    fast_dropout : bool
+        Draw the dropout mask with :class:`~brainfm.nn.dropout.FastDropout` (16 random bits per
+        element, several times cheaper on the CPU) instead of :class:`torch.nn.Dropout`.
     """
 
-    def __init__(self, dim: int, hidden: int, activation: str = "gelu", dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(self, dim: int, hidden: int, activation: str = "gelu", dropout: float = 0.0, bias: bool = True,
+                 fast_dropout: bool = False) -> None:
         super().__init__()
         self.act = globals()["activation"](activation)
         self.fc1 = nn.Linear(dim, hidden, bias=bias)
         self.fc2 = nn.Linear(hidden, dim, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout) if fast_dropout else nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., dim) -> (..., dim)."""

@@ -75,6 +75,14 @@ class RotaryEmbedding(nn.Module):
         """
         angles = self.angles(positions)  # (T, h, d/2) or (B, T, h, d/2)
         angles = angles.transpose(-3, -2)  # (h, T, d/2) or (B, h, T, d/2)
+        if self.convention == "pairs" and x.dtype in (torch.float32, torch.float64) and x.stride(-1) == 1 \
+                and all(s % 2 == 0 for s in x.stride()[:-1]) and x.storage_offset() % 2 == 0:
+            # the complex form: one complex product instead of slices, four products and a stack
+            # (~4x faster forward + backward on the CPU); (..., d) -> (..., d/2) complex, a view
+            rotation = torch.polar(torch.ones_like(angles), angles).to(torch.complex64 if x.dtype == torch.float32
+                                                                        else torch.complex128)
+            pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+            return torch.view_as_real(pairs * rotation).flatten(-2)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
         if self.convention == "half":
             first, second = x[..., : self.head_dim // 2], x[..., self.head_dim // 2:]
