@@ -156,13 +156,22 @@ def coil_class(name: str) -> str | None:
     return COIL_CLASSES.get(name)
 
 
+def _coil_name(coil: str) -> str:
+    """A channel table ``coil_type`` value as a coil name (numbers, as older stores hold them, named)."""
+    coil = str(coil).strip()
+    return coil_type_name(int(coil)) if coil.isdigit() else coil
+
+
 def sensor_type_ids(types: Sequence[str], coil_types: Sequence[str]) -> np.ndarray:
     """Sensor-type ids (:data:`~brainfm.data.channels.SENSOR_TYPE_IDS`) typed from the coil.
 
     MEG channels take the type of their coil's class: magnetometers 1, planar and axial
     gradiometers 2 (BrainOmni: EEG 0, MAG 1, GRAD 2), so CTF and KIT channels, which MNE
-    types ``mag``, are 2. MEG channels whose coil is empty or unknown keep the id of their
-    channel type; every other channel has the id of its type.
+    types ``mag``, are 2. A coil this table does not know follows the reference's rule
+    (BrainOmni spec §3.2 item 4): 1 when its name contains ``MAG``, otherwise 2. MEG channels
+    without a coil keep the id of their channel type; every other channel has the id of its
+    type. (The reference's substring rule would also make 4D's ``FIFFV_COIL_MAGNES_GRAD``
+    axial gradiometers 1; the class table types them 2, as gradiometers.)
 
     Parameters
     ----------
@@ -182,6 +191,10 @@ def sensor_type_ids(types: Sequence[str], coil_types: Sequence[str]) -> np.ndarr
     for i, (ch_type, coil) in enumerate(zip(types, coil_types, strict=True)):
         sensor = ch_type
         if ch_type in MEG_TYPES:
-            sensor = _CLASS_SENSOR_TYPE.get(coil_class(coil) or "", ch_type)
+            known = coil_class(coil)
+            if known is not None:
+                sensor = _CLASS_SENSOR_TYPE[known]
+            elif str(coil).strip():  # a coil MNE's table lacks: the reference's name rule
+                sensor = "mag" if "MAG" in _coil_name(coil).upper() else "grad"
         out[i] = SENSOR_TYPE_IDS[sensor]
     return out

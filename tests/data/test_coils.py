@@ -52,3 +52,13 @@ def test_sensor_types_follow_the_coil_not_the_channel_kind():
     assert ids.tolist() == [0, 1, 2, 2, 2, 2, 2, 2, SENSOR_TYPE_IDS["seeg"], SENSOR_TYPE_IDS["misc"]]
     with pytest.raises(ValueError, match="coil types"):
         sensor_type_ids(["mag"], [])
+
+
+def test_coils_unknown_to_the_table_follow_the_reference_name_rule():
+    """Spec §3.2 item 4: only coils whose name contains MAG are 1 (MAG), any other MEG coil 2 (GRAD)."""
+    types = ["mag", "mag", "grad", "mag", "grad"]
+    coils = ["FIFFV_COIL_FUTURE_OPM_MAG", "FIFFV_COIL_FUTURE_AXIAL_GRAD", "FIFFV_COIL_FUTURE_MAG_T9", "65000", ""]
+    assert coil_class(coils[0]) is None and coil_class("65000") is None  # not in the table
+    # an unknown number (an older store) has no name with MAG: GRAD; no coil at all: the channel kind
+    assert sensor_type_ids(types, coils).tolist() == [1, 2, 1, 2, 2]
+    assert sensor_type_ids(["mag"], [""]).tolist() == [1]

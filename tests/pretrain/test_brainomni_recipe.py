@@ -227,3 +227,39 @@ def test_ddp_two_processes_train_the_recipe(joint_store, tokenizer_checkpoint, t
     model = load_model(checkpoint)
     assert model.backbone.dim == 32 and model.info.global_step > 0
 
+
+
+def test_ctf_and_kit_axial_gradiometers_reach_the_model_as_grad(joint_store):
+    """Spec §3.2 item 4: the CTF and KIT axial gradiometers (MNE kind "mag") are type 2 (GRAD) in the
+    batches BrainOmni and the BrainTokenizer read, and are normalised as one GRAD group (§3.2 item 9),
+    while the store keeps MNE's channel kind and the coil name (its format is unchanged)."""
+    from brainfm.store import open_store
+
+    store = open_store(joint_store)
+    names = {rid: store[rid].channels for rid in store}
+    meg = {rid: table for rid, table in names.items() if "ctf" in rid or "kit" in rid}
+    assert len(meg) == 2
+    for table in meg.values():
+        sensors = table[table["type"] != "eeg"]  # the CTF file also has a few EEG channels
+        assert set(sensors["type"]) == {"mag"} and sensors["coil_type"].str.match(r"FIFFV_COIL_(CTF|KIT)_GRAD").all()
+    # a tiny eps: the default 1e-13 (the reference's, made for T/m) is close to a CTF/KIT std in tesla
+    data = _data(joint_store, split_unit="recording", val_fraction=0.01, window_s=1.0,
+                 sensortype_eps={"grad": 1e-30, "mag": 1e-30})
+    data.setup()
+    seen: dict[int, int] = {}
+    for split in ("train", "val", "test"):
+        if len(data.split(split)) == 0:
+            continue
+        for batch in data.make_dataloader(split, shuffle=False):
+            real = batch.channel_mask
+            types = batch.sensor_type[real]
+            if not bool((types > 0).any()):
+                continue  # an EEG batch
+            assert set(types.tolist()) <= {0, 2} and 2 in types.tolist()  # never 1 (MAG)
+            for row in range(len(batch)):
+                grad = real[row] & (batch.sensor_type[row] == 2)
+                x = batch.signal[row][grad].double()  # (C_grad, T) of one MEG window, one GRAD group
+                torch.testing.assert_close(x.mean(0), torch.zeros(x.shape[1], dtype=torch.float64), atol=1e-4, rtol=0)
+                assert abs(float(x.std(unbiased=False)) - 1.0) < 1e-3
+                seen[int(grad.sum())] = seen.get(int(grad.sum()), 0) + 1
+    assert len(seen) == 2, seen  # both systems (KIT 157 gradiometers, CTF ~270) were read

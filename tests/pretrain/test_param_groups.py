@@ -61,3 +61,43 @@ def test_the_engine_builds_two_groups_from_the_recipe_setting():
     assert len(plain.configure_optimizers().param_groups) == 1
     with pytest.raises(ConfigError, match="nothing_like_this"):
         PretrainModule(BrainTokenizer(**TINY), no_weight_decay=["nothing_like_this"])
+
+
+def _recipe_rules(size: str) -> list[str]:
+    """``model.no_weight_decay`` of the shipped BrainOmni recipe with a size preset (the preset wins)."""
+    import yaml
+
+    from brainfm.pretrain.cli import recipe_path
+
+    rules: list[str] = []
+    for path in (recipe_path("brainomni"), recipe_path("brainomni", size)):
+        rules = (yaml.safe_load(path.read_text()).get("model") or {}).get("no_weight_decay", rules)
+    return rules
+
+
+@pytest.mark.parametrize(("size", "dim", "n_heads"), [("tiny", 256, 8), ("base", 512, 16)])
+def test_brainomni_recipe_exempts_norms_the_mask_token_and_the_projection(size, dim, n_heads):
+    """Spec §5.7: no decay on norms, input projection and mask token; the head decays (§8 #8)."""
+    from brainfm.models import BrainOmni, MaskedTokenObjective
+
+    rules = _recipe_rules(size)
+    module = PretrainModule(backbone=BrainOmni(dim=dim, n_heads=n_heads, depth=2), objective=MaskedTokenObjective(dim=dim),
+                            optimizer=lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.5), no_weight_decay=rules)
+    names = {n for n, p in module.named_parameters() if p.requires_grad}
+    expected = {n for n in names if "_norm." in n} | {"backbone.mask_token"}
+    if size == "base":  # token width 256 -> 512: the projection exists
+        expected |= {"backbone.projection.weight", "backbone.projection.bias"}
+    assert len([n for n in expected if "_norm." in n]) == 2 * 2  # two RMSNorms per block
+    assert exempt_from_decay(module, rules) == expected
+    # with zero gradients only the decoupled decay moves a weight: exempt ones stay, the others shrink
+    optimizer = module.configure_optimizers()
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    for p in module.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for n, p in module.named_parameters():
+        if n in expected:
+            assert torch.equal(p, before[n]), n
+        elif before[n].abs().sum() > 0:  # zero-initialised biases stay zero either way
+            assert (p.abs() < before[n].abs()).any(), n
+    assert "objective.head.weight" not in expected and "backbone.blocks.0.temporal.qkv_proj.bias" not in expected
