@@ -47,6 +47,8 @@ def keep_mask(shape: tuple[int, ...] | torch.Size, p: float, device: torch.devic
     keep : torch.Tensor of bool
         True where the element is kept.
     """
+    if p <= 0.0 or p >= 1.0:
+        return torch.full(tuple(shape), p <= 0.0, dtype=torch.bool, device=device)
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(2**63), None, generator=generator)  # every bit uniform
