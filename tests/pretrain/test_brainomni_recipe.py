@@ -154,7 +154,8 @@ def test_cached_codes_give_the_same_loss_as_the_frozen_tokenizer(joint_store, to
     module = _module(tokenizer_checkpoint).eval()
     grid, codes = module.backbone.tokens(plain, module.tokenizer)
     assert torch.equal(cached.codes, codes)
-    assert torch.equal(module.backbone.tokens(cached, module.tokenizer)[0], grid)
+    # decode sums the levels' codewords in one embedding_bag: the quantiser's sum up to float rounding
+    torch.testing.assert_close(module.backbone.tokens(cached, module.tokenizer)[0], grid, rtol=1e-6, atol=1e-6)
     cached.signal = torch.full_like(cached.signal, float("nan"))  # never read on the cached path
     terms = [module.objective(batch, tokenizer=module.tokenizer, backbone=module.backbone,
                               generator=torch.Generator().manual_seed(5)) for batch in (plain, cached)]
