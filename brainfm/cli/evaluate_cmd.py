@@ -94,7 +94,7 @@ def evaluate_with_progress(task: DecodingTask, out: str | Path, *, allow_leakage
     leaked : dict of str to list of str
         Model name -> leaked subjects/recordings (only with ``allow_leakage``).
     files : dict
-        The written files (``markdown``, ``csv``, ``json``, ``task``, ``figures``).
+        The written files (``markdown``, ``csv``, ``json``, ``timings``, ``task``, ``figures``).
     """
     from tqdm import tqdm
 

@@ -12,9 +12,11 @@ The network is one of:
 - a from-scratch signal network (``architecture: eegnet | functional``).
 
 Training uses AdamW and class-weighted cross-entropy (the metric is balanced accuracy); after
-every epoch the validation balanced accuracy is logged as ``val/balanced_accuracy``, the best
-epoch's weights are kept (:class:`BestWeights`) and training stops after ``patience`` epochs
-without improvement. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
+every epoch the validation balanced accuracy is logged as ``val/balanced_accuracy`` and the
+class-weighted validation loss as ``val/loss``; the best epoch's weights are kept
+(:class:`BestWeights`, higher balanced accuracy, ties to the lower loss:
+:class:`~brainfm.downstream.decoding.training.ValidationScore`) and training stops after
+``patience`` epochs without improvement. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
 keeps the best on validation; the test trials are never seen while fitting.
 """
 
@@ -26,7 +28,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from brainfm.downstream.decoding.backbone import FeatureBackbone, load_backbone
@@ -36,7 +38,7 @@ from brainfm.downstream.decoding.functional_layers import FunctionalNet
 from brainfm.downstream.decoding.heads import ClassificationHead
 from brainfm.downstream.decoding.metrics import score_predictions
 from brainfm.downstream.decoding.models import frozen_features
-from brainfm.downstream.decoding.training import seeded
+from brainfm.downstream.decoding.training import ValidationScore, seeded
 from brainfm.downstream.decoding.trial_datamodule import TrialFacts
 from brainfm.downstream.decoding.trials import Trials
 from brainfm.errors import ConfigError
@@ -72,17 +74,38 @@ def fresh_backbone(backbone: FeatureBackbone) -> FeatureBackbone:
 
 
 class BestWeights(Callback):
-    """Keep the weights of the epoch with the best validation balanced accuracy; restore them at the end."""
+    """Keep the weights of the best validation epoch, stop after ``patience`` epochs without one; restore at the end.
+
+    Best is :meth:`~brainfm.downstream.decoding.training.ValidationScore.better_than`: the
+    higher ``val/balanced_accuracy``, on a tie the lower ``val/loss``.
+
+    Parameters
+    ----------
+    patience : int
+        Validation epochs without a better score before training stops.
+    """
+
+    def __init__(self, patience: int) -> None:
+        super().__init__()
+        self.patience = int(patience)
+        self.stale = 0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Remember the weights when ``val/balanced_accuracy`` improved."""
+        """Remember the weights when the validation score improved; stop when it has not for ``patience`` epochs."""
         if trainer.sanity_checking or "val/balanced_accuracy" not in trainer.callback_metrics:
             return
-        score = float(trainer.callback_metrics["val/balanced_accuracy"])
-        if score > pl_module.best_score:  # type: ignore[operator]
-            pl_module.best_score = score
+        metrics = trainer.callback_metrics
+        score = ValidationScore(float(metrics["val/balanced_accuracy"]), float(metrics.get("val/loss", float("nan"))))
+        if score.better_than(pl_module.best):  # type: ignore[arg-type]
+            pl_module.best = score
+            pl_module.best_score = score.balanced_accuracy
             pl_module.best_epoch = trainer.current_epoch + 1
             pl_module.best_state = copy.deepcopy(pl_module.net.state_dict())  # type: ignore[union-attr]
+            self.stale = 0
+        else:
+            self.stale += 1
+            if self.stale >= self.patience:
+                trainer.should_stop = True
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Load the best epoch's weights."""
@@ -165,6 +188,7 @@ class FinetuneModule(L.LightningModule):
         self.head_config: dict[str, Any] = {}
         self.class_weights: torch.Tensor | None = None
         self.best_score, self.best_epoch, self.best_state = -1.0, 0, None
+        self.best: ValidationScore | None = None
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
         self.test_proba: np.ndarray | None = None
         self._features: torch.Tensor | None = None
@@ -276,7 +300,8 @@ class FinetuneModule(L.LightningModule):
         proba = torch.softmax(logits, dim=-1).numpy()
         scores = score_predictions(labels.numpy(), proba.argmax(1), proba, logits.shape[1])
         self.log("val/balanced_accuracy", scores["balanced_accuracy"], prog_bar=True)
-        self.log("val/loss", nn.functional.cross_entropy(logits, labels).item())
+        weights = None if self.class_weights is None else self.class_weights.cpu()
+        self.log("val/loss", nn.functional.cross_entropy(logits, labels, weight=weights).item())
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         """Collect test logits."""
@@ -294,6 +319,5 @@ class FinetuneModule(L.LightningModule):
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def configure_callbacks(self) -> list[Callback]:
-        """Early stopping and best-epoch weights on the validation balanced accuracy."""
-        return [EarlyStopping(monitor="val/balanced_accuracy", mode="max", patience=self.patience),
-                BestWeights()]
+        """Early stopping and best-epoch weights on the validation score (balanced accuracy, then loss)."""
+        return [BestWeights(self.patience)]

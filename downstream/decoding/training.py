@@ -1,16 +1,26 @@
 """Training a classifier with early stopping and learning-rate choice on a validation split, never on test.
 
 For each learning rate, a freshly seeded network is trained with AdamW and cross-entropy;
-after every epoch its balanced accuracy on the validation trials is measured, the best
-epoch's weights are kept, and training stops after ``patience`` epochs without improvement.
-The learning rate whose best validation balanced accuracy is highest wins; the test trials
-are touched only afterwards, by the caller.
+after every epoch its balanced accuracy and class-weighted cross-entropy on the validation
+trials are measured, the best epoch's weights are kept, and training stops after ``patience``
+epochs without improvement. The learning rate whose best validation score is highest wins;
+the test trials are touched only afterwards, by the caller.
+
+"Best" is :meth:`ValidationScore.better_than`: the higher balanced accuracy, and on a tie the
+lower validation loss. Balanced accuracy moves in steps of one validation trial, so on small
+validation splits ties are common (a head that predicts one class scores exactly chance at
+every epoch); without the loss as a tie-break the first epoch, nearly untrained, would be kept.
+
+Everything random in a fit (initialisation, batch order, dropout) draws from generators
+seeded by ``seed`` (:func:`seeded_rng`), so two runs with the same seed give the same result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,24 +30,79 @@ from torch import nn
 from brainfm._logging import logger
 from brainfm.downstream.decoding.metrics import score_predictions
 
-__all__ = ["TrainedClassifier", "fit_classifier", "seeded"]
+__all__ = ["TrainedClassifier", "ValidationScore", "fit_classifier", "seeded", "seeded_rng"]
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Run a block with torch's CPU generator seeded by ``seed``; the global state is restored afterwards.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of everything the block draws from torch (initialisation, dropout, noise).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.random.manual_seed(seed)
+        yield
 
 
 def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
     """Build a module with a seeded initialisation, leaving the global torch RNG as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.random.manual_seed(seed)
+    with seeded_rng(seed):
         return factory()
+
+
+@dataclass(frozen=True)
+class ValidationScore:
+    """What model selection compares: validation balanced accuracy, then validation loss.
+
+    Attributes
+    ----------
+    balanced_accuracy : float
+        On the validation trials.
+    loss : float
+        Class-weighted cross-entropy on the validation trials (NaN when unknown).
+    """
+
+    balanced_accuracy: float
+    loss: float = math.nan
+
+    def better_than(self, other: ValidationScore | None) -> bool:
+        """Whether this score beats ``other``: higher balanced accuracy, or equal and a lower loss.
+
+        Parameters
+        ----------
+        other : ValidationScore | None
+            The best so far (None: anything beats it).
+
+        Returns
+        -------
+        better : bool
+        """
+        if other is None:
+            return True
+        if self.balanced_accuracy != other.balanced_accuracy:
+            return self.balanced_accuracy > other.balanced_accuracy
+        if math.isnan(self.loss) or math.isnan(other.loss):
+            return False  # a tie that the loss cannot break keeps the earlier one
+        return self.loss < other.loss
 
 
 @dataclass
 class TrainedClassifier:
-    """The selected network, its learning rate, epochs and best validation balanced accuracy."""
+    """The selected network, its learning rate, epochs and best validation score."""
 
     net: nn.Module
     lr: float
     epochs: int
     val_balanced_accuracy: float
+    val_loss: float = math.nan
+
+    @property
+    def score(self) -> ValidationScore:
+        """The validation score it was selected on."""
+        return ValidationScore(self.val_balanced_accuracy, self.val_loss)
 
 
 def predict(net: nn.Module, forward: Callable[[nn.Module, np.ndarray], torch.Tensor], rows: np.ndarray,
@@ -97,34 +162,49 @@ def fit_classifier(
     loss_fn = nn.CrossEntropyLoss(weight=weights)  # balanced: the metric is balanced accuracy
     best: TrainedClassifier | None = None
     for lr in lrs:
-        net = seeded(make_net, seed)
-        parameters = [p for p in net.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-        rng = np.random.default_rng([seed, 0x747261])
-        best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
-        for epoch in range(1, max_epochs + 1):
-            net.train()
-            order = fit_rows[rng.permutation(len(fit_rows))]
-            for i in range(0, len(order), batch_size):
-                rows = order[i : i + batch_size]
-                if len(rows) < 2:
-                    continue  # batch norm needs two rows
-                loss = loss_fn(forward(net, rows), targets[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            proba = predict(net, forward, val_rows, batch_size)
-            score = score_predictions(y[val_rows], proba.argmax(1), proba, n_classes)["balanced_accuracy"]
-            if score > best_score:
-                best_score, best_state, best_epoch, stale = score, copy.deepcopy(net.state_dict()), epoch, 0
-            else:
-                stale += 1
-                if stale >= patience:
-                    break
-        assert best_state is not None
-        net.load_state_dict(best_state)
-        logger.info("lr %g: best validation balanced accuracy %.3f at epoch %d", lr, best_score, best_epoch)
-        if best is None or best_score > best.val_balanced_accuracy:
-            best = TrainedClassifier(net, float(lr), best_epoch, float(best_score))
+        with seeded_rng(seed):  # initialisation and dropout; the batch order has its own generator
+            trained = _fit_one(make_net(), forward, targets, loss_fn, fit_rows, val_rows, lr=float(lr),
+                               max_epochs=max_epochs, patience=patience, batch_size=batch_size,
+                               weight_decay=weight_decay, rng=np.random.default_rng([seed, 0x747261]))
+        logger.info("lr %g: best validation balanced accuracy %.3f (loss %.4f) at epoch %d", lr,
+                    trained.val_balanced_accuracy, trained.val_loss, trained.epochs)
+        if best is None or trained.score.better_than(best.score):
+            best = trained
     assert best is not None
     return best
+
+
+def _fit_one(net: nn.Module, forward: Callable[[nn.Module, np.ndarray], torch.Tensor], targets: torch.Tensor,
+             loss_fn: nn.Module, fit_rows: np.ndarray, val_rows: np.ndarray, *, lr: float, max_epochs: int,
+             patience: int, batch_size: int, weight_decay: float, rng: np.random.Generator) -> TrainedClassifier:
+    """Train one network at one learning rate; keep its best epoch on validation."""
+    parameters = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    n_classes = len(loss_fn.weight) if loss_fn.weight is not None else int(targets.max()) + 1
+    val_targets = targets[val_rows]
+    best: ValidationScore | None = None
+    best_state, best_epoch, stale = None, 0, 0
+    for epoch in range(1, max_epochs + 1):
+        net.train()
+        order = fit_rows[rng.permutation(len(fit_rows))]
+        for i in range(0, len(order), batch_size):
+            rows = order[i : i + batch_size]
+            if len(rows) < 2:
+                continue  # batch norm needs two rows
+            loss = loss_fn(forward(net, rows), targets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        proba = predict(net, forward, val_rows, batch_size)
+        balanced = score_predictions(val_targets.numpy(), proba.argmax(1), proba, n_classes)["balanced_accuracy"]
+        val_loss = float(loss_fn(torch.log(torch.as_tensor(proba).clamp_min(1e-12)), val_targets))
+        score = ValidationScore(float(balanced), val_loss)
+        if score.better_than(best):
+            best, best_state, best_epoch, stale = score, copy.deepcopy(net.state_dict()), epoch, 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    assert best is not None and best_state is not None
+    net.load_state_dict(best_state)
+    return TrainedClassifier(net, lr, best_epoch, best.balanced_accuracy, best.loss)
