@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from brainfm.downstream.decoding.backbone import FeatureBackbone
+from brainfm.downstream.decoding.frozen_outputs import OutputStore, cache_frozen_outputs
 from brainfm.downstream.decoding.lora import apply_lora
 from brainfm.loading.batch import Batch
 
@@ -37,10 +38,14 @@ class BackboneClassifier(nn.Module):
         of the attention projections (:func:`~brainfm.downstream.decoding.lora.apply_lora`).
     rank : int
         Rank of the LoRA updates.
+    frozen_outputs : OutputStore | None
+        With ``lora``: remember the outputs of the backbone's frozen parts here (shared by every
+        copy; :mod:`~brainfm.downstream.decoding.frozen_outputs`), so later epochs and other
+        classifiers of the same checkpoint reuse them. None computes them at every step.
     """
 
     def __init__(self, backbone: FeatureBackbone, head: nn.Module, adaptation: Literal["frozen", "full", "lora"] = "full",
-                 rank: int = 4) -> None:
+                 rank: int = 4, frozen_outputs: OutputStore | None = None) -> None:
         super().__init__()
         if adaptation not in ADAPTATIONS:
             raise ValueError(f"Invalid value for the 'adaptation' parameter. Allowed values are {ADAPTATIONS}, "
@@ -53,6 +58,8 @@ class BackboneClassifier(nn.Module):
             wrapped = apply_lora(self.backbone, rank)
             if not wrapped:
                 raise ValueError("The backbone has no attention projection for LoRA; use adaptation: full.")
+            if frozen_outputs is not None:
+                cache_frozen_outputs(self.backbone, frozen_outputs)
         self.head = head
 
     def train(self, mode: bool = True) -> BackboneClassifier:
