@@ -16,7 +16,7 @@ every epoch the validation balanced accuracy is logged as ``val/balanced_accurac
 class-weighted validation loss as ``val/loss``; the best epoch's weights are kept
 (:class:`BestWeights`, higher balanced accuracy, ties to the lower loss:
 :class:`~brainfm.downstream.decoding.training.ValidationScore`) and training stops after
-``patience`` epochs without improvement. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
+``patience`` epochs without a higher balanced accuracy. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
 keeps the best on validation; the test trials are never seen while fitting.
 """
 
@@ -74,15 +74,16 @@ def fresh_backbone(backbone: FeatureBackbone) -> FeatureBackbone:
 
 
 class BestWeights(Callback):
-    """Keep the weights of the best validation epoch, stop after ``patience`` epochs without one; restore at the end.
+    """Keep the weights of the best validation epoch, stop after ``patience`` epochs without progress; restore at the end.
 
     Best is :meth:`~brainfm.downstream.decoding.training.ValidationScore.better_than`: the
-    higher ``val/balanced_accuracy``, on a tie the lower ``val/loss``.
+    higher ``val/balanced_accuracy``, on a tie the lower ``val/loss``. Patience counts epochs
+    without a higher balanced accuracy (a falling loss alone does not prolong training).
 
     Parameters
     ----------
     patience : int
-        Validation epochs without a better score before training stops.
+        Validation epochs without a higher balanced accuracy before training stops.
     """
 
     def __init__(self, patience: int) -> None:
@@ -96,16 +97,15 @@ class BestWeights(Callback):
             return
         metrics = trainer.callback_metrics
         score = ValidationScore(float(metrics["val/balanced_accuracy"]), float(metrics.get("val/loss", float("nan"))))
-        if score.better_than(pl_module.best):  # type: ignore[arg-type]
+        best = pl_module.best
+        self.stale = 0 if best is None or score.balanced_accuracy > best.balanced_accuracy else self.stale + 1  # type: ignore[attr-defined]
+        if score.better_than(best):  # type: ignore[arg-type]
             pl_module.best = score
             pl_module.best_score = score.balanced_accuracy
             pl_module.best_epoch = trainer.current_epoch + 1
             pl_module.best_state = copy.deepcopy(pl_module.net.state_dict())  # type: ignore[union-attr]
-            self.stale = 0
-        else:
-            self.stale += 1
-            if self.stale >= self.patience:
-                trainer.should_stop = True
+        if self.stale >= self.patience:
+            trainer.should_stop = True
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Load the best epoch's weights."""

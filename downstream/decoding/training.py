@@ -3,7 +3,7 @@
 For each learning rate, a freshly seeded network is trained with AdamW and cross-entropy;
 after every epoch its balanced accuracy and class-weighted cross-entropy on the validation
 trials are measured, the best epoch's weights are kept, and training stops after ``patience``
-epochs without improvement. The learning rate whose best validation score is highest wins;
+epochs without a higher validation balanced accuracy. The learning rate whose best validation score is highest wins;
 the test trials are touched only afterwards, by the caller.
 
 "Best" is :meth:`ValidationScore.better_than`: the higher balanced accuracy, and on a tie the
@@ -199,12 +199,11 @@ def _fit_one(net: nn.Module, forward: Callable[[nn.Module, np.ndarray], torch.Te
         balanced = score_predictions(val_targets.numpy(), proba.argmax(1), proba, n_classes)["balanced_accuracy"]
         val_loss = float(loss_fn(torch.log(torch.as_tensor(proba).clamp_min(1e-12)), val_targets))
         score = ValidationScore(float(balanced), val_loss)
+        stale = 0 if best is None or score.balanced_accuracy > best.balanced_accuracy else stale + 1
         if score.better_than(best):
-            best, best_state, best_epoch, stale = score, copy.deepcopy(net.state_dict()), epoch, 0
-        else:
-            stale += 1
-            if stale >= patience:
-                break
+            best, best_state, best_epoch = score, copy.deepcopy(net.state_dict()), epoch
+        if stale >= patience:
+            break
     assert best is not None and best_state is not None
     net.load_state_dict(best_state)
     return TrainedClassifier(net, lr, best_epoch, best.balanced_accuracy, best.loss)

@@ -48,10 +48,16 @@ def test_a_tie_in_balanced_accuracy_keeps_the_epoch_with_the_lower_validation_lo
             net.net[1].bias.copy_(torch.tensor([2.0, -2.0]))  # starts far from the best constant prediction
         return net
 
-    trained = fit_classifier(make_net, lambda net, rows: net(features[rows]), y, fit_rows, val_rows, lrs=[0.05],
-                             max_epochs=8, patience=8, batch_size=8, weight_decay=0.0, seed=0)
+    def fit(patience):
+        return fit_classifier(make_net, lambda net, rows: net(features[rows]), y, fit_rows, val_rows, lrs=[0.05],
+                              max_epochs=8, patience=patience, batch_size=8, weight_decay=0.0, seed=0)
+
+    trained = fit(8)
     assert trained.val_balanced_accuracy == 0.5
     assert trained.epochs > 1, "a tie at chance kept the first, nearly untrained epoch"
+    # patience counts epochs without a higher balanced accuracy: a falling loss alone does not prolong
+    # training, but the kept epoch is the last (lowest-loss) one of those run
+    assert fit(2).epochs == 3
     assert trained.val_loss < math.log(2) + 1.0
     # the kept weights are the ones scored: their validation loss is the recorded one
     with torch.no_grad():
