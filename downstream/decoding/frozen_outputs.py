@@ -36,10 +36,10 @@ class OutputStore:
     Parameters
     ----------
     max_bytes : int
-        Stop adding rows once the stored outputs reach this size (lookups go on).
+        Stop adding rows once the stored outputs and their keys reach this size (lookups go on).
     """
 
-    def __init__(self, max_bytes: int = 2 * 1024**3) -> None:
+    def __init__(self, max_bytes: int = 1024**3) -> None:
         self.rows: dict[str, dict[bytes, torch.Tensor]] = {}
         self.row_wise: dict[str, bool] = {}
         self.max_bytes = int(max_bytes)
@@ -115,7 +115,7 @@ class FrozenOutputs:
             for i, out in zip(missing, computed, strict=True):
                 if store.n_bytes < store.max_bytes:
                     rows[keys[i]] = out.clone()
-                    store.n_bytes += out.numel() * out.element_size()
+                    store.n_bytes += out.numel() * out.element_size() + len(keys[i])
             if len(missing) == len(keys):
                 return computed
             fresh = dict(zip(missing, computed, strict=True))

@@ -104,3 +104,14 @@ def test_modules_that_are_not_row_wise_or_need_gradients_are_computed_every_time
     chain.train()
     chain[1](x)
     assert "1" not in store.rows
+
+
+def test_a_full_store_stops_growing_and_still_computes():
+    frozen = nn.Sequential(nn.Linear(3, 3), nn.Tanh()).requires_grad_(False).eval()
+    head = nn.Linear(3, 2)
+    model = nn.Sequential(frozen, head).eval()
+    store = OutputStore(max_bytes=0)
+    cache_frozen_outputs(model, store)
+    x = torch.randn(6, 3)
+    torch.testing.assert_close(model(x), head(torch.tanh(frozen[0](x))))
+    assert store.n_bytes == 0 and not store.rows["0"]
