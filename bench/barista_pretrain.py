@@ -34,6 +34,7 @@ import torch
 
 from brainfm.loading import WindowDataModule
 from brainfm.models import BaristaBackbone, MaskedLatentObjective
+from brainfm.models.barista_objective import masked_mse
 from brainfm.preprocessing.run import preprocess
 from brainfm.pretrain.schedules import WarmupCosine
 
@@ -78,24 +79,89 @@ def loader(store: Path, stride_s: float, shuffle: str, vocabulary: Path, frozen:
                             shuffle=shuffle, seed=0, vocabulary=vocabulary, freeze_vocabulary=frozen)
 
 
-def evaluate(backbone: BaristaBackbone, objective: MaskedLatentObjective, batches: list) -> dict[str, float]:
+def _neighbour(values: torch.Tensor, masked: torch.Tensor, valid: torch.Tensor, regions: torch.Tensor,
+               n_chans: int) -> torch.Tensor:
+    """Each masked token predicted by the mean of the visible tokens of its region at the same patch.
+
+    A non-learned reference for what the other channels of a window say about a masked one:
+    tokens (B, n * C, F) time-major; channels without a region (ids 0, 1) or whose region has no
+    visible channel get the mean of every visible token at that patch.
+    """
+    b, length, f = values.shape
+    n = length // n_chans
+    x = values.view(b, n, n_chans, f)
+    seen = (valid & ~masked).view(b, n, n_chans).to(values.dtype)  # (B, n, C)
+    onehot = torch.nn.functional.one_hot(regions.clamp_min(0), int(regions.max()) + 1).to(values.dtype)  # (B, C, K)
+    onehot[..., :2] = 0  # no region / unknown region: no shared region
+    sums = torch.einsum("bnc,bck,bncf->bnkf", seen, onehot, x)  # (B, n, K, F)
+    counts = torch.einsum("bnc,bck->bnk", seen, onehot)  # (B, n, K)
+    region_mean = torch.einsum("bck,bnkf->bncf", onehot, sums / counts.clamp_min(1).unsqueeze(-1))
+    region_count = torch.einsum("bck,bnk->bnc", onehot, counts)
+    overall = (x * seen.unsqueeze(-1)).sum(2, keepdim=True) / seen.sum(2, keepdim=True).clamp_min(1).unsqueeze(-1)
+    guess = torch.where((region_count > 0).unsqueeze(-1), region_mean, overall)  # (B, n, C, F)
+    return guess.reshape(b, length, f)
+
+
+def collect(backbone: BaristaBackbone, objective: MaskedLatentObjective, batches: list) -> list[dict]:
+    """Per-token predictions and targets on some batches, with the same (seeded) masks every time."""
     backbone.eval()
     objective.eval()
-    totals: dict[str, float] = {}
+    outs = []
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.random.manual_seed(123)  # the same masks at every evaluation
         for batch in batches:
-            for key, value in objective(batch, backbone=backbone).items():
-                totals[key] = totals.get(key, 0.0) + float(value) / len(batches)
+            out = objective.predict(batch, backbone)
+            out["regions"], out["n_chans"] = batch.region_ids, batch.signal.shape[1]
+            outs.append(out)
     backbone.train()
     objective.train()
+    return outs
+
+
+def masked_target_mean(outs: list[dict]) -> torch.Tensor:
+    """Mean target over the masked tokens of some batches, (dim,)."""
+    total = sum((o["target"] * o["masked"].unsqueeze(-1)).sum((0, 1)) for o in outs)
+    return total / sum(o["masked"].sum() for o in outs).clamp_min(1)
+
+
+def scores(outs: list[dict], train_mean: torch.Tensor) -> dict[str, float]:
+    """The model's masked losses and the references on the same masked tokens (means over batches).
+
+    ``latent``: the model; ``trivial``: the mean latent of the training windows (a constant fitted
+    on training data, the fair trivial predictor); ``oracle``: the mean masked latent of the
+    evaluated batch itself (fitted on the held-out targets: the best any constant can do, the
+    reference of the first two passes); ``neighbour``: the region mean of the visible tokens at
+    the same patch (non-learned); ``target_std``: per-feature standard deviation of the masked
+    targets, averaged over features (collapse: -> 0); the same for raw patches (``raw``,
+    ``raw_neighbour``; the trivial predictor 0 scores ``raw_trivial``, about 1).
+    """
+    keys = ("latent", "trivial", "oracle", "neighbour", "raw", "raw_trivial", "raw_neighbour")
+    totals = dict.fromkeys(keys, 0.0)
+    for o in outs:
+        target, masked, raw = o["target"], o["masked"], o["raw_target"]
+        batch_mean = masked_target_mean([o])
+        values = {
+            "latent": masked_mse(o["latent_prediction"], target, masked),
+            "trivial": masked_mse(train_mean.expand_as(target), target, masked),
+            "oracle": masked_mse(batch_mean.expand_as(target), target, masked),
+            "neighbour": masked_mse(_neighbour(target, masked, o["valid"], o["regions"], o["n_chans"]), target, masked),
+            "raw": masked_mse(o["raw_prediction"], raw, masked),
+            "raw_trivial": masked_mse(torch.zeros_like(raw), raw, masked),
+            "raw_neighbour": masked_mse(_neighbour(raw, masked, o["valid"], o["regions"], o["n_chans"]), raw, masked),
+        }
+        for key, value in values.items():
+            totals[key] += float(value) / len(outs)
+    mean = masked_target_mean(outs)
+    spread = sum(((o["target"] - mean).square() * o["masked"].unsqueeze(-1)).sum((0, 1)) for o in outs)
+    totals["target_std"] = float((spread / sum(o["masked"].sum() for o in outs)).sqrt().mean())
     return totals
 
 
 def held_out(backbone: BaristaBackbone, objective: MaskedLatentObjective, sets: dict[str, list]) -> dict[str, float]:
-    """Loss terms on every held-out set, keys ``<set>_<term>``."""
-    return {f"{name}_{k}": v for name, batches in sets.items()
-            for k, v in evaluate(backbone, objective, batches).items()}
+    """Scores on every evaluation set, keys ``<set>_<score>``; the trivial predictor is fitted on ``train``."""
+    outs = {name: collect(backbone, objective, batches) for name, batches in sets.items()}
+    train_mean = masked_target_mean(outs["train"])
+    return {f"{name}_{k}": v for name, o in outs.items() for k, v in scores(o, train_mean).items()}
 
 
 def main() -> None:
@@ -109,6 +175,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.05, help="share of the steps spent warming up")
     parser.add_argument("--target", choices=["tokenizer_sg", "ema_teacher"], default="tokenizer_sg")
     parser.add_argument("--target-norm", choices=["none", "token"], default="none")
+    parser.add_argument("--ema-decay", type=float, default=0.996, help="1.0: the teacher stays the initial encoder")
+    parser.add_argument("--mask-unit", choices=["channel", "region"], default="channel")
+    parser.add_argument("--mask-ratio", type=float, default=0.5)
+    parser.add_argument("--raw-weight", type=float, default=1.0)
+    parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--band-hz", type=float, default=None, help="resample every recording to this rate first")
     parser.add_argument("--tail-s", type=float, default=6.2, help="seconds at the end of the training recording held out")
     parser.add_argument("--cpu-minutes", type=float, default=30.0, help="stop after this much process CPU time")
@@ -124,18 +195,23 @@ def main() -> None:
     vocabulary.unlink(missing_ok=True)
     train = loader(stores["train"], 0.5, "uniform", vocabulary, frozen=False)
     train.setup("fit")
-    sets = {name: list(loader(stores[name], 0.4, "none", vocabulary, frozen=True).train_dataloader())
-            for name in ("tail", "other")}
+    # "train": training windows at a 1.5-s stride (every one also a training window): overfitting,
+    # and the windows the trivial predictor's mean latent is fitted on
+    sets = {name: list(loader(stores[name], stride, "none", vocabulary, frozen=True).train_dataloader())
+            for name, stride in (("train", 1.5), ("tail", 0.4), ("other", 0.4))}
     n_regions = max(len(train.index.region_vocabulary), 8)
     with torch.random.fork_rng(devices=[]):
         torch.random.manual_seed(0)
-        backbone = BaristaBackbone(n_layers=args.layers, n_regions=n_regions)
-        objective = MaskedLatentObjective(target=args.target, target_norm=args.target_norm)
+        backbone = BaristaBackbone(n_layers=args.layers, n_regions=n_regions, dropout=args.dropout)
+        objective = MaskedLatentObjective(mask_unit=args.mask_unit, mask_ratio=args.mask_ratio, target=args.target,
+                                          target_norm=args.target_norm, raw_weight=args.raw_weight,
+                                          ema_decay=args.ema_decay)
     params = [p for p in [*backbone.parameters(), *objective.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=1e-2)
     scheduler = WarmupCosine(optimizer, total_steps=args.steps, warmup_fraction=args.warmup, start_factor=0.0,
                              end_factor=1 / 30)
     rows = [{"step": 0, "seconds": 0.0, "cpu_s": 0.0, "train_loss": float("nan"), **held_out(backbone, objective, sets)}]
+    _print(rows[-1])
     step, start, cpu0, done = 0, time.perf_counter(), time.process_time(), False
     while not done:
         for batch in train.train_dataloader():
@@ -151,21 +227,31 @@ def main() -> None:
             if step % args.eval_every == 0 or done:
                 rows.append({"step": step, "seconds": time.perf_counter() - start, "cpu_s": cpu,
                              "train_loss": float(out["loss"].detach()), **held_out(backbone, objective, sets)})
-                r = rows[-1]
-                print(f"step {step:4d}  {cpu:7.1f} s CPU  train {r['train_loss']:.3f}  " + "  ".join(
-                    f"{name} latent {r[name + '_latent']:.4f} (trivial {r[name + '_latent_baseline']:.4f}) "
-                    f"raw {r[name + '_raw']:.3f}" for name in sets), flush=True)
+                _print(rows[-1])
                 _write(rows, args.out)  # after every evaluation: an interrupted run keeps its curve
             if done:
                 break
-    _figure(rows, args.out / "curve.png", list(sets))
-    print("\n| step | CPU s | set | held-out latent MSE | trivial (mean latent) | ratio | raw MSE (trivial 1) |")
-    print("|---|---|---|---|---|---|---|")
+    _figure(rows, args.out / "curve.png", ["train", "tail", "other"])
+    print("\n| step | CPU s | set | latent / trivial | latent / oracle | neighbour / trivial | target std | "
+          "raw (trivial ~1) | raw neighbour |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        for name in sets:
-            print(f"| {row['step']} | {row['cpu_s']:.0f} | {name} | {row[name + '_latent']:.4f} | "
-                  f"{row[name + '_latent_baseline']:.4f} | {row[name + '_latent'] / row[name + '_latent_baseline']:.3f}"
-                  f" | {row[name + '_raw']:.3f} |")
+        for name in ("train", "tail", "other"):
+            r = {k[len(name) + 1 :]: v for k, v in row.items() if k.startswith(name + "_")}
+            print(f"| {row['step']} | {row['cpu_s']:.0f} | {name} | {r['latent'] / r['trivial']:.3f} | "
+                  f"{r['latent'] / r['oracle']:.3f} | {r['neighbour'] / r['trivial']:.3f} | {r['target_std']:.3f} | "
+                  f"{r['raw'] / r['raw_trivial']:.3f} | {r['raw_neighbour'] / r['raw_trivial']:.3f} |")
+
+
+def _print(row: dict[str, float]) -> None:
+    parts = []
+    for name in ("train", "tail", "other"):
+        r = {k[len(name) + 1 :]: v for k, v in row.items() if k.startswith(name + "_")}
+        parts.append(f"{name} lat/triv {r['latent'] / r['trivial']:.3f} lat/orac {r['latent'] / r['oracle']:.3f} "
+                     f"nb/triv {r['neighbour'] / r['trivial']:.3f} std {r['target_std']:.3f} "
+                     f"raw {r['raw'] / r['raw_trivial']:.3f} rawnb {r['raw_neighbour'] / r['raw_trivial']:.3f}")
+    print(f"step {row['step']:4d} {row['cpu_s']:7.1f} s CPU train {row['train_loss']:.3f} | " + " | ".join(parts),
+          flush=True)
 
 
 def _write(rows: list[dict[str, float]], out: Path) -> None:
@@ -182,15 +268,21 @@ def _figure(rows: list[dict[str, float]], path: Path, sets: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6))
     for name in sets:
-        left.plot(steps, [r[f"{name}_latent"] / r[f"{name}_latent_baseline"] for r in rows], label=f"held-out {name}")
-        right.plot(steps, [r[f"{name}_raw"] for r in rows], label=f"held-out {name}")
-    for axis in (left, right):
-        axis.axhline(1.0, ls="--", color="grey", label="trivial predictor")
+        line = left.plot(steps, [r[f"{name}_latent"] / r[f"{name}_trivial"] for r in rows], label=name)[0]
+        left.plot(steps, [r[f"{name}_latent"] / r[f"{name}_oracle"] for r in rows], ls=":", color=line.get_color())
+        middle.plot(steps, [r[f"{name}_target_std"] for r in rows], label=name)
+        right.plot(steps, [r[f"{name}_raw"] / r[f"{name}_raw_trivial"] for r in rows], label=name)
+    left.axhline(1.0, ls="--", color="grey")
+    right.axhline(1.0, ls="--", color="grey")
+    left.set_ylim(0.94, 1.10)  # around the trivial predictor (step 0, about 2.4, is off the chart)
+    right.set_ylim(0.97, 1.05)
+    left.set(xlabel="step", ylabel="masked latent MSE / trivial", title="latent (solid: train-mean, dotted: oracle)")
+    middle.set(xlabel="step", ylabel="target std (per feature)", title="target spread")
+    right.set(xlabel="step", ylabel="masked raw MSE / predicting 0", title="raw-patch term")
+    for axis in (left, middle, right):
         axis.legend()
-    left.set(xlabel="step", ylabel="masked latent MSE / trivial (mean latent)", title="latent term (scale-free)")
-    right.set(xlabel="step", ylabel="masked raw-patch MSE (trivial: 0 -> 1)", title="raw-patch term")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

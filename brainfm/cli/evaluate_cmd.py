@@ -1,4 +1,4 @@
-"""``brainfm evaluate --config TASK.yaml [--store STORE] [--json] [--out DIR]`` (docs/decoding.md)."""
+"""``brainfm evaluate --config TASK.yaml [--store STORE] [--checkpoint CKPT] [--json] [--out DIR]`` (docs/decoding.md)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--protocol", default=None, choices=("within_session", "cross_run", "cross_subject"),
                         help="override the task's protocol")
     parser.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
+    parser.add_argument("--checkpoint", default=None,
+                        help="use this brainfm checkpoint for every model of the task that reads one")
     parser.add_argument("--allow-leakage", action="store_true",
                         help="run even when test subjects/recordings were in a checkpoint's pretraining")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
@@ -48,6 +50,12 @@ def run(args: argparse.Namespace, command: str) -> int:
             task.protocol.name = args.protocol
         if args.seeds:
             task.protocol.seeds = [int(s) for s in args.seeds.split(",")]
+        if args.checkpoint:
+            readers = [m for m in task.models if m.kind != "scratch"]
+            if not readers:
+                raise ConfigError(f"--checkpoint: task {task.name!r} has no model that reads a checkpoint.")
+            for model in readers:
+                model.checkpoint = args.checkpoint
     except (ConfigError, ValueError) as exc:
         print_error(exc)
         return 2

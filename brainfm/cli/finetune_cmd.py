@@ -28,10 +28,11 @@ def run(args: argparse.Namespace, command: str) -> int:
 
 def _print_summary(subcommand: str, summary: dict) -> None:
     if subcommand == "fit":
-        tried = ", ".join(f"{t['lr']:g}: {t['val_balanced_accuracy']:.3f} (epoch {t['epoch']})" for t in summary["lrs"])
+        key = f"val_{summary.get('select_on', 'balanced_accuracy')}"
+        tried = ", ".join(f"{t['lr']:g}: {t[key]:.3f} (epoch {t['epoch']})" for t in summary["lrs"])
         sys.stdout.write(
             f"{summary['task']} ({summary['fold']}): {summary['n_fit']} fitting, {summary['n_val']} validation trials; "
-            f"{summary['n_test']} test trials held out\nvalidation balanced accuracy per learning rate: {tried}\n"
+            f"{summary['n_test']} test trials held out\nvalidation {key[4:].replace('_', ' ')} per learning rate: {tried}\n"
             f"kept lr {summary['lr']:g}, epoch {summary['epochs']}; fine-tuned model {summary['checkpoint']}, "
             f"config {summary['config']}, logs {summary['logs']} ({summary['seconds']:.1f} s)\n"
         )

@@ -118,7 +118,8 @@ class MaskedLatentObjective(Objective):
     target_norm : "none" | "token"
         Standardise each target token over its features (``token``) or not (spec default).
     ema_decay : float
-        Decay of the EMA teacher (0.996; ``target: ema_teacher`` only).
+        Decay of the EMA teacher (0.996; ``target: ema_teacher`` only); 1.0 keeps the teacher at
+        its first copy of the student, i.e. fixed targets from the initial (random) patch encoder.
     raw_weight : float
         Weight of the raw-patch reconstruction term.
     dim : int
@@ -144,8 +145,8 @@ class MaskedLatentObjective(Objective):
         if target_norm not in ("none", "token"):
             raise ConfigError(f"Invalid value for the 'target_norm' parameter. Allowed values are 'none', 'token', "
                               f"but got {target_norm!r} instead.")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ConfigError(f"Invalid value for the 'ema_decay' parameter: must lie in [0, 1), got {ema_decay}.")
+        if not 0.0 <= ema_decay <= 1.0:
+            raise ConfigError(f"Invalid value for the 'ema_decay' parameter: must lie in [0, 1], got {ema_decay}.")
         if not 0.0 < mask_ratio < 1.0:
             raise ConfigError(f"Invalid value for the 'mask_ratio' parameter: must lie in (0, 1), got {mask_ratio}.")
         self.mask_unit, self.mask_ratio, self.raw_weight = mask_unit, float(mask_ratio), float(raw_weight)
@@ -212,27 +213,54 @@ class MaskedLatentObjective(Objective):
         # a region id, or (for channels without one) a unit of their own beyond every region id
         return torch.where(batch.region_ids > 1, batch.region_ids, channel + int(batch.region_ids.max()) + 1)
 
-    def forward(self, batch: Batch, tokenizer: Tokenizer | None = None,
-                backbone: Backbone | None = None) -> dict[str, torch.Tensor]:
-        """Loss terms: ``loss``, ``latent``, ``raw``; ``latent_baseline`` (the MSE of the trivial
-        predictor, the batch's mean masked target, whose ``raw`` counterpart is 1 for
-        z-scored windows) and ``masked_fraction`` are logged, not optimised."""
-        assert isinstance(backbone, BaristaBackbone)
+    def predict(self, batch: Batch, backbone: BaristaBackbone) -> dict[str, torch.Tensor]:
+        """Per-token predictions and targets of one masked forward (the loss terms are computed from them).
+
+        Parameters
+        ----------
+        batch : Batch
+            Windows (per-window z-scored signal).
+        backbone : BaristaBackbone
+            The model being trained.
+
+        Returns
+        -------
+        out : dict of str to torch.Tensor
+            ``latent_prediction`` and ``target`` (B, L, dim), ``raw_prediction`` and ``raw_target``
+            (B, L, patch_size), ``masked`` and ``valid`` (B, L) booleans; tokens are time-major
+            (token ``t * C + c`` is patch ``t`` of channel ``c``). Targets carry no gradient.
+        """
         latents, spatial, positions, valid = backbone.tokenize(batch)  # (B, L, D) x2, (L,), (B, L)
         n = latents.shape[1] // batch.signal.shape[1]
         masked = draw_unit_mask(self.units(batch), batch.channel_mask, self.mask_ratio).repeat(1, n)  # (B, L)
         tokens = torch.where(masked.unsqueeze(-1), self.mask_token.to(latents.dtype), latents) + spatial
         hidden = backbone.encode(tokens, positions, valid)
         target = self.targets(latents, batch, backbone)  # stop-gradient or EMA teacher, (B, L, dim)
-        latent = masked_mse(self.multi_head_fc(hidden), target, masked)
         b, c, _ = batch.signal.shape
         raw_patches = batch.signal[..., : n * self.patch_size].reshape(b, c, n, self.patch_size)
         raw_patches = raw_patches.transpose(1, 2).reshape(b, n * c, self.patch_size)  # time-major like tokens
-        raw = masked_mse(self.masked_recon(hidden), raw_patches, masked)
-        fraction = masked.sum() / valid.sum().clamp_min(1)
+        return {"latent_prediction": self.multi_head_fc(hidden), "target": target,
+                "raw_prediction": self.masked_recon(hidden), "raw_target": raw_patches,
+                "masked": masked, "valid": valid}
+
+    def forward(self, batch: Batch, tokenizer: Tokenizer | None = None,
+                backbone: Backbone | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms: ``loss``, ``latent``, ``raw``; logged, not optimised: ``latent_baseline`` (the
+        MSE of the trivial predictor fitted on the batch itself, its mean masked target, whose ``raw``
+        counterpart is 1 for z-scored windows: an optimistic reference, see ``bench/barista_pretrain.py``
+        for one fitted on training windows), ``target_std`` (per-feature standard deviation of the
+        masked targets, averaged over features: near 0 means the target collapsed) and
+        ``masked_fraction``."""
+        assert isinstance(backbone, BaristaBackbone)
+        out = self.predict(batch, backbone)
+        target, masked = out["target"], out["masked"]
+        latent = masked_mse(out["latent_prediction"], target, masked)
+        raw = masked_mse(out["raw_prediction"], out["raw_target"], masked)
+        fraction = masked.sum() / out["valid"].sum().clamp_min(1)
         # the trivial predictor: the mean masked target of the batch (raw patches: 0, the window mean)
         weight = masked.to(target.dtype).unsqueeze(-1)
         mean_target = (target * weight).sum((0, 1)) / weight.sum().clamp_min(1.0)
         baseline = masked_mse(mean_target.expand_as(target), target, masked)
+        spread = ((target - mean_target).square() * weight).sum((0, 1)) / weight.sum().clamp_min(1.0)  # (dim,)
         return {"loss": latent + self.raw_weight * raw, "latent": latent.detach(), "raw": raw.detach(),
-                "latent_baseline": baseline, "masked_fraction": fraction.detach()}
+                "latent_baseline": baseline, "target_std": spread.sqrt().mean(), "masked_fraction": fraction.detach()}

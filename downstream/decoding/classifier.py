@@ -16,6 +16,8 @@ from torch import nn
 from brainfm.downstream.decoding.backbone import FeatureBackbone
 from brainfm.downstream.decoding.frozen_outputs import OutputStore, cache_frozen_outputs
 from brainfm.downstream.decoding.lora import apply_lora
+from brainfm.downstream.decoding.optim import freeze_parameters
+from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
 
 __all__ = ["ADAPTATIONS", "BackboneClassifier"]
@@ -42,10 +44,14 @@ class BackboneClassifier(nn.Module):
         With ``lora``: remember the outputs of the backbone's frozen parts here (shared by every
         copy; :mod:`~brainfm.downstream.decoding.frozen_outputs`), so later epochs and other
         classifiers of the same checkpoint reuse them. None computes them at every step.
+    freeze : list of str | None
+        With ``full``: :func:`fnmatch.fnmatchcase` patterns on the backbone's parameter names kept
+        frozen (BaRISTA's protocol freezes its tokenizer: ``"*.temporal_encoder.*"``,
+        ``"*.temporal_pooler.*"``, ``"*.spatial_embeddings.*"``); a pattern matching nothing is an error.
     """
 
     def __init__(self, backbone: FeatureBackbone, head: nn.Module, adaptation: Literal["frozen", "full", "lora"] = "full",
-                 rank: int = 4, frozen_outputs: OutputStore | None = None) -> None:
+                 rank: int = 4, frozen_outputs: OutputStore | None = None, freeze: list[str] | None = None) -> None:
         super().__init__()
         if adaptation not in ADAPTATIONS:
             raise ValueError(f"Invalid value for the 'adaptation' parameter. Allowed values are {ADAPTATIONS}, "
@@ -60,6 +66,10 @@ class BackboneClassifier(nn.Module):
                 raise ValueError("The backbone has no attention projection for LoRA; use adaptation: full.")
             if frozen_outputs is not None:
                 cache_frozen_outputs(self.backbone, frozen_outputs)
+        if freeze:
+            if adaptation != "full":
+                raise ConfigError(f"freeze patterns apply to adaptation 'full', not {adaptation!r}.")
+            freeze_parameters(self.backbone, list(freeze))
         self.head = head
 
     def train(self, mode: bool = True) -> BackboneClassifier:

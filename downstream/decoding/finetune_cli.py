@@ -114,7 +114,8 @@ def fit_finetune(argv: Sequence[str], *, allow_leakage: bool = False) -> dict[st
     Returns
     -------
     summary : dict
-        ``checkpoint``, ``config``, ``task``, ``fold``, ``lr``, ``epochs``, ``val_balanced_accuracy``,
+        ``checkpoint``, ``config``, ``task``, ``fold``, ``lr``, ``epochs``, ``select_on`` and the best
+        validation score under ``val_<select_on>`` (``val_balanced_accuracy`` by default),
         ``lrs`` (every learning rate's best validation score and epoch), ``leakage``, ``seconds``.
     """
     started = time.perf_counter()
@@ -142,21 +143,22 @@ def fit_finetune(argv: Sequence[str], *, allow_leakage: bool = False) -> dict[st
         trainer = cli.instantiate_trainer(default_root_dir=str(root),
                                           logger=CSVLogger(root, name="lightning_logs", version=f"lr_{lr:g}"))
         _quiet_fit(trainer, module, datamodule=data)
-        tried.append({"lr": lr, "val_balanced_accuracy": module.best_score,
+        tried.append({"lr": lr, f"val_{base.select_on}": module.best_score,
                       "val_loss": None if module.best is None else module.best.loss, "epoch": module.best_epoch,
                       "epochs_run": int(trainer.current_epoch)})
-        logger.info("lr %g: best validation balanced accuracy %.3f at epoch %d", lr, module.best_score,
+        logger.info("lr %g: best validation %s %.3f at epoch %d", lr, base.select_on, module.best_score,
                     module.best_epoch)
         if best is None or (module.best is not None and module.best.better_than(best.best)):
-            best = module  # higher validation balanced accuracy; a tie goes to the lower validation loss
+            best = module  # higher validation select_on metric; a tie goes to the lower validation loss
     assert best is not None
-    chosen = {"lr": best.lr, "epochs": best.best_epoch, "val_balanced_accuracy": best.best_score, "lrs_tried": tried}
+    chosen = {"lr": best.lr, "epochs": best.best_epoch, f"val_{base.select_on}": best.best_score, "lrs_tried": tried}
     checkpoint = save_finetuned(root / "model.ckpt", best, data, chosen)
     config = root / "config.yaml"
     cli.parser.save(cli.config, config, overwrite=True)
     return {"checkpoint": str(checkpoint), "config": str(config), "task": data.task.name, "fold": data.fold_name,
             "n_fit": int(len(data.rows("fit"))), "n_val": int(len(data.rows("val"))), "n_test": int(len(test_rows)),
-            "lr": best.lr, "epochs": best.best_epoch, "val_balanced_accuracy": best.best_score, "lrs": tried,
+            "lr": best.lr, "epochs": best.best_epoch, "select_on": base.select_on,
+            f"val_{base.select_on}": best.best_score, "lrs": tried,
             "leakage": leaked, "logs": str(root / "lightning_logs"), "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -224,7 +226,7 @@ def test_finetuned(argv: Sequence[str], *, allow_leakage: bool = False) -> tuple
         raise ConfigError(f"The task's classes {facts.classes} differ from the model's {wanted.classes}.")
     if (facts.n_times, facts.sfreq) != (wanted.n_times, wanted.sfreq) or (
             facts.n_chans != wanted.n_chans and (finetune.get("architecture") or
-                                                 (finetune.get("head") or {}).get("pooling") == "flatten")):
+                                                 (finetune.get("head") or {}).get("pooling") in ("flatten", "weighted"))):
         raise ConfigError(
             f"The trials ({facts.n_chans} channels x {facts.n_times} samples at {facts.sfreq:g} Hz) differ from those "
             f"the model was fine-tuned on ({wanted.n_chans} x {wanted.n_times} at {wanted.sfreq:g} Hz)."

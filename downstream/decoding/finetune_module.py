@@ -11,12 +11,13 @@ The network is one of:
   says what pretraining brought;
 - a from-scratch signal network (``architecture: eegnet | functional``).
 
-Training uses AdamW and class-weighted cross-entropy (the metric is balanced accuracy); after
-every epoch the validation balanced accuracy is logged as ``val/balanced_accuracy`` and the
-class-weighted validation loss as ``val/loss``; the best epoch's weights are kept
-(:class:`BestWeights`, higher balanced accuracy, ties to the lower loss:
-:class:`~brainfm.downstream.decoding.training.ValidationScore`) and training stops after
-``patience`` epochs without a higher balanced accuracy. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
+Training uses AdamW and class-weighted cross-entropy (the metric is balanced accuracy), the
+head optionally at its own learning rate (``head_lr``) under a per-epoch ``schedule``; after
+every epoch the validation balanced accuracy, (binary tasks) AUROC and class-weighted
+cross-entropy are logged as ``val/balanced_accuracy``, ``val/auroc`` and ``val/loss``; the best
+epoch's weights are kept (:class:`BestWeights`: the higher ``select_on`` metric, ties to the
+lower loss, :class:`~brainfm.downstream.decoding.training.ValidationScore`) and training stops
+after ``patience`` epochs without a higher ``select_on`` metric. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
 keeps the best on validation; the test trials are never seen while fitting.
 """
 
@@ -38,7 +39,8 @@ from brainfm.downstream.decoding.functional_layers import FunctionalNet
 from brainfm.downstream.decoding.heads import ClassificationHead
 from brainfm.downstream.decoding.metrics import score_predictions
 from brainfm.downstream.decoding.models import frozen_features
-from brainfm.downstream.decoding.training import ValidationScore, seeded
+from brainfm.downstream.decoding.optim import SCHEDULES, parameter_groups, schedule_lambda
+from brainfm.downstream.decoding.training import ValidationScore, seeded, selection_metric
 from brainfm.downstream.decoding.trial_datamodule import TrialFacts
 from brainfm.downstream.decoding.trials import Trials
 from brainfm.errors import ConfigError
@@ -77,31 +79,37 @@ class BestWeights(Callback):
     """Keep the weights of the best validation epoch, stop after ``patience`` epochs without progress; restore at the end.
 
     Best is :meth:`~brainfm.downstream.decoding.training.ValidationScore.better_than`: the
-    higher ``val/balanced_accuracy``, on a tie the lower ``val/loss``. Patience counts epochs
-    without a higher balanced accuracy (a falling loss alone does not prolong training).
+    higher selected metric (``val/balanced_accuracy`` or ``val/auroc``), on a tie the lower
+    ``val/loss``. Patience counts epochs without a higher selected metric (a falling loss alone
+    does not prolong training).
 
     Parameters
     ----------
     patience : int
-        Validation epochs without a higher balanced accuracy before training stops.
+        Validation epochs without a higher selected metric before training stops.
+    select_on : "balanced_accuracy" | "auroc"
+        The selected metric, logged as ``val/<select_on>``; an undefined value (NaN) counts as 0.
     """
 
-    def __init__(self, patience: int) -> None:
+    def __init__(self, patience: int, select_on: str = "balanced_accuracy") -> None:
         super().__init__()
         self.patience = int(patience)
+        self.select_on = select_on
         self.stale = 0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Remember the weights when the validation score improved; stop when it has not for ``patience`` epochs."""
-        if trainer.sanity_checking or "val/balanced_accuracy" not in trainer.callback_metrics:
+        monitor = f"val/{self.select_on}"
+        if trainer.sanity_checking or monitor not in trainer.callback_metrics:
             return
-        metrics = trainer.callback_metrics
-        score = ValidationScore(float(metrics["val/balanced_accuracy"]), float(metrics.get("val/loss", float("nan"))))
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        score = ValidationScore(selection_metric({self.select_on: metrics[monitor]}, self.select_on),
+                                metrics.get("val/loss", float("nan")))
         best = pl_module.best
-        self.stale = 0 if best is None or score.balanced_accuracy > best.balanced_accuracy else self.stale + 1  # type: ignore[attr-defined]
+        self.stale = 0 if best is None or score.value > best.value else self.stale + 1  # type: ignore[attr-defined]
         if score.better_than(best):  # type: ignore[arg-type]
             pl_module.best = score
-            pl_module.best_score = score.balanced_accuracy
+            pl_module.best_score = score.value
             pl_module.best_epoch = trainer.current_epoch + 1
             pl_module.best_state = copy.deepcopy(pl_module.net.state_dict())  # type: ignore[union-attr]
         if self.stale >= self.patience:
@@ -124,8 +132,9 @@ class FinetuneModule(L.LightningModule):
         frozen: a probe (only the head trains); full: every weight; lora: LoRA on the attention projections.
     head : "linear" | "mlp"
         Classification head on the features.
-    pooling : "mean" | "cls" | "flatten"
-        How the (B, N, D) features become one vector.
+    pooling : "mean" | "cls" | "flatten" | "weighted"
+        How the (B, N, D) features become one vector (``weighted``: a learned weight per token,
+        BaRISTA's readout).
     lora_rank : int
         Rank of the LoRA updates.
     from_scratch : bool
@@ -137,7 +146,16 @@ class FinetuneModule(L.LightningModule):
     weight_decay : float
         AdamW weight decay.
     patience : int
-        Stop after this many epochs without a better validation balanced accuracy.
+        Stop after this many epochs without a higher validation ``select_on`` metric.
+    head_lr : float | None
+        Learning rate of the head while the backbone trains at ``lrs`` (None: the same).
+    schedule : "constant" | "ramp_decay"
+        Per-epoch learning-rate factor (:func:`~brainfm.downstream.decoding.optim.epoch_factor`).
+    select_on : "balanced_accuracy" | "auroc"
+        Validation metric that picks the epoch and the learning rate (a tie goes to the lower
+        class-weighted validation loss) and drives early stopping.
+    freeze : list of str | None
+        With ``adaptation: full``: fnmatch patterns on the backbone's parameter names kept frozen.
     seed : int
         Seed of the head's (and LoRA's, or the scratch network's) initialisation.
     trial_facts : TrialFacts | None
@@ -149,13 +167,17 @@ class FinetuneModule(L.LightningModule):
         checkpoint: str | None = None,
         adaptation: Literal["frozen", "full", "lora"] = "frozen",
         head: Literal["linear", "mlp"] = "linear",
-        pooling: Literal["mean", "cls", "flatten"] = "mean",
+        pooling: Literal["mean", "cls", "flatten", "weighted"] = "mean",
         lora_rank: int = 4,
         from_scratch: bool = False,
         architecture: Literal["eegnet", "functional"] | None = None,
         lrs: list[float] | None = None,
         weight_decay: float = 0.01,
         patience: int = 5,
+        head_lr: float | None = None,
+        schedule: Literal["constant", "ramp_decay"] = "constant",
+        select_on: Literal["balanced_accuracy", "auroc"] = "balanced_accuracy",
+        freeze: list[str] | None = None,
         seed: int = 0,
         trial_facts: TrialFacts | None = None,
     ) -> None:
@@ -173,6 +195,15 @@ class FinetuneModule(L.LightningModule):
             raise ConfigError(f"model.lrs needs positive learning rates, got {lrs}.")
         if patience < 1:
             raise ConfigError(f"model.patience must be at least 1, got {patience}.")
+        if freeze and adaptation != "full":
+            raise ConfigError(f"model.freeze applies to model.adaptation full, not {adaptation!r}.")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"Invalid value for model.schedule: allowed {SCHEDULES}, got {schedule!r}.")
+        if select_on not in ("balanced_accuracy", "auroc"):
+            raise ConfigError(f"Invalid value for model.select_on: allowed 'balanced_accuracy', 'auroc', "
+                              f"got {select_on!r}.")
+        self.head_lr = None if head_lr is None else float(head_lr)
+        self.schedule, self.select_on, self.freeze = schedule, select_on, list(freeze or [])
         self.checkpoint, self.adaptation, self.head_kind, self.pooling = checkpoint, adaptation, head, pooling
         self.lora_rank, self.from_scratch, self.architecture = int(lora_rank), bool(from_scratch), architecture
         self.weight_decay, self.patience, self.seed = float(weight_decay), int(patience), int(seed)
@@ -227,7 +258,7 @@ class FinetuneModule(L.LightningModule):
 
         def make_classifier() -> nn.Module:
             return BackboneClassifier(self.backbone, ClassificationHead(**self.head_config),  # type: ignore[arg-type]
-                                      self.adaptation, self.lora_rank)
+                                      self.adaptation, self.lora_rank, freeze=self.freeze)
         self.net = seeded(make_classifier, self.seed)
         self.backbone = None  # the classifier holds its own copy
 
@@ -293,13 +324,15 @@ class FinetuneModule(L.LightningModule):
         self._collect("val", batch)
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/balanced_accuracy`` and ``val/loss`` over every validation trial."""
+        """Log ``val/balanced_accuracy``, ``val/auroc`` (binary tasks) and ``val/loss`` over every validation trial."""
         if not self._outputs["val"]:
             return
         logits, labels = self._gathered("val")
         proba = torch.softmax(logits, dim=-1).numpy()
         scores = score_predictions(labels.numpy(), proba.argmax(1), proba, logits.shape[1])
         self.log("val/balanced_accuracy", scores["balanced_accuracy"], prog_bar=True)
+        if logits.shape[1] == 2:
+            self.log("val/auroc", scores["auroc"], prog_bar=self.select_on == "auroc")
         weights = None if self.class_weights is None else self.class_weights.cpu()
         self.log("val/loss", nn.functional.cross_entropy(logits, labels, weight=weights).item())
 
@@ -313,11 +346,15 @@ class FinetuneModule(L.LightningModule):
             logits, _ = self._gathered("test")
             self.test_proba = torch.softmax(logits, dim=-1).numpy()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """AdamW over the trainable weights at ``self.lr``."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW over the trainable weights: the backbone at ``self.lr``, the head at ``head_lr``; the
+        per-epoch ``schedule``."""
+        assert self.net is not None, "call build() first"
+        optimizer = torch.optim.AdamW(parameter_groups(self.net, self.lr, self.head_lr), lr=self.lr,
+                                      weight_decay=self.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_lambda(self.schedule))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def configure_callbacks(self) -> list[Callback]:
-        """Early stopping and best-epoch weights on the validation score (balanced accuracy, then loss)."""
-        return [BestWeights(self.patience)]
+        """Early stopping and best-epoch weights on the validation score (``select_on``, then loss)."""
+        return [BestWeights(self.patience, self.select_on)]

@@ -74,9 +74,10 @@ def _trained(config: ModelConfig, make_net, forward) -> FitPredict:  # type: ign
                     seed: int) -> tuple[np.ndarray, np.ndarray]:
         trained = fit_classifier(make_net, forward, trials.y, fit_rows, val_rows, lrs=config.lrs,
                                  max_epochs=config.max_epochs, patience=config.patience,
-                                 batch_size=config.batch_size, weight_decay=config.weight_decay, seed=seed)
-        logger.info("%s: lr %g, %d epochs, validation balanced accuracy %.3f", config.name, trained.lr,
-                    trained.epochs, trained.val_balanced_accuracy)
+                                 batch_size=config.batch_size, weight_decay=config.weight_decay, seed=seed,
+                                 head_lr=config.head_lr, schedule=config.schedule, select_on=config.select_on)
+        logger.info("%s: lr %g, %d epochs, validation %s %.3f", config.name, trained.lr, trained.epochs,
+                    trained.select_on, trained.val_score)
         proba = predict(trained.net, forward, test_rows, config.batch_size)
         return proba.argmax(1), proba
 
@@ -152,7 +153,8 @@ def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bo
 
             def make_net(config=config, backbone=backbone, make_head=make_head, store=store):  # type: ignore[no-untyped-def]
                 return BackboneClassifier(backbone, make_head(), config.adaptation, config.lora_rank,
-                                          frozen_outputs=store if config.adaptation == "lora" else None)
+                                          frozen_outputs=store if config.adaptation == "lora" else None,
+                                          freeze=config.freeze)
 
             def forward(net, rows):  # type: ignore[no-untyped-def]
                 return net(trials.take(rows))

@@ -122,8 +122,9 @@ class ModelConfig:
     """From-scratch network (scratch)."""
     head: Literal["linear", "mlp"] = "linear"
     """Classification head on the features (probe, finetune)."""
-    pooling: Literal["mean", "cls", "flatten"] = "mean"
-    """How the (B, N, D) features become one vector: mean over tokens, the first token, or all."""
+    pooling: Literal["mean", "cls", "flatten", "weighted"] = "mean"
+    """How the (B, N, D) features become one vector: mean over tokens, the first token, all of them
+    flattened, or a learned weight per token (``weighted``, BaRISTA's readout; one montage)."""
     adaptation: Literal["full", "lora"] = "full"
     """finetune: every weight, or LoRA on the attention projections."""
     lora_rank: int = 4
@@ -138,6 +139,19 @@ class ModelConfig:
     """Trials per step."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
+    head_lr: float | None = None
+    """Learning rate of the new head while the backbone trains at ``lrs`` (None: the same);
+    BaRISTA's protocol: 1e-3 against 1e-4."""
+    schedule: Literal["constant", "ramp_decay"] = "constant"
+    """Per-epoch learning-rate factor: constant, or a linear ramp 0.2x -> 1x over 5 epochs then
+    x0.99 per epoch (BaRISTA's protocol)."""
+    select_on: Literal["balanced_accuracy", "auroc"] = "balanced_accuracy"
+    """Validation metric that picks the learning rate and the epoch and drives early stopping
+    (``auroc``: ROC-AUC of the class-1 probability, binary tasks)."""
+    freeze: list[str] = field(default_factory=list)
+    """finetune with ``adaptation: full``: fnmatch patterns on the backbone's parameter names kept
+    frozen (BaRISTA's tokenizer: ``"*.temporal_encoder.*"``, ``"*.temporal_pooler.*"``,
+    ``"*.spatial_embeddings.*"``)."""
 
 
 @dataclass
@@ -160,8 +174,9 @@ class DecodingTask:
     """Identity field -> allowed values (e.g. ``{run: ["04", "08", "12"]}``)."""
     channel_types: list[str] = field(default_factory=lambda: ["eeg"])
     """Channel types to load."""
-    normalization: Literal["zscore", "robust", "sensortype", "none"] = "zscore"
-    """Load-time normalisation from the store's per-channel statistics."""
+    normalization: Literal["zscore", "robust", "sensortype", "window", "none"] = "zscore"
+    """Load-time normalisation from the store's per-channel statistics, or ``window``: each
+    channel z-scored within its trial window (BaRISTA's per-segment z-score)."""
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     """The evaluation protocol."""
     baselines: list[str] = field(default_factory=lambda: ["bandpower_lr", "tangent_lr"])
@@ -210,6 +225,12 @@ class DecodingTask:
                 raise ConfigError(f"Task {self.name!r}: model {model.name!r} (scratch) needs 'architecture'.")
             if model.kind != "scratch" and model.checkpoint is None:
                 raise ConfigError(f"Task {self.name!r}: model {model.name!r} ({model.kind}) needs 'checkpoint'.")
+            if model.freeze and (model.kind != "finetune" or model.adaptation != "full"):
+                raise ConfigError(f"Task {self.name!r}: model {model.name!r}: 'freeze' needs kind finetune with "
+                                  "adaptation full.")
+            if model.select_on == "auroc" and len(self.classes) != 2:
+                raise ConfigError(f"Task {self.name!r}: model {model.name!r}: select_on auroc needs two classes, "
+                                  f"the task has {len(self.classes)}.")
             if not model.lrs:
                 raise ConfigError(f"Task {self.name!r}: model {model.name!r} needs at least one learning rate in 'lrs'.")
 

@@ -358,3 +358,43 @@ def test_token_normalised_target_is_scale_free():
     assert 0 < float(first["latent_baseline"]) < 1.0  # the mean target explains part of unit variance
     with pytest.raises(ConfigError, match="'target_norm' parameter"):
         MaskedLatentObjective(target_norm="batch")
+
+
+def test_predict_gives_the_tokens_the_loss_is_computed_from():
+    """``predict`` returns what ``forward`` scores (same masks): the loss terms, the batch-fitted trivial
+    predictor and the per-feature target spread can be recomputed from it."""
+    model, batch = tiny(), make_batch(c=6)
+    objective = MaskedLatentObjective().eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.random.manual_seed(3)
+        out = objective.predict(batch, model)
+        torch.random.manual_seed(3)
+        losses = objective(batch, backbone=model)
+    masked, target = out["masked"], out["target"]
+    assert out["latent_prediction"].shape == target.shape == (2, 12 * 6, 64)
+    assert out["raw_prediction"].shape == out["raw_target"].shape == (2, 12 * 6, 512)
+    torch.testing.assert_close(losses["latent"], masked_mse(out["latent_prediction"], target, masked))
+    torch.testing.assert_close(losses["raw"], masked_mse(out["raw_prediction"], out["raw_target"], masked))
+    chosen = target[masked]  # (n_masked, 64)
+    torch.testing.assert_close(losses["latent_baseline"], chosen.var(0, unbiased=False).mean())
+    torch.testing.assert_close(losses["target_std"], chosen.std(0, unbiased=False).mean())
+    # the raw target of token t*C + c is patch t of channel c
+    torch.testing.assert_close(out["raw_target"][:, 7 * 6 + 2], batch.signal[:, 2, 7 * 512 : 8 * 512])
+
+
+def test_ema_decay_one_keeps_the_initial_encoder_as_a_fixed_target():
+    model, batch = tiny(), make_batch()
+    objective = MaskedLatentObjective(target="ema_teacher", ema_decay=1.0)
+    optimizer = torch.optim.SGD([*model.parameters(), *objective.parameters()], lr=0.1)
+    with torch.no_grad():
+        first = objective.targets(model.tokenize(batch)[0], batch, model)
+    for _ in range(2):
+        optimizer.zero_grad()
+        objective(batch, backbone=model)["loss"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        latents = model.tokenize(batch)[0]
+        assert not torch.allclose(latents, first)  # the student moved
+        torch.testing.assert_close(objective.targets(latents, batch, model), first)  # the target did not
+    with pytest.raises(ConfigError, match=r"'ema_decay' parameter: must lie in \[0, 1\]"):
+        MaskedLatentObjective(target="ema_teacher", ema_decay=1.5)

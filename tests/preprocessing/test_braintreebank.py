@@ -225,3 +225,59 @@ def test_brain_treebank_decoding_tasks_run_on_the_tiny_layout(treebank, tmp_path
     assert status == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["task"] == "braintreebank_sentence_onset" and doc["protocol"] == "within_session"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore:The .(train|val)_dataloader. does not have many workers")
+@pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval")
+def test_barista_finetuning_protocol_runs_on_the_tiny_layout(treebank, tmp_path, capsys):
+    """BaRISTA's fine-tuning protocol (spec §8) from a checkpoint of ``brainfm pretrain fit``, through
+    ``brainfm evaluate`` (the shipped config, fewer epochs and folds) and ``brainfm finetune fit``."""
+    import csv
+    from importlib.resources import files
+
+    import yaml
+
+    from brainfm.cli.main import main
+
+    root, _ = treebank
+    _film_layout(root)
+    store = tmp_path / "store"
+    assert preprocess(root, store, recipe="barista", dataset="braintreebank").failed == []
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+             "--trainer.accelerator", "cpu"]
+    assert main(["pretrain", "fit", "--recipe", "barista", "--size", "tiny", "--data.store", str(store),
+                 "--data.batch_size", "2", "--data.val_fraction", "0.3", "--trainer.max_epochs", "1",
+                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                 "--trainer.default_root_dir", str(tmp_path / "pre"), *quiet]) == 0
+    (checkpoint,) = (tmp_path / "pre").rglob("*.ckpt")
+    capsys.readouterr()
+    shipped = files("brainfm.configs") / "downstream" / "braintreebank_sentence_onset_barista.yaml"
+    task = yaml.safe_load(shipped.read_text())
+    task["models"][0].update(max_epochs=3, patience=3)  # CPU: 3 epochs, 2 folds
+    task["protocol"]["n_folds"] = 2
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    status = main(["evaluate", "--config", str(tmp_path / "task.yaml"), "--store", str(store), "--checkpoint",
+                   str(checkpoint), "--seeds", "0", "--allow-leakage", "--out", str(tmp_path / "out"), "--json", "-q"])
+    assert status == 0
+    doc = json.loads(capsys.readouterr().out)
+    model = doc["models"]["barista_finetune"]
+    assert model["kind"] == "brainfm" and len(model["folds"]) == 2
+    assert all(0.0 <= fold["auroc"] <= 1.0 for fold in model["folds"])
+    assert doc["leakage"]["barista_finetune"]  # pretrained on this very trial: allowed, and reported
+    # brainfm finetune fit: the same options as flags; the kept epoch is the validation-AUROC maximum
+    run = tmp_path / "run"
+    status = main(["finetune", "fit", "--config", str(tmp_path / "task.yaml"), "--data.store", str(store), "--json",
+                   "--model.checkpoint", str(checkpoint), "--model.adaptation", "full", "--model.freeze",
+                   '["*.temporal_encoder.*", "*.temporal_pooler.*", "*.spatial_embeddings.*"]',
+                   "--model.pooling", "weighted", "--model.lrs", "[0.0001]", "--model.head_lr", "0.001",
+                   "--model.schedule", "ramp_decay", "--model.select_on", "auroc", "--model.patience", "3",
+                   "--trainer.max_epochs", "3", "--trainer.default_root_dir", str(run), "--allow-leakage"])
+    assert status == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["select_on"] == "auroc" and [t["lr"] for t in fit["lrs"]] == [0.0001]
+    rows = list(csv.DictReader((run / "lightning_logs" / "lr_0.0001" / "metrics.csv").read_text().splitlines()))
+    scores = [float(r["val/auroc"]) for r in rows if r.get("val/auroc")]
+    assert len(scores) == 3 and fit["val_auroc"] == pytest.approx(max(scores))
+    assert fit["epochs"] == 1 + scores.index(max(scores))

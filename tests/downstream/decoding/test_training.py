@@ -21,7 +21,7 @@ from brainfm.downstream.decoding.trials import load_trials
 TASKS = files("brainfm.configs") / "downstream"
 
 
-def test_validation_score_prefers_accuracy_then_lower_loss():
+def test_validation_score_prefers_the_higher_metric_then_the_lower_loss():
     assert ValidationScore(0.6, 0.9).better_than(ValidationScore(0.5, 0.1))
     assert not ValidationScore(0.5, 0.1).better_than(ValidationScore(0.6, 0.9))
     assert ValidationScore(0.5, 0.6).better_than(ValidationScore(0.5, 0.7))  # a tie: the lower loss
@@ -53,7 +53,7 @@ def test_a_tie_in_balanced_accuracy_keeps_the_epoch_with_the_lower_validation_lo
                               max_epochs=8, patience=patience, batch_size=8, weight_decay=0.0, seed=0)
 
     trained = fit(8)
-    assert trained.val_balanced_accuracy == 0.5
+    assert trained.val_score == 0.5 and trained.select_on == "balanced_accuracy"
     assert trained.epochs > 1, "a tie at chance kept the first, nearly untrained epoch"
     # patience counts epochs without a higher balanced accuracy: a falling loss alone does not prolong
     # training, but the kept epoch is the last (lowest-loss) one of those run
