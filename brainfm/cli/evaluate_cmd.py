@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,7 @@ def evaluate_with_progress(task: DecodingTask, out: str | Path, *, allow_leakage
     leaked : dict of str to list of str
         Model name -> leaked subjects/recordings (only with ``allow_leakage``).
     files : dict
-        The written files (``markdown``, ``csv``, ``json``, ``task``, ``figures``).
+        The written files (``markdown``, ``csv``, ``json``, ``timings``, ``task``, ``figures``).
     """
     from tqdm import tqdm
 
@@ -111,13 +112,16 @@ def evaluate_with_progress(task: DecodingTask, out: str | Path, *, allow_leakage
     from brainfm.downstream.decoding.report import write_results
     from brainfm.downstream.decoding.trials import load_trials
 
+    started = time.perf_counter()
     trials = load_trials(task)
     runners, leaked = build_model_runners(task, trials, allow_leakage=allow_leakage)
+    prepare_seconds = time.perf_counter() - started
     total = count_steps(task, trials, len(task.baselines) + len(runners))
     with tqdm(total=total, desc=f"evaluate {task.name}", unit="fit", file=sys.stderr, disable=not show_progress) as bar:
         def progress(text: str) -> None:
             bar.set_postfix_str(text[:40])
             bar.update(1)
         result = evaluate_task(task, trials, model_runners=runners, progress=progress)
+    result.prepare_seconds = prepare_seconds
     files = write_results(result, task, out)
     return result, leaked, files

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from brainfm.downstream.decoding.backbone import FeatureBackbone
+from brainfm.downstream.decoding.frozen_outputs import OutputStore, cache_frozen_outputs
 from brainfm.downstream.decoding.lora import apply_lora
 from brainfm.downstream.decoding.optim import freeze_parameters
 from brainfm.errors import ConfigError
@@ -39,6 +40,10 @@ class BackboneClassifier(nn.Module):
         of the attention projections (:func:`~brainfm.downstream.decoding.lora.apply_lora`).
     rank : int
         Rank of the LoRA updates.
+    frozen_outputs : OutputStore | None
+        With ``lora``: remember the outputs of the backbone's frozen parts here (shared by every
+        copy; :mod:`~brainfm.downstream.decoding.frozen_outputs`), so later epochs and other
+        classifiers of the same checkpoint reuse them. None computes them at every step.
     freeze : list of str | None
         With ``full``: :func:`fnmatch.fnmatchcase` patterns on the backbone's parameter names kept
         frozen (BaRISTA's protocol freezes its tokenizer: ``"*.temporal_encoder.*"``,
@@ -46,7 +51,7 @@ class BackboneClassifier(nn.Module):
     """
 
     def __init__(self, backbone: FeatureBackbone, head: nn.Module, adaptation: Literal["frozen", "full", "lora"] = "full",
-                 rank: int = 4, freeze: list[str] | None = None) -> None:
+                 rank: int = 4, frozen_outputs: OutputStore | None = None, freeze: list[str] | None = None) -> None:
         super().__init__()
         if adaptation not in ADAPTATIONS:
             raise ValueError(f"Invalid value for the 'adaptation' parameter. Allowed values are {ADAPTATIONS}, "
@@ -59,6 +64,8 @@ class BackboneClassifier(nn.Module):
             wrapped = apply_lora(self.backbone, rank)
             if not wrapped:
                 raise ValueError("The backbone has no attention projection for LoRA; use adaptation: full.")
+            if frozen_outputs is not None:
+                cache_frozen_outputs(self.backbone, frozen_outputs)
         if freeze:
             if adaptation != "full":
                 raise ConfigError(f"freeze patterns apply to adaptation 'full', not {adaptation!r}.")

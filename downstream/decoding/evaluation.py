@@ -4,6 +4,10 @@ For each seed, the protocol's folds (:mod:`brainfm.downstream.decoding.protocols
 made once and every model, classical baseline or brainfm model, is fitted on the training
 trials and scored on the test trials of each fold. Deep models take a validation split from
 the training trials only. Results: per fold and seed, and mean +- sd over them.
+
+The results document (:meth:`EvaluationResult.to_json`) holds only what the data, the task and
+the seeds determine, so two identical runs give identical JSON; wall times, which the machine
+decides, are kept apart (:meth:`EvaluationResult.timings`, ``timings.json``).
 """
 
 from __future__ import annotations
@@ -34,14 +38,17 @@ class ModelResult:
     kind : "baseline" | "brainfm"
         A classical or from-scratch baseline, or a model built on a brainfm checkpoint.
     folds : list of dict
-        ``{"seed", "fold", "n_train", "n_test", <metric>: value, "seconds"}`` per fold and seed.
+        ``{"seed", "fold", "n_train", "n_test", <metric>: value}`` per fold and seed.
     confusion : numpy.ndarray of int64, shape (n_classes, n_classes)
         Summed over folds and seeds.
+    seconds : list of float
+        Wall time of each fit and prediction, in the order of ``folds``.
     """
 
     kind: Literal["baseline", "brainfm"]
     folds: list[dict[str, Any]] = field(default_factory=list)
     confusion: np.ndarray | None = None
+    seconds: list[float] = field(default_factory=list)
 
     def summary(self, metric: str) -> dict[str, float]:
         """Mean and sd (ddof 0) of a metric over folds and seeds, NaN folds left out."""
@@ -70,6 +77,8 @@ class EvaluationResult:
         Size of the data.
     seconds : float
         Wall time of the evaluation (loading excluded).
+    prepare_seconds : float
+        Wall time of loading the trials and preparing the models (frozen features), when measured.
     """
 
     task: str
@@ -79,9 +88,14 @@ class EvaluationResult:
     n_trials: int
     n_subjects: int
     seconds: float = 0.0
+    prepare_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` document: ``task``, ``protocol``, ``models`` -> ``{name: {kind, metric: {mean, sd}, folds}}``."""
+        """The ``--json`` document: ``task``, ``protocol``, ``models`` -> ``{name: {kind, metric: {mean, sd}, folds}}``.
+
+        Deterministic: the same task, data and seeds give the same document (wall times are in
+        :meth:`timings`).
+        """
         models = {}
         for name, result in self.models.items():
             entry: dict[str, Any] = {"kind": result.kind}
@@ -90,7 +104,14 @@ class EvaluationResult:
             entry["folds"] = result.folds
             models[name] = entry
         return {"task": self.task, "protocol": self.protocol, "classes": self.classes, "n_trials": self.n_trials,
-                "n_subjects": self.n_subjects, "seconds": round(self.seconds, 2), "models": models}
+                "n_subjects": self.n_subjects, "models": models}
+
+    def timings(self) -> dict[str, Any]:
+        """Wall times: ``seconds`` (evaluation), ``prepare_seconds`` (trials and frozen features) and, per
+        model, ``total`` and ``per_fit`` (seconds per fold and seed, in the order of its ``folds``)."""
+        return {"seconds": round(self.seconds, 2), "prepare_seconds": round(self.prepare_seconds, 2),
+                "models": {name: {"total": round(sum(r.seconds), 2), "per_fit": r.seconds}
+                           for name, r in self.models.items()}}
 
 
 #: ``fit_predict(trials, fit_rows, val_rows, test_rows, seed) -> (y_pred, proba)``.
@@ -163,8 +184,8 @@ def evaluate_task(
                 scores = score_predictions(y_true, y_pred, proba, n_classes)
                 results[name].confusion += confusion(y_true, y_pred, n_classes)  # type: ignore[operator]
                 results[name].folds.append({"seed": int(seed), "fold": fold.name, "n_train": int(len(fold.train)),
-                                            "n_test": int(len(fold.test)), **scores,
-                                            "seconds": round(time.perf_counter() - t0, 3)})
+                                            "n_test": int(len(fold.test)), **scores})
+                results[name].seconds.append(round(time.perf_counter() - t0, 3))
                 if progress is not None:
                     progress(f"{name} seed {seed} {fold.name}")
     return EvaluationResult(task=task.name, protocol=task.protocol.name, classes=list(trials.classes), models=results,

@@ -143,12 +143,13 @@ def fit_finetune(argv: Sequence[str], *, allow_leakage: bool = False) -> dict[st
         trainer = cli.instantiate_trainer(default_root_dir=str(root),
                                           logger=CSVLogger(root, name="lightning_logs", version=f"lr_{lr:g}"))
         _quiet_fit(trainer, module, datamodule=data)
-        tried.append({"lr": lr, f"val_{base.select_on}": module.best_score, "epoch": module.best_epoch,
+        tried.append({"lr": lr, f"val_{base.select_on}": module.best_score,
+                      "val_loss": None if module.best is None else module.best.loss, "epoch": module.best_epoch,
                       "epochs_run": int(trainer.current_epoch)})
         logger.info("lr %g: best validation %s %.3f at epoch %d", lr, base.select_on, module.best_score,
                     module.best_epoch)
-        if best is None or module.best_score > best.best_score:
-            best = module
+        if best is None or (module.best is not None and module.best.better_than(best.best)):
+            best = module  # higher validation select_on metric; a tie goes to the lower validation loss
     assert best is not None
     chosen = {"lr": best.lr, "epochs": best.best_epoch, f"val_{base.select_on}": best.best_score, "lrs_tried": tried}
     checkpoint = save_finetuned(root / "model.ckpt", best, data, chosen)
@@ -247,9 +248,9 @@ def test_finetuned(argv: Sequence[str], *, allow_leakage: bool = False) -> tuple
     n_classes = len(facts.classes)
     split = data.split_record()
     fold = {"seed": data.seed, "fold": data.fold_name, "n_train": int(split["n_fit"]) + int(split["n_val"]),  # type: ignore[call-overload]
-            "n_test": int(len(test_rows)), **score_predictions(y_true, y_pred, proba, n_classes),
-            "seconds": round(time.perf_counter() - started, 3)}
-    model = ModelResult(kind="brainfm", folds=[fold], confusion=confusion(y_true, y_pred, n_classes))
+            "n_test": int(len(test_rows)), **score_predictions(y_true, y_pred, proba, n_classes)}
+    model = ModelResult(kind="brainfm", folds=[fold], confusion=confusion(y_true, y_pred, n_classes),
+                        seconds=[round(time.perf_counter() - started, 3)])
     result = EvaluationResult(task=data.task.name, protocol=data.task.protocol.name, classes=list(facts.classes),
                               models={name: model}, n_trials=len(data.trials),
                               n_subjects=len(set(data.trials.subject.tolist())),
@@ -283,4 +284,4 @@ def run_finetune(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     if argv[0] == "fit":
         return "fit", fit_finetune(rest, allow_leakage=allow)
     result, extra = test_finetuned(rest, allow_leakage=allow)
-    return "test", {**result.to_json(), **extra}
+    return "test", {**result.to_json(), "seconds": round(result.seconds, 2), **extra}

@@ -13,9 +13,11 @@ The network is one of:
 
 Training uses AdamW and class-weighted cross-entropy (the metric is balanced accuracy), the
 head optionally at its own learning rate (``head_lr``) under a per-epoch ``schedule``; after
-every epoch the validation balanced accuracy and (binary tasks) AUROC are logged as
-``val/balanced_accuracy`` and ``val/auroc``, the best epoch's weights on ``select_on`` are
-kept (:class:`BestWeights`) and training stops after ``patience`` epochs without improvement. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
+every epoch the validation balanced accuracy, (binary tasks) AUROC and class-weighted
+cross-entropy are logged as ``val/balanced_accuracy``, ``val/auroc`` and ``val/loss``; the best
+epoch's weights are kept (:class:`BestWeights`: the higher ``select_on`` metric, ties to the
+lower loss, :class:`~brainfm.downstream.decoding.training.ValidationScore`) and training stops
+after ``patience`` epochs without a higher ``select_on`` metric. A frozen backbone's features are computed once per trial and cached. ``brainfm finetune fit`` trains one copy per learning rate in ``lrs`` and
 keeps the best on validation; the test trials are never seen while fitting.
 """
 
@@ -27,7 +29,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from brainfm.downstream.decoding.backbone import FeatureBackbone, load_backbone
@@ -38,7 +40,7 @@ from brainfm.downstream.decoding.heads import ClassificationHead
 from brainfm.downstream.decoding.metrics import score_predictions
 from brainfm.downstream.decoding.models import frozen_features
 from brainfm.downstream.decoding.optim import SCHEDULES, parameter_groups, schedule_lambda
-from brainfm.downstream.decoding.training import seeded
+from brainfm.downstream.decoding.training import ValidationScore, seeded, selection_metric
 from brainfm.downstream.decoding.trial_datamodule import TrialFacts
 from brainfm.downstream.decoding.trials import Trials
 from brainfm.errors import ConfigError
@@ -74,27 +76,44 @@ def fresh_backbone(backbone: FeatureBackbone) -> FeatureBackbone:
 
 
 class BestWeights(Callback):
-    """Keep the weights of the epoch with the best validation score; restore them at the end.
+    """Keep the weights of the best validation epoch, stop after ``patience`` epochs without progress; restore at the end.
+
+    Best is :meth:`~brainfm.downstream.decoding.training.ValidationScore.better_than`: the
+    higher selected metric (``val/balanced_accuracy`` or ``val/auroc``), on a tie the lower
+    ``val/loss``. Patience counts epochs without a higher selected metric (a falling loss alone
+    does not prolong training).
 
     Parameters
     ----------
-    monitor : str
-        The logged validation metric (``val/balanced_accuracy`` or ``val/auroc``); an undefined
-        value (NaN) never counts as better.
+    patience : int
+        Validation epochs without a higher selected metric before training stops.
+    select_on : "balanced_accuracy" | "auroc"
+        The selected metric, logged as ``val/<select_on>``; an undefined value (NaN) counts as 0.
     """
 
-    def __init__(self, monitor: str = "val/balanced_accuracy") -> None:
-        self.monitor = monitor
+    def __init__(self, patience: int, select_on: str = "balanced_accuracy") -> None:
+        super().__init__()
+        self.patience = int(patience)
+        self.select_on = select_on
+        self.stale = 0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Remember the weights when the monitored score improved."""
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        """Remember the weights when the validation score improved; stop when it has not for ``patience`` epochs."""
+        monitor = f"val/{self.select_on}"
+        if trainer.sanity_checking or monitor not in trainer.callback_metrics:
             return
-        score = float(trainer.callback_metrics[self.monitor])
-        if score > pl_module.best_score:  # type: ignore[operator]
-            pl_module.best_score = score
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        score = ValidationScore(selection_metric({self.select_on: metrics[monitor]}, self.select_on),
+                                metrics.get("val/loss", float("nan")))
+        best = pl_module.best
+        self.stale = 0 if best is None or score.value > best.value else self.stale + 1  # type: ignore[attr-defined]
+        if score.better_than(best):  # type: ignore[arg-type]
+            pl_module.best = score
+            pl_module.best_score = score.value
             pl_module.best_epoch = trainer.current_epoch + 1
             pl_module.best_state = copy.deepcopy(pl_module.net.state_dict())  # type: ignore[union-attr]
+        if self.stale >= self.patience:
+            trainer.should_stop = True
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Load the best epoch's weights."""
@@ -127,13 +146,14 @@ class FinetuneModule(L.LightningModule):
     weight_decay : float
         AdamW weight decay.
     patience : int
-        Stop after this many epochs without a better validation score.
+        Stop after this many epochs without a higher validation ``select_on`` metric.
     head_lr : float | None
         Learning rate of the head while the backbone trains at ``lrs`` (None: the same).
     schedule : "constant" | "ramp_decay"
         Per-epoch learning-rate factor (:func:`~brainfm.downstream.decoding.optim.epoch_factor`).
     select_on : "balanced_accuracy" | "auroc"
-        Validation metric that picks the epoch and the learning rate and drives early stopping.
+        Validation metric that picks the epoch and the learning rate (a tie goes to the lower
+        class-weighted validation loss) and drives early stopping.
     freeze : list of str | None
         With ``adaptation: full``: fnmatch patterns on the backbone's parameter names kept frozen.
     seed : int
@@ -199,6 +219,7 @@ class FinetuneModule(L.LightningModule):
         self.head_config: dict[str, Any] = {}
         self.class_weights: torch.Tensor | None = None
         self.best_score, self.best_epoch, self.best_state = -1.0, 0, None
+        self.best: ValidationScore | None = None
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
         self.test_proba: np.ndarray | None = None
         self._features: torch.Tensor | None = None
@@ -312,7 +333,8 @@ class FinetuneModule(L.LightningModule):
         self.log("val/balanced_accuracy", scores["balanced_accuracy"], prog_bar=True)
         if logits.shape[1] == 2:
             self.log("val/auroc", scores["auroc"], prog_bar=self.select_on == "auroc")
-        self.log("val/loss", nn.functional.cross_entropy(logits, labels).item())
+        weights = None if self.class_weights is None else self.class_weights.cpu()
+        self.log("val/loss", nn.functional.cross_entropy(logits, labels, weight=weights).item())
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         """Collect test logits."""
@@ -334,7 +356,5 @@ class FinetuneModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def configure_callbacks(self) -> list[Callback]:
-        """Early stopping and best-epoch weights on the validation score (``select_on``)."""
-        monitor = f"val/{self.select_on}"
-        return [EarlyStopping(monitor=monitor, mode="max", patience=self.patience, check_finite=False),
-                BestWeights(monitor)]
+        """Early stopping and best-epoch weights on the validation score (``select_on``, then loss)."""
+        return [BestWeights(self.patience, self.select_on)]

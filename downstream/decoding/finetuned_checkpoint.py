@@ -91,7 +91,7 @@ def save_finetuned(path: str | Path, module: FinetuneModule, data: TrialDataModu
     data : TrialDataModule
         The fine-tuning data (task, split, sources).
     finetune : dict
-        What the run chose: ``lr``, ``epochs``, ``val_balanced_accuracy``, ``lrs_tried``.
+        What the run chose: ``lr``, ``epochs``, ``val_<select_on>``, ``lrs_tried``.
 
     Returns
     -------

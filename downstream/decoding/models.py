@@ -8,7 +8,9 @@ fold and seed:
   training statistics, logistic regression (1,000 iterations);
 - ``probe``: frozen features, a trained head (``linear`` or ``mlp``, ``pooling`` mean / cls / flatten);
 - ``finetune``: the head and the backbone (``adaptation: full``) or LoRA updates of its attention
-  projections (``adaptation: lora``) trained together;
+  projections (``adaptation: lora``) trained together; under LoRA the outputs of the frozen
+  parts (a BrainTokenizer's SEANet encoder) are computed once per trial and reused by every
+  epoch, fold and seed (:mod:`~brainfm.downstream.decoding.frozen_outputs`);
 - ``scratch``: ``eegnet`` or ``functional`` trained on the signal.
 
 Trained models pick their learning rate and stopping epoch on the validation split of the
@@ -27,6 +29,7 @@ from brainfm.downstream.decoding.backbone import FeatureBackbone, load_backbone
 from brainfm.downstream.decoding.classifier import BackboneClassifier
 from brainfm.downstream.decoding.eegnet import EEGNet
 from brainfm.downstream.decoding.evaluation import FitPredict
+from brainfm.downstream.decoding.frozen_outputs import OutputStore
 from brainfm.downstream.decoding.functional_layers import FunctionalNet
 from brainfm.downstream.decoding.heads import ClassificationHead
 from brainfm.downstream.decoding.leakage import check_leakage
@@ -105,6 +108,7 @@ def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bo
     leaked: dict[str, list[str]] = {}
     backbones: dict[str, FeatureBackbone] = {}
     cached: dict[str, torch.Tensor] = {}
+    frozen_outputs: dict[str, OutputStore] = {}  # LoRA: the frozen parts' outputs, per checkpoint
     n_classes = len(trials.classes)
     for config in task.models:
         if config.kind == "scratch":
@@ -145,8 +149,11 @@ def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bo
                 return net(features[rows])
             runners[config.name] = ("brainfm", _trained(config, make_head, forward))
         else:
-            def make_net(config=config, backbone=backbone, make_head=make_head):  # type: ignore[no-untyped-def]
+            store = frozen_outputs.setdefault(config.checkpoint, OutputStore())
+
+            def make_net(config=config, backbone=backbone, make_head=make_head, store=store):  # type: ignore[no-untyped-def]
                 return BackboneClassifier(backbone, make_head(), config.adaptation, config.lora_rank,
+                                          frozen_outputs=store if config.adaptation == "lora" else None,
                                           freeze=config.freeze)
 
             def forward(net, rows):  # type: ignore[no-untyped-def]

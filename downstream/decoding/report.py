@@ -1,8 +1,8 @@
 """Results of ``brainfm evaluate`` on disk: Markdown and CSV tables, JSON, and PNG figures.
 
 ``<out>/results.md`` (mean +- sd over folds and seeds), ``results.csv`` (one row per model,
-fold and seed), ``results.json`` (the ``--json`` document), ``task.yaml`` (the resolved
-task), ``confusion_<model>.png`` (summed over folds and seeds, rows normalised) and
+fold and seed), ``results.json`` (the ``--json`` document, identical between identical runs),
+``timings.json`` (wall times of the run and of every fit), ``task.yaml`` (the resolved task), ``confusion_<model>.png`` (summed over folds and seeds, rows normalised) and
 ``folds.png`` (balanced accuracy of every fold and seed per model).
 """
 
@@ -114,20 +114,21 @@ def write_results(result: EvaluationResult, task: DecodingTask, out: str | Path)
     Returns
     -------
     files : dict
-        ``markdown``, ``csv``, ``json``, ``task`` paths and ``figures`` (list of paths).
+        ``markdown``, ``csv``, ``json``, ``timings``, ``task`` paths and ``figures`` (list of paths).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(markdown_table(result))
     (out / "results.json").write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+    (out / "timings.json").write_text(json.dumps(result.timings(), indent=2) + "\n")
     (out / "task.yaml").write_text(yaml.safe_dump(task.to_dict(), sort_keys=False))
     with open(out / "results.csv", "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["model", "kind", "seed", "fold", "n_train", "n_test", *METRICS, "seconds"])
+        writer.writerow(["model", "kind", "seed", "fold", "n_train", "n_test", *METRICS])
         for name, model in result.models.items():
             for fold in model.folds:
                 writer.writerow([name, model.kind, fold["seed"], fold["fold"], fold["n_train"], fold["n_test"],
-                                 *(f"{fold[m]:.6f}" for m in METRICS), fold["seconds"]])
+                                 *(f"{fold[m]:.6f}" for m in METRICS)])
     figures = _plot(result, out)
     return {"markdown": str(out / "results.md"), "csv": str(out / "results.csv"), "json": str(out / "results.json"),
-            "task": str(out / "task.yaml"), "figures": [str(p) for p in figures]}
+            "timings": str(out / "timings.json"), "task": str(out / "task.yaml"), "figures": [str(p) for p in figures]}

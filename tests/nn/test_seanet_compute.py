@@ -16,6 +16,13 @@ from brainfm.nn.seanet import (
 )
 
 
+def _seeded(factory, seed: int = 0):  # type: ignore[no-untyped-def]
+    """Build a module with a reproducible initialisation, leaving the global torch RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.manual_seed(seed)
+        return factory()
+
+
 def _run(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a SEANet layer (channels-last rows inside) to (N, C, L)."""
     y = module(to_rows(x))
@@ -42,14 +49,14 @@ def _padded_reference(conv: _Conv, x: torch.Tensor) -> torch.Tensor:
     (4, 4, 1, 1, 9),     # 1x1
 ])
 def test_conv_without_padded_copy_equals_pad_then_convolve(c_in, c_out, kernel, stride, length):
-    torch.manual_seed(0)
-    conv = _Conv(c_in, c_out, kernel, stride)
-    x = torch.randn(3, c_in, length, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    conv = _seeded(lambda: _Conv(c_in, c_out, kernel, stride))
+    x = torch.randn(3, c_in, length, generator=g, requires_grad=True)
     got = _run(conv, x)
     expected = _padded_reference(conv, x)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     # the edge frames are the ones a zero-padded convolution gets wrong: they must be right here
-    probe = torch.randn_like(expected)
+    probe = torch.randn(expected.shape, generator=g)
     grads = torch.autograd.grad((got * probe).sum(), [x, *conv.parameters()])
     grads_expected = torch.autograd.grad((expected * probe).sum(), [x, *conv.parameters()])
     for a, b in zip(grads, grads_expected, strict=True):
@@ -57,10 +64,10 @@ def test_conv_without_padded_copy_equals_pad_then_convolve(c_in, c_out, kernel, 
 
 
 def test_conv_transpose_trims_to_stride_times_length():
-    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
     for kernel, stride in ((4, 2), (16, 8), (10, 5)):
-        conv = _ConvTranspose(6, 3, kernel, stride)
-        x = torch.randn(2, 6, 9)
+        conv = _seeded(lambda kernel=kernel, stride=stride: _ConvTranspose(6, 3, kernel, stride))
+        x = torch.randn(2, 6, 9, generator=g)
         full = F.conv_transpose1d(x, conv.conv.weight, conv.conv.bias, stride)
         total = kernel - stride
         left = total - total // 2
@@ -68,22 +75,20 @@ def test_conv_transpose_trims_to_stride_times_length():
 
 
 def test_lstm_reads_channels_last_rows_as_time_by_channel():
-    torch.manual_seed(0)
-    block = _LSTM(6, 1)
-    x = torch.randn(2, 6, 9)
+    block = _seeded(lambda: _LSTM(6, 1))
+    x = torch.randn(2, 6, 9, generator=torch.Generator().manual_seed(0))
     y = x.transpose(1, 2)
     torch.testing.assert_close(_run(block, x), (block.lstm(y)[0] + y).transpose(1, 2))
 
 
 def test_cached_weight_matches_the_module_and_follows_optimiser_steps():
-    torch.manual_seed(0)
-    conv = _Conv(4, 6, 3)
+    conv = _seeded(lambda: _Conv(4, 6, 3))
     with torch.no_grad():
         first = normalised_weight(conv.conv)
         assert normalised_weight(conv.conv) is first  # cached while g and v do not change
         torch.testing.assert_close(first[:, :, 0], conv.conv.weight)
     optimiser = torch.optim.SGD(conv.parameters(), lr=0.5)
-    x = torch.randn(2, 4, 20)
+    x = torch.randn(2, 4, 20, generator=torch.Generator().manual_seed(0))
     _run(conv, x).square().sum().backward()
     g = conv.conv.parametrizations.weight.original0
     assert g.grad is not None and g.grad.abs().sum() > 0  # gradient reaches g through the uncached path
@@ -96,9 +101,8 @@ def test_cached_weight_matches_the_module_and_follows_optimiser_steps():
 
 
 def test_cached_weight_follows_load_state_dict_and_replaced_parameters():
-    torch.manual_seed(0)
-    a, b = _Conv(4, 6, 3), _Conv(4, 6, 3)
-    x = torch.randn(2, 4, 20)
+    a, b = _seeded(lambda: _Conv(4, 6, 3), 0), _seeded(lambda: _Conv(4, 6, 3), 1)
+    x = torch.randn(2, 4, 20, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = _run(a, x)
         a.load_state_dict(b.state_dict())
@@ -109,10 +113,9 @@ def test_cached_weight_follows_load_state_dict_and_replaced_parameters():
 
 
 def test_encoder_in_evaluation_after_training_steps_matches_a_fresh_copy():
-    torch.manual_seed(0)
-    encoder = SEANetEncoder(n_filters=4, dimension=16, lstm_layers=1)
+    encoder = _seeded(lambda: SEANetEncoder(n_filters=4, dimension=16, lstm_layers=1))
     optimiser = torch.optim.AdamW(encoder.parameters(), lr=1e-2)
-    x = torch.randn(3, 1, 512)
+    x = torch.randn(3, 1, 512, generator=torch.Generator().manual_seed(0))
     encoder.eval()
     with torch.no_grad():
         encoder(x)  # fills the caches
