@@ -44,6 +44,8 @@ def data_facts(index: WindowIndex) -> DataFacts:
         regions=list(index.region_vocabulary.tokens),
         regioned=regioned,
         unpositioned=unpositioned,
+        sensor_codes={layout.recording_id: sorted({int(c) for c in layout.sensor_type[layout.good]})
+                      for layout in index.layouts},
     )
 
 

@@ -43,10 +43,16 @@ class FrozenTokenizer(Tokenizer):
     trained_types : list of str | None
         Channel types the tokenizer was trained on (read from ``checkpoint``); data with other
         types is refused. None: not known (no refusal).
+    trained_codes : list of int | None
+        Sensor-type codes (EEG 0, MAG 1, GRAD 2) the tokenizer was trained on (read from
+        ``checkpoint`` when it records them); data with other codes is refused, so a tokenizer
+        trained on CTF axial gradiometers (GRAD) does not take Elekta magnetometers (MAG),
+        although both are stored as ``"mag"``. None: not known (no refusal).
     """
 
     def __init__(self, checkpoint: str | None = None, tokenizer: dict[str, Any] | None = None,
-                 training_data: dict[str, Any] | None = None, trained_types: list[str] | None = None) -> None:
+                 training_data: dict[str, Any] | None = None, trained_types: list[str] | None = None,
+                 trained_codes: list[int] | None = None) -> None:
         super().__init__()
         if tokenizer is not None:
             inner = build_module(tokenizer, Tokenizer, f"frozen tokenizer of {checkpoint or 'a checkpoint'}")
@@ -58,6 +64,8 @@ class FrozenTokenizer(Tokenizer):
             training_data = info.training_data
             if trained_types is None and info.data is not None:
                 trained_types = list(info.data.sensor_types)
+            if trained_codes is None and info.data is not None and info.data.sensor_codes:
+                trained_codes = info.data.codes_present()
         else:
             raise ConfigError("FrozenTokenizer needs 'checkpoint' (a trained tokenizer's checkpoint).")
         if isinstance(inner, FrozenTokenizer):
@@ -66,13 +74,15 @@ class FrozenTokenizer(Tokenizer):
         self.checkpoint_path = None if checkpoint is None else str(checkpoint)
         self.training_data = dict(training_data or {})
         self.trained_types = None if trained_types is None else sorted(trained_types)
+        self.trained_codes = None if trained_codes is None else sorted(int(c) for c in trained_codes)
         self.inner.requires_grad_(False)
         self.inner.eval()
 
     def get_config(self) -> dict[str, Any]:
         """The checkpoint path, the inner tokenizer's spec and its training record."""
         return {"checkpoint": self.checkpoint_path, "tokenizer": module_spec(self.inner),
-                "training_data": self.training_data, "trained_types": self.trained_types}
+                "training_data": self.training_data, "trained_types": self.trained_types,
+                **({"trained_codes": self.trained_codes} if self.trained_codes is not None else {})}
 
     def train(self, mode: bool = True) -> FrozenTokenizer:
         """Stay in evaluation mode (no channel dropout or noise in a frozen tokenizer)."""
@@ -114,6 +124,19 @@ class FrozenTokenizer(Tokenizer):
                 f"store has {sorted(unseen)} channels in {len(names)} recordings ({', '.join(names[:10])}"
                 f"{', ...' if len(names) > 10 else ''}). Train the tokenizer on data with those types, or select "
                 f"--data.channel_types {self.trained_types}."
+            )
+        if self.trained_codes is None or not facts.sensor_codes:
+            return
+        unseen_codes = set(facts.codes_present()) - set(self.trained_codes)
+        if unseen_codes:
+            names = facts.recordings_with_codes(unseen_codes)
+            label = {0: "EEG", 1: "MAG", 2: "GRAD"}
+            raise ConfigError(
+                f"The tokenizer {self.checkpoint_path or ''} was trained on sensor types "
+                f"{[label.get(c, c) for c in self.trained_codes]} only, but the store has "
+                f"{[label.get(c, c) for c in sorted(unseen_codes)]} channels in {len(names)} recordings "
+                f"({', '.join(names[:10])}{', ...' if len(names) > 10 else ''}); CTF and KIT axial gradiometers count "
+                "as GRAD, Elekta and other magnetometers as MAG. Train the tokenizer on data with those sensors."
             )
 
     @torch.no_grad()

@@ -43,6 +43,10 @@ class DataFacts:
     unpositioned : dict of str to int
         Good channels without a known position, by store id (models that need every channel's
         geometry refuse or leave them out).
+    sensor_codes : dict of str to list of int
+        Sensor-type codes of each recording's good channels (``Batch.sensor_type``: EEG 0, MAG 1,
+        GRAD 2, axial gradiometers included), by store id; finer than ``recording_types``, where
+        CTF and Elekta magnetometer channels are both ``"mag"``.
     """
 
     sfreq: float
@@ -56,6 +60,7 @@ class DataFacts:
     regions: list[str] = field(default_factory=list)
     regioned: dict[str, int] = field(default_factory=dict)
     unpositioned: dict[str, int] = field(default_factory=dict)
+    sensor_codes: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (as stored in checkpoints)."""
@@ -91,3 +96,27 @@ class DataFacts:
             Sorted store ids.
         """
         return sorted(rid for rid, present in self.recording_types.items() if types & set(present))
+
+    def codes_present(self) -> list[int]:
+        """Sensor-type codes present in any recording (sorted; empty when not recorded).
+
+        Returns
+        -------
+        codes : list of int
+        """
+        return sorted({int(c) for codes in self.sensor_codes.values() for c in codes})
+
+    def recordings_with_codes(self, codes: set[int]) -> list[str]:
+        """Store ids of the recordings whose good channels hold any sensor-type code in ``codes``.
+
+        Parameters
+        ----------
+        codes : set of int
+            Sensor-type codes.
+
+        Returns
+        -------
+        recordings : list of str
+            Sorted store ids.
+        """
+        return sorted(rid for rid, present in self.sensor_codes.items() if codes & set(present))

@@ -176,6 +176,15 @@ def test_refusals_before_training(joint_store, tokenizer_checkpoint, tmp_path, c
     with pytest.raises(ConfigError, match=r"trained on \['eeg'\] channels only, but the store has \['mag'\] channels in "
                                           r"2 recordings \(meg_ctf-testdata_ctf_short_discontinuous, meg_kit-test\)"):
         PretrainModule(eeg_only, BrainOmni(**SMALL_BACKBONE), MaskedTokenObjective(dim=32, n_codes=16), data_facts=facts)
+    # trained on EEG and magnetometers (code 1): the store's CTF and KIT axial gradiometers are
+    # stored as "mag" too but are GRAD (code 2), a sensor type the tokenizer never saw
+    eeg_and_magnetometers = FrozenTokenizer(tokenizer=module_spec(BrainTokenizer(**SMALL_TOKENIZER)),
+                                            trained_types=["eeg", "mag"], trained_codes=[0, 1])
+    assert data_facts(data.index).codes_present() == [0, 2]
+    with pytest.raises(ConfigError, match=r"sensor types \['EEG', 'MAG'\] only, but the store has \['GRAD'\] channels "
+                                          r"in 2 recordings \(meg_ctf-testdata_ctf_short_discontinuous, meg_kit-test\)"):
+        PretrainModule(eeg_and_magnetometers, BrainOmni(**SMALL_BACKBONE), MaskedTokenObjective(dim=32, n_codes=16),
+                       data_facts=facts)
     # the eegmat recordings hold a bipolar reference channel without a position
     with pytest.raises(ConfigError, match=r"2 recordings have good channels without one \(eegmat_sub-00_run-2 \(1\)"):
         PretrainModule(FrozenTokenizer(checkpoint=str(tokenizer_checkpoint)),
