@@ -53,14 +53,21 @@ def probe(tok: BrainTokenizer, batch) -> dict:
         k = tok.compress.key(z + v).reshape(-1, c, h, d // h).transpose(1, 2)
         q = tok.latent_queries.reshape(tok.n_latents, h, d // h).transpose(0, 1)
         att = torch.softmax(torch.einsum("hqd,ghkd->ghqk", q, k) / (d // h) ** 0.5, -1)
-        rec = tok.reconstruct_windows(tok.quantize(lat)[0], sens)
+        # before the first training batch the codebooks are empty (k-means runs on it): use the
+        # L2-normalised latents, which is what the k-means codebook approximates
+        quantised = (tok.quantize(lat)[0] if bool(tok.quantizer.layers[0].initted)
+                     else F.normalize(lat, dim=-1))
+        rec = tok.reconstruct_windows(quantised, sens)
+        tgt = tok.target(win)
     tok.train(was)
     return {
         "latent_input_dependence": float(((lat - lat0).norm(dim=-1) / lat.norm(dim=-1)).mean()),
-        "latent_mean_cos": _mean_cos(lat),
+        "latent_mean_cos": _mean_cos(lat), "latent_rms": float(lat.pow(2).mean().sqrt()),
         "attention_max_weight": float(att.max(-1).values.mean()), "attention_uniform": 1.0 / c,
         "encoder_spread_over_zero_output": float(enc.std(0).norm(dim=0).mean() / enc0.norm(dim=1).mean()),
         "reconstruction_channel_spread": float(rec.std(1).mean() / rec.std()),
+        "target_channel_spread": float(tgt.std(1).mean() / tgt.std()),
+        "sensor_embedding_mean_cos": _mean_cos(sens[0]),
         "signal_channel_mean_over_std": float(batch.signal.mean(1).std() / batch.signal.std()),
     }
 
@@ -76,17 +83,47 @@ def main() -> None:
     p.add_argument("--zero-bias", action="store_true", help="zero every bias at init (experiment)")
     p.add_argument("--key-gain", type=float, default=1.0,
                    help="multiply both attention key weights at init (experiment: sharper attention)")
+    p.add_argument("--compress-key-gain", type=float, default=1.0, help="multiply the compression key weights")
+    p.add_argument("--recon-key-gain", type=float, default=1.0, help="multiply the reconstructor's key weights")
+    p.add_argument("--recon-value-gain", type=float, default=1.0, help="multiply the reconstructor's value weights")
+    p.add_argument("--compress-value-gain", type=float, default=1.0, help="multiply the compression value weights")
+    p.add_argument("--encoder-out-gain", type=float, default=1.0, help="multiply the SEANet encoder's last convolution")
+    p.add_argument("--conv-gain", type=float, default=None,
+                   help="set every SEANet convolution's weight-norm magnitude g to this (1: unit gain per output)")
+    p.add_argument("--linear-unit", action="store_true",
+                   help="attention value/output weights N(0, 1/fan_in) (unit gain) before the other gains")
+    p.add_argument("--type-std", type=float, default=None, help="re-draw the type embedding with this std")
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--eval-every", type=int, default=0, help="held-out PCC every this many steps (0: at the end)")
+    p.add_argument("--init", choices=["brainfm", "pytorch"], default="brainfm",
+                   help="brainfm's reset_parameters (default) or PyTorch's defaults (the code before the fix)")
+    p.add_argument("--size", choices=["tiny", "published"], default="tiny")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.random.manual_seed(args.seed)  # a one-off bench process: model init, dropout and noise
     dm = WindowDataModule(args.store, window_s=2.0, batch_size=8, normalization=args.normalization,
                           channel_batching="bucket", split_unit="subject", val_fraction=0.34, seed=args.seed)
     dm.setup("fit")
-    tok = BrainTokenizer(n_filters=8, dim=32, n_codes=64, n_levels=4, n_latents=4, n_heads=4, lstm_layers=1,
-                         kmeans_samples=1024)
+    if args.init == "pytorch":  # skip brainfm's initialisation: every layer keeps PyTorch's default
+        BrainTokenizer.reset_parameters = lambda self: None
+    tok = (BrainTokenizer(n_filters=8, dim=32, n_codes=64, n_levels=4, n_latents=4, n_heads=4, lstm_layers=1,
+                          kmeans_samples=1024) if args.size == "tiny" else BrainTokenizer())
     with torch.no_grad():
-        tok.compress.key.weight.mul_(args.key_gain)
-        tok.reconstruct.key.weight.mul_(args.key_gain)
+        if args.conv_gain is not None:
+            for name, prm in tok.named_parameters():
+                if name.endswith("parametrizations.weight.original0"):
+                    prm.fill_(args.conv_gain)
+        if args.linear_unit:
+            for lin in (tok.compress.key, tok.compress.value, tok.compress.out, tok.reconstruct.key,
+                        tok.reconstruct.value, tok.reconstruct.out):
+                lin.weight.normal_(0.0, lin.in_features ** -0.5)
+        tok.compress.key.weight.mul_(args.key_gain * args.compress_key_gain)
+        tok.reconstruct.key.weight.mul_(args.key_gain * args.recon_key_gain)
+        tok.reconstruct.value.weight.mul_(args.recon_value_gain)
+        tok.compress.value.weight.mul_(args.compress_value_gain)
+        tok.encoder.model[-1].conv.parametrizations.weight.original0.mul_(args.encoder_out_gain)
+        if args.type_std is not None:
+            tok.sensor_encoder.type_embedding.weight.normal_(0.0, args.type_std)
         if args.zero_bias:
             for name, prm in tok.named_parameters():
                 if name.endswith("bias") or "bias_" in name:
@@ -108,10 +145,20 @@ def main() -> None:
         terms["loss"].backward()
         opt.step()
         step += 1
-        if step % 20 == 0:
-            print(f"step {step} loss {terms['loss'].item():.3f} train PCC {terms['pcc'].item():.3f} "
-                  f"{time.time() - t0:.0f}s", flush=True)
+        if step % args.log_every == 0:
+            line = f"step {step} loss {terms['loss'].item():.3f} train PCC {terms['pcc'].item():.3f} "
+            if args.eval_every and step % args.eval_every == 0:
+                pcc, usage = heldout(tok, val)
+                line += f"held-out PCC {pcc:.3f} usage {usage} "
+            print(line + f"{time.time() - t0:.0f}s", flush=True)
     print(f"after {step} steps", probe(tok, val[0]), flush=True)
+    pcc, usage = heldout(tok, val)
+    print({"variant": args.variant, "steps": step, "heldout_pcc": pcc, "usage": usage})
+
+
+def heldout(tok: BrainTokenizer, val: list) -> tuple[float, list[float] | None]:
+    """Mean held-out PCC over the batches ``val`` and the share of codes used per level on them."""
+    was = tok.training
     tok.eval()
     pcc, idx = [], []
     with torch.no_grad():
@@ -123,10 +170,10 @@ def main() -> None:
             pcc.append(brain_tokenizer_losses(rec, tok.target(win), valid)["pcc"].item())
             if ind is not None:
                 idx.append(ind.reshape(-1, ind.shape[-1]))
+    tok.train(was)
     usage = ([torch.unique(torch.cat(idx)[:, lv]).numel() / tok.n_codes for lv in range(tok.n_levels)]
              if idx else None)
-    print({"variant": args.variant, "steps": step, "heldout_pcc": float(np.mean(pcc)), "usage": usage})
-
+    return float(np.mean(pcc)), usage
 
 def _loss_noq(tok: BrainTokenizer, batch) -> dict:
     latents, sensors, windows = tok.encode_latents(batch)

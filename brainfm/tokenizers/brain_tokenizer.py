@@ -16,6 +16,12 @@ C' = 16 latent channels, D = 256, 4 RVQ levels of 512 codes), input (B, C, T), N
 
 Loss: L1 + exp(-PCC) + commitment + L1 of FFT amplitudes + ``phase_weight`` x L1 of FFT phases
 (Hamming-windowed, orthonormal real FFT), averaged over good channels.
+
+Initialisation is brainfm's own (:meth:`BrainTokenizer.reset_parameters`), not the reference's
+(trunc-normal 0.02 Linear weights, zero biases, PyTorch's default convolutions): with the
+reference's or PyTorch's defaults a short run on real, common-average-referenced EEG sits on a
+saddle where the latents do not depend on the input and every channel gets the same
+reconstruction (``docs/benchmarks.md``, "BrainTokenizer collapse on real EEG").
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from brainfm.nn.sensor_encoder import SensorEncoder, normalize_positions
 from brainfm.tokenizers.base import Tokenizer
 
 __all__ = ["BrainTokenizer", "brain_tokenizer_losses"]
+
+#: Standard deviation of the attention logits at initialisation (compression and reconstruction).
+ATTENTION_LOGIT_STD = 3.0
+#: Standard deviation of the sensor-type embedding at initialisation (the reference's 0.02).
+TYPE_EMBEDDING_STD = 0.02
 
 
 class _CrossAttention(nn.Module):
@@ -191,6 +202,48 @@ class BrainTokenizer(Tokenizer):
                                     dead_threshold=dead_threshold, kmeans_samples=kmeans_samples)
         self.reconstruct = _CrossAttention(dim, n_heads)
         self.decoder = SEANetDecoder(**seanet)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """brainfm's initialisation: unit-gain layers, zero biases, sharp attention, position-led sensor embeddings.
+
+        A brainfm choice (the spec fixes the architecture, not the initialisation; the
+        reference initialises Linear layers trunc-normal(0.02) with zero biases and leaves the
+        convolutions at PyTorch's defaults). Loading a checkpoint or reference weights overrides it.
+        With PyTorch's defaults each SEANet convolution halves the signal (gain 1/sqrt(3)), so
+        the encoder's data part is ~1 % of its output (the rest is bias) and Adam's steps on
+        the biases (lr per step, whatever the gradient's size) dwarf it within a few steps; the
+        nearly uniform attentions then average common-average-referenced channels to ~0, the
+        latents stop depending on the input and every channel gets the same reconstruction.
+        Here, at initialisation:
+
+        - every bias is zero (Linear, convolution, LSTM), so a zero input gives zero latents;
+        - every weight-normalised SEANet convolution has magnitude ``g = 1`` per output
+          channel (unit gain: the encoder keeps its input's scale, ~0.3 of the input RMS);
+        - attention key, value and output weights are N(0, 1/fan_in) (unit gain); keys are then
+          scaled so that the attention logits have standard deviation ~``ATTENTION_LOGIT_STD``
+          (3: a few channels or latents dominate each query instead of a uniform average),
+          the reconstructor's keys and values by a further ``sqrt(dim)`` because they read
+          L2-normalised latents (elements ~1/sqrt(dim));
+        - the sensor-type embedding is N(0, ``TYPE_EMBEDDING_STD``^2), so that the position MLP,
+          not the type (the same for every EEG channel), sets the channels' embeddings;
+        - the latent queries stay standard normal (spec §4.2 step 5).
+        """
+        with torch.no_grad():
+            for name, parameter in self.named_parameters():
+                if name.endswith("bias") or ".bias_" in name:
+                    parameter.zero_()
+                elif name.endswith("parametrizations.weight.original0"):  # weight-norm magnitude g
+                    parameter.fill_(1.0)
+            self.sensor_encoder.type_embedding.weight.normal_(0.0, TYPE_EMBEDDING_STD)
+            # queries have elements of RMS ~1 (standard-normal latent queries, RMS-normalised
+            # sensor embeddings) and unit-gain keys give elements of RMS ~1, so the logits
+            # q.k / sqrt(head_dim) have std ~1 before the key gain
+            for attention, input_gain in ((self.compress, 1.0), (self.reconstruct, math.sqrt(self.dim))):
+                for linear in (attention.key, attention.value, attention.out):
+                    nn.init.normal_(linear.weight, 0.0, linear.in_features ** -0.5)
+                attention.key.weight.mul_(ATTENTION_LOGIT_STD * input_gain)
+                attention.value.weight.mul_(input_gain)
 
     @property
     def vocab_size(self) -> int:
