@@ -147,15 +147,21 @@ def test_cached_codes_give_the_same_loss_as_the_frozen_tokenizer(joint_store, to
     store = tmp_path / "store"
     shutil.copytree(joint_store, store)
     tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization="sensortype")
+    module = _module(tokenizer_checkpoint).eval()
+    # 2-s windows every 1.5 s are the tokenizer's own windows (512 samples, overlap 0.25), each
+    # normalised over the same samples on both paths: the stored codes are exactly the fresh ones
+    plain = next(iter(_data(store, window_s=2.0, stride_s=1.5).make_dataloader("train", shuffle=False)))
+    cached = next(iter(_data(store, window_s=2.0, stride_s=1.5, codes="bt").make_dataloader("train", shuffle=False)))
+    assert torch.equal(cached.codes, module.backbone.tokens(plain, module.tokenizer)[1])
     # 5-s windows = 512 + 2 x 384 samples (3 tokenizer windows x 8 steps, no padding), every 4.5 s = 3 x 384
     plain = next(iter(_data(store, window_s=5.0, stride_s=4.5).make_dataloader("train", shuffle=False)))
     cached = next(iter(_data(store, window_s=5.0, stride_s=4.5, codes="bt").make_dataloader("train", shuffle=False)))
     assert plain.codes is None and cached.codes.shape == (len(cached), 4, 24, 4)
-    module = _module(tokenizer_checkpoint).eval()
     grid, codes = module.backbone.tokens(plain, module.tokenizer)
-    # the stored codes are the frozen tokenizer's: a code may flip only where two codewords are
-    # (nearly) equidistant, as the whole-recording pass rounds differently from a batch of windows
-    assert (cached.codes == codes).float().mean() > 0.995
+    # on the fly the tokenizer reads the 5-s window scaled as a whole (sensortype: one std per
+    # window and type), the stored codes come from 2-s windows scaled each on its own: most
+    # codes agree, not all (docs/pretraining.md, "Cached codes")
+    assert (cached.codes == codes).float().mean() > 0.9
     cached.codes = codes.clone()  # from here on both paths hold the same codes
     # decode sums the levels' codewords in one embedding_bag: the quantiser's sum up to float rounding
     torch.testing.assert_close(module.backbone.tokens(cached, module.tokenizer)[0], grid, rtol=1e-6, atol=1e-6)
