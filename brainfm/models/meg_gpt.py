@@ -29,6 +29,7 @@ from brainfm._check import check_option, ensure_int
 from brainfm.errors import ConfigError
 from brainfm.models.base import Backbone
 from brainfm.nn.data_facts import DataFacts
+from brainfm.nn.dropout import FastDropout
 from brainfm.nn.feedforward import FeedForward
 from brainfm.nn.passta import PASSTA
 
@@ -59,8 +60,9 @@ class _Block(nn.Module):
         super().__init__()
         self.attention, self.norm = attention, norm
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.ff = FeedForward(d_model, ff_dim, activation, dropout)  # Linear -> act -> Linear -> Dropout
-        self.dropout = nn.Dropout(dropout)
+        # Linear -> act -> Linear -> Dropout, with the cheaper CPU masks of brainfm.nn.dropout
+        self.ff = FeedForward(d_model, ff_dim, activation, dropout, fast_dropout=True)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, channel_mask: torch.Tensor | None) -> torch.Tensor:
         n_out = self.attention.n_out
@@ -144,7 +146,7 @@ class MEGGPT(Backbone):
         self.position = nn.Parameter(torch.empty(context, d_model))  # (S, D)
         nn.init.xavier_uniform_(self.position)
         self.recording_proj = nn.Linear(self._recording_dim, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         blocks, n_in = [], self.context
         for i, spec in enumerate(layers):
             unknown = set(spec) - {"n_out", "patch_length", "n_unpatched", "band"}
@@ -222,9 +224,9 @@ class MEGGPT(Backbone):
         b, c, s = tokens.shape
         if s > self.context:
             raise ConfigError(f"{s} input tokens per channel exceed the model's context of {self.context}.")
-        x = self.token_proj(self.tokens(tokens))  # (B, C, S, D)
-        x = x + self.position_proj(self.position[:s])  # (S, D) broadcast over B, C
-        x = x + self.channel_proj(self.channels(channel_ids))[:, :, None]  # (B, C, 1, D)
+        x = self.token_proj(self.tokens(tokens))  # (B, C, S, D), a fresh tensor: the sums below are in place
+        x.add_(self.position_proj(self.position[:s]))  # (S, D) broadcast over B, C
+        per_channel = self.channel_proj(self.channels(channel_ids))  # (B, C, D)
         if recording_ids is not None:
             use = recording_ids >= 0
             if self.training:
@@ -234,7 +236,8 @@ class MEGGPT(Backbone):
             else:
                 use &= self.seen[recording_ids.clamp_min(0)]
             r = self.recording_proj(self.recordings(recording_ids.clamp_min(0)))  # (B, D)
-            x = x + (r * use[:, None].to(r.dtype))[:, None, None]
+            per_channel = per_channel + (r * use[:, None].to(r.dtype))[:, None]  # (B, C, D)
+        x.add_(per_channel[:, :, None])  # (B, C, 1, D) broadcast over S
         return self.dropout(x)
 
     def hidden(self, tokens: torch.Tensor, channel_ids: torch.Tensor, recording_ids: torch.Tensor | None = None,

@@ -128,19 +128,28 @@ class PASSTA(nn.Module):
         self.register_buffer("visible", visible, persistent=False)  # (n_out, P + U)
         self.register_buffer("has_key", visible.any(1)[:, None], persistent=False)  # (n_out, 1)
         self.every_row_sees_a_key = bool(visible.any(1).all())
+        # every step is both a query and an unpatched key (the re-release's first layer)
+        self.fused_qkv = patch_length == 1 and n_unpatched == 0 and n_out == n_in
 
     def _collapse(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, S, D) -> (N, P, D): each patch's steps combined into one vector."""
+        """(N, S, D) -> (N, P, D): each patch's steps combined into one vector.
+
+        Both variants are one small matrix product with the patch's rows as they lie in memory
+        (no permuted copy of ``x``): the collapse weight is reordered to the (step, head) order of
+        ``x.view(N P, p H, kd)`` instead.
+        """
         n, _, d = x.shape
         p, h = self.patch_length, self.n_heads
         if self.collapse is None:
             return x
-        if self.patch_collapse == "per_patch":
-            patches = x.reshape(n, self.n_patches, p, d).transpose(2, 3)  # (N, P, D, p)
-            return self.collapse(patches).squeeze(-1)  # (N, P, D)
-        patches = x.reshape(n, self.n_patches, p, h, d // h).permute(0, 1, 4, 3, 2)  # (N, P, kd, h, p)
-        mixed = self.collapse(patches.reshape(n, self.n_patches, d // h, h * p))  # (N, P, kd, h)
-        return mixed.transpose(2, 3).reshape(n, self.n_patches, d)  # (N, P, D) heads major
+        weight, bias = self.collapse.weight, self.collapse.bias
+        if self.patch_collapse == "per_patch":  # weight (1, p): out = sum_j w_j x_j + b
+            out = torch.matmul(weight, x.reshape(n * self.n_patches, p, d))  # (N P, 1, D)
+            return (out + bias).view(n, self.n_patches, d)
+        # weight (H, H p) over (head, step); x.view(N P, p H, kd) holds (step, head) rows
+        weight = weight.view(h, h, p).transpose(1, 2).reshape(h, p * h)
+        out = torch.matmul(weight, x.reshape(n * self.n_patches, p * h, d // h))  # (N P, H, kd)
+        return (out + bias[:, None]).view(n, self.n_patches, d)  # (N, P, D) heads major
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Time attention before heads are merged: (N, S, D) -> (N, H, n_out, D / H), zero rows for no key."""
@@ -148,11 +157,16 @@ class PASSTA(nn.Module):
         if s != self.n_in:
             raise ConfigError(f"PASSTA was built for {self.n_in} input steps, got {s}.")
         h, kd = self.n_heads, d // self.n_heads
-        q = self.query(x[:, s - self.n_out:]).view(n, self.n_out, h, kd).transpose(1, 2)  # (N, H, L, kd)
-        kv = self.patched_kv(self._collapse(x))  # (N, P, 2D)
-        if self.unpatched_kv is not None:
-            kv = torch.cat([kv, self.unpatched_kv(x[:, s - self.n_unpatched:])], dim=1)  # (N, P + U, 2D)
-        k, v = kv.view(n, -1, 2, h, kd).permute(2, 0, 3, 1, 4)  # 2 x (N, H, P + U, kd)
+        if self.fused_qkv:  # queries and keys read the same S steps: one product for Q, K and V
+            weight = torch.cat([self.query.weight, self.patched_kv.weight])  # (3D, D)
+            bias = torch.cat([self.query.bias, self.patched_kv.bias])
+            q, k, v = F.linear(x, weight, bias).view(n, s, 3, h, kd).permute(2, 0, 3, 1, 4)  # 3 x (N, H, S, kd)
+        else:
+            q = self.query(x[:, s - self.n_out:]).view(n, self.n_out, h, kd).transpose(1, 2)  # (N, H, L, kd)
+            kv = self.patched_kv(self._collapse(x))  # (N, P, 2D)
+            if self.unpatched_kv is not None:
+                kv = torch.cat([kv, self.unpatched_kv(x[:, s - self.n_unpatched:])], dim=1)  # (N, P + U, 2D)
+            k, v = kv.view(n, -1, 2, h, kd).permute(2, 0, 3, 1, 4)  # 2 x (N, H, P + U, kd)
         if self.every_row_sees_a_key:  # no row to zero: SDPA with the boolean mask directly
             return F.scaled_dot_product_attention(q, k, v, attn_mask=self.visible)  # (N, H, L, kd)
         return attend(q, k, v, self.visible)  # (N, H, L, kd), exactly zero on rows without a key
