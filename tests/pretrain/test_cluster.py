@@ -185,9 +185,13 @@ def test_fsdp_on_two_cpu_processes_or_the_reason_it_cannot(request, tmp_path, re
     """FSDP with 2 gloo processes on CPU, through ``brainfm pretrain fit --trainer.strategy fsdp``.
 
     With the pinned versions it cannot run: Lightning 2.6 refuses ``strategy=fsdp`` without a GPU,
-    and torch 2.13's FSDP itself needs an accelerator ("FSDP needs a non-CPU accelerator device").
-    The test asks both directly and skips with their messages; the GPU script (docs/cluster.md,
-    ``STRATEGY=fsdp``) covers FSDP. Should both start accepting CPU, the two-process run executes.
+    and torch 2.13's FSDP1 (``FullyShardedDataParallel``, what that strategy wraps) itself needs an
+    accelerator ("FSDP needs a non-CPU accelerator device"). The test asks both directly and skips
+    with their messages; the GPU script (docs/cluster.md, ``STRATEGY=fsdp``) covers FSDP. Should both
+    start accepting CPU, the two-process run executes. (torch 2.13's FSDP2, ``fully_shard`` on a CPU
+    device mesh, does train in 2 gloo processes; brainfm reaches FSDP only through Lightning's
+    ``fsdp`` strategy, so it would take Lightning's ``ModelParallelStrategy`` and a
+    ``configure_model`` hook in the engine to use it; see docs/cluster.md.)
     """
     refusals = _cpu_fsdp_refusals(tmp_path)
     if refusals:
