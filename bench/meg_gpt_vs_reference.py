@@ -12,9 +12,10 @@ Input tokens per second count batch x channels x context.
 Set up the reference environment once (it reuses brainfm's torch through a ``.pth`` file)::
 
     python3 -m venv /work/bench_envs/meggpt_ref
-    echo "$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')" \\
-        > /work/bench_envs/meggpt_ref/lib/python3.*/site-packages/brainfm_venv.pth  # as 'import site; site.addsitedir(...)'
+    echo "import site; site.addsitedir('$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')')" \\
+        > "$(ls -d /work/bench_envs/meggpt_ref/lib/python3.*/site-packages)/brainfm_venv.pth"
     /work/bench_envs/meggpt_ref/bin/pip install omegaconf seaborn
+    mkdir -p /work/bench_envs/meggpt_ref/src
     git -C <MEG-GPT clone> archive HEAD meg_gpt models/meg-gpt/config.yaml | tar x -C /work/bench_envs/meggpt_ref/src
 
 then::
@@ -64,6 +65,9 @@ def main() -> None:
                              "config (precision: bf16-mixed); 32: float32")
     parser.add_argument("--unfused", action="store_true",
                         help="brainfm with the reference's foreach AdamW instead of its recipe's fused AdamW")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="also print torch.profiler's top ROWS operators (self CPU time) of one training step "
+                             "of each model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from brainfm.loading.batch import Batch
@@ -118,6 +122,17 @@ def main() -> None:
                 fn()
         return (time.perf_counter() - start) / n
 
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        ours.train(), ref.train()
+        timed(train_ours, 1), timed(train_ref, 1)  # warm-up
+        for name, fn in (("brainfm", train_ours), ("reference", train_ref)):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                seconds = timed(fn, 1)
+            print(f"{name}: one training step, {seconds:.2f} s", file=sys.stderr)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile,
+                                            max_name_column_width=45), file=sys.stderr)
     results: dict[str, list[float]] = {"train_ours": [], "train_ref": [], "fwd_ours": [], "fwd_ref": []}
     for mode, (a, r) in (("train", (train_ours, train_ref)), ("fwd", (forward_ours, forward_ref))):
         ours.train(mode == "train")
