@@ -295,16 +295,29 @@ class PretrainModule(L.LightningModule):
         if meta.get("rng"):
             self._pending_rng = meta["rng"]
             self._pending_rng_at = meta.get("rng_at", "batch")
+        loops = checkpoint.get("loops") or {}
+        self._pending_loader_states = ((loops.get("fit_loop") or {}).get("state_dict") or {}).get("combined_loader")
 
     def on_train_start(self) -> None:
-        """Apply random states saved after an epoch's last batch.
+        """Restore the loader position and random states of a checkpoint written at an epoch's end.
 
-        Such a checkpoint (written at the epoch's end, after its validation, or by a step
-        count that falls on the last batch) holds the random state from before the next
-        epoch's loader iterator is made, which draws from the global generator; so the state
-        goes back before that draw, as in the uninterrupted run. States saved inside an
+        Lightning reloads the training loader's state only when it considers the run to be
+        restarting inside an epoch; a checkpoint written after an epoch's last batch in an
+        epoch-based run is not, so its loader state (the next epoch, first batch) is loaded
+        here, before the epoch starts. The random state of such a checkpoint (written at the
+        epoch's end, after its validation, or by a step count that falls on the last batch)
+        is the one from before the next epoch's loader iterator is made, which draws from the
+        global generator; so it goes back here too, before that draw. States saved inside an
         epoch go back right before the next step (:meth:`on_train_batch_start`).
         """
+        states = getattr(self, "_pending_loader_states", None)
+        self._pending_loader_states = None
+        fit_loop = self.trainer.fit_loop
+        if states and getattr(fit_loop, "_combined_loader_states_to_load", None):  # not loaded by Lightning
+            loader = self.trainer.train_dataloader
+            if len(states) == 1 and callable(getattr(loader, "load_state_dict", None)):
+                loader.load_state_dict(states[0])
+                fit_loop._combined_loader_states_to_load = []
         if getattr(self, "_pending_rng_at", None) == "epoch_start":
             self._restore_pending_rng()
 

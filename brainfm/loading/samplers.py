@@ -333,17 +333,6 @@ class WindowBatchSampler:
             self._complete = self.position == len(batches)
             yield batches[i].tolist()
 
-    @property
-    def sampler(self) -> WindowBatchSampler:
-        """This sampler itself.
-
-        Lightning sets the epoch of ``loader.batch_sampler.sampler`` at the start of every
-        training epoch; exposing the batch sampler there keeps the epoch (and so the batch
-        order) right when a run resumes from a checkpoint written at the end of an epoch,
-        whose loader state Lightning does not reload.
-        """
-        return self
-
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch of the next iteration (a pending resume position is kept only for that epoch).
 
