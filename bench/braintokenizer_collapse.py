@@ -98,16 +98,26 @@ def main() -> None:
     p.add_argument("--init", choices=["brainfm", "pytorch"], default="brainfm",
                    help="brainfm's reset_parameters (default) or PyTorch's defaults (the code before the fix)")
     p.add_argument("--size", choices=["tiny", "published"], default="tiny")
+    p.add_argument("--val-fraction", type=float, default=0.34, help="share of subjects held out")
+    p.add_argument("--val-batches", type=int, default=4,
+                   help="held-out batches per channel count (the val loader is bucketed by channel count)")
+    p.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.999), help="AdamW betas")
+    p.add_argument("--codebook-decay", type=float, default=0.99, help="EMA decay of the codebooks")
+    p.add_argument("--dead-threshold", type=float, default=2.0, help="EMA count under which a code is replaced")
+    p.add_argument("--quantizer-start", type=int, default=0,
+                   help="train without the quantiser (L2-normalised latents) before this step, then k-means and RVQ")
+    p.add_argument("--clip", type=float, default=0.0, help="gradient-norm clipping (0: none)")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.random.manual_seed(args.seed)  # a one-off bench process: model init, dropout and noise
     dm = WindowDataModule(args.store, window_s=2.0, batch_size=8, normalization=args.normalization,
-                          channel_batching="bucket", split_unit="subject", val_fraction=0.34, seed=args.seed)
+                          channel_batching="bucket", split_unit="subject", val_fraction=args.val_fraction, seed=args.seed)
     dm.setup("fit")
     if args.init == "pytorch":  # skip brainfm's initialisation: every layer keeps PyTorch's default
         BrainTokenizer.reset_parameters = lambda self: None
     tok = (BrainTokenizer(n_filters=8, dim=32, n_codes=64, n_levels=4, n_latents=4, n_heads=4, lstm_layers=1,
-                          kmeans_samples=1024) if args.size == "tiny" else BrainTokenizer())
+                          kmeans_samples=1024, codebook_decay=args.codebook_decay, dead_threshold=args.dead_threshold)
+           if args.size == "tiny" else BrainTokenizer(codebook_decay=args.codebook_decay, dead_threshold=args.dead_threshold))
     with torch.no_grad():
         if args.conv_gain is not None:
             for name, prm in tok.named_parameters():
@@ -130,9 +140,15 @@ def main() -> None:
                     prm.zero_()
     if args.variant == "noq":
         tok.quantize = lambda lat: (F.normalize(lat, dim=-1), None, lat.sum() * 0)
-    val = [b for _, b in zip(range(4), dm.val_dataloader(), strict=False)]
+    val, per_c = [], {}
+    for b in dm.val_dataloader():  # up to --val-batches of every channel count
+        c = int(b.channel_mask[0].sum())
+        if per_c.get(c, 0) < args.val_batches:
+            per_c[c] = per_c.get(c, 0) + 1
+            val.append(b)
+    print("held-out batches per channel count", per_c, flush=True)
     print("init", probe(tok, val[0]), flush=True)
-    opt = torch.optim.AdamW(tok.parameters(), lr=args.lr)
+    opt = torch.optim.AdamW(tok.parameters(), lr=args.lr, betas=tuple(args.betas))
     t0, step, it = time.time(), 0, iter(dm.train_dataloader())
     while step < args.steps:
         try:
@@ -140,20 +156,23 @@ def main() -> None:
         except StopIteration:
             it = iter(dm.train_dataloader())
             continue
-        terms = tok.loss(b) if args.variant == "base" else _loss_noq(tok, b)
+        terms = tok.loss(b) if args.variant == "base" and step >= args.quantizer_start else _loss_noq(tok, b)
         opt.zero_grad()
         terms["loss"].backward()
+        if args.clip > 0:
+            torch.nn.utils.clip_grad_norm_(tok.parameters(), args.clip)
         opt.step()
         step += 1
         if step % args.log_every == 0:
             line = f"step {step} loss {terms['loss'].item():.3f} train PCC {terms['pcc'].item():.3f} "
             if args.eval_every and step % args.eval_every == 0:
                 pcc, usage = heldout(tok, val)
-                line += f"held-out PCC {pcc:.3f} usage {usage} "
+                line += f"held-out PCC {pcc:.3f} {heldout_by_channels(tok, val)} usage {usage} "
             print(line + f"{time.time() - t0:.0f}s", flush=True)
     print(f"after {step} steps", probe(tok, val[0]), flush=True)
     pcc, usage = heldout(tok, val)
-    print({"variant": args.variant, "steps": step, "heldout_pcc": pcc, "usage": usage})
+    print({"variant": args.variant, "steps": step, "heldout_pcc": pcc,
+           "heldout_pcc_by_channels": heldout_by_channels(tok, val), "usage": usage})
 
 
 def heldout(tok: BrainTokenizer, val: list) -> tuple[float, list[float] | None]:
@@ -174,6 +193,14 @@ def heldout(tok: BrainTokenizer, val: list) -> tuple[float, list[float] | None]:
     usage = ([torch.unique(torch.cat(idx)[:, lv]).numel() / tok.n_codes for lv in range(tok.n_levels)]
              if idx else None)
     return float(np.mean(pcc)), usage
+
+def heldout_by_channels(tok: BrainTokenizer, val: list) -> dict[int, float]:
+    """Held-out PCC of the batches ``val`` grouped by their channel count (one dataset per count here)."""
+    groups: dict[int, list] = {}
+    for b in val:
+        groups.setdefault(int(b.channel_mask[0].sum()), []).append(b)
+    return {c: round(heldout(tok, bs)[0], 3) for c, bs in sorted(groups.items())}
+
 
 def _loss_noq(tok: BrainTokenizer, batch) -> dict:
     latents, sensors, windows = tok.encode_latents(batch)

@@ -143,6 +143,8 @@ class PretrainModule(L.LightningModule):
                 "Check the recording (brainfm store check) or leave it out with --data.datasets."
             )
         if self.objective is None:
+            if hasattr(self.tokenizer, "train_step"):  # step-dependent tokenizers (quantiser warm-up) follow the trainer
+                self.tokenizer.train_step = int(self.global_step)
             losses = self.tokenizer.loss(batch)
         else:
             losses = self.objective(batch, tokenizer=self.tokenizer, backbone=self.backbone)

@@ -154,6 +154,12 @@ class BrainTokenizer(Tokenizer):
         EMA count under which a code is replaced.
     kmeans_samples : int
         Vectors sampled for the k-means initialisation of each level.
+    quantizer_warmup : int
+        Training steps that bypass the quantiser (the reconstructor decodes the L2-normalised
+        latents, no commitment loss); the codebooks are k-means-initialised on the first
+        batch after them. 0 (the reference): k-means on the first batch. A brainfm choice for
+        short, small-batch runs (see :meth:`loss`). The step is :attr:`train_step`, which
+        ``brainfm pretrain`` sets from the trainer's global step (so a resumed run agrees).
     """
 
     sensor_types = ("eeg", "mag", "grad")
@@ -179,6 +185,7 @@ class BrainTokenizer(Tokenizer):
         codebook_decay: float = 0.99,
         dead_threshold: float = 2.0,
         kmeans_samples: int = 4096,
+        quantizer_warmup: int = 0,
     ) -> None:
         super().__init__()
         self.window = ensure_int("window", window)
@@ -202,6 +209,8 @@ class BrainTokenizer(Tokenizer):
                                     dead_threshold=dead_threshold, kmeans_samples=kmeans_samples)
         self.reconstruct = _CrossAttention(dim, n_heads)
         self.decoder = SEANetDecoder(**seanet)
+        self.quantizer_warmup = ensure_int("quantizer_warmup", quantizer_warmup)
+        self.train_step = 0  # training steps taken (not state: brainfm pretrain sets it from the global step)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -387,15 +396,31 @@ class BrainTokenizer(Tokenizer):
         return signal.masked_fill(~self.usable(batch)[..., None], 0.0)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Total loss (``"loss"``) and its terms; reconstruction covers every usable channel, withheld ones included."""
+        """Total loss (``"loss"``) and its terms; reconstruction covers every usable channel, withheld ones included.
+
+        During the first ``quantizer_warmup`` training steps (and in evaluation before the
+        codebooks exist) the quantiser is bypassed: the reconstructor decodes the L2-normalised
+        latents, the commitment loss is 0 and the usage terms are 0. At the published width
+        and a CPU batch of 8 windows, the codebooks fitted on the first batch no longer fit
+        the latents a few steps later and the run stays at PCC ~0, while the same run without
+        the quantiser learns (docs/benchmarks.md, "BrainTokenizer on the mixed EEG store").
+        """
         latents, sensors, windows = self.encode_latents(batch)
-        quantised, indices, commitment = self.quantize(latents)
+        bypass = (self.training and self.train_step < self.quantizer_warmup) or (
+            not self.training and not bool(self.quantizer.layers[0].initted))
+        if self.training:
+            self.train_step += 1
+        if bypass:
+            quantised, commitment = F.normalize(latents, dim=-1), latents.new_zeros(())
+            indices = None
+        else:
+            quantised, indices, commitment = self.quantize(latents)
         reconstruction = self.reconstruct_windows(quantised, sensors)
         valid = self.usable(batch)[:, :, None].expand(windows.shape[:3])
         terms = brain_tokenizer_losses(reconstruction, self.target(windows), valid, self.phase_weight)
         terms["commitment"] = commitment
         terms["loss"] = terms["reconstruction"] + commitment
         for level in range(self.n_levels):
-            used = torch.unique(indices[..., level]).numel()
+            used = 0 if indices is None else torch.unique(indices[..., level]).numel()
             terms[f"usage_level{level}"] = torch.tensor(used / self.n_codes)
         return terms

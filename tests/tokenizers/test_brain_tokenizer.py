@@ -162,6 +162,29 @@ def test_codes_used_too_rarely_are_replaced_by_batch_vectors():  # item 8
     assert torch.equal(book.embed[:2], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
 
 
+def test_quantizer_warmup_bypasses_the_codebooks_then_fits_them_on_the_next_batch():
+    torch.manual_seed(0)
+    tok = BrainTokenizer(n_filters=4, dim=16, n_codes=8, n_levels=2, n_latents=2, lstm_layers=1,
+                         kmeans_samples=256, quantizer_warmup=2).train()
+    batch = _batch(2, 5, 512)
+    for _ in range(2):  # warm-up: no codebook, no commitment, usage 0
+        terms = tok.loss(batch)
+        assert not bool(tok.quantizer.layers[0].initted)
+        assert float(terms["commitment"].detach()) == 0.0 and float(terms["usage_level0"]) == 0.0
+        terms["loss"].backward()
+    assert tok.train_step == 2
+    tok.eval()
+    with torch.no_grad():  # evaluation before the codebooks exist decodes the latents too
+        assert float(tok.loss(batch)["usage_level0"]) == 0.0
+    tok.train()
+    terms = tok.loss(batch)  # step 2: k-means on this batch, then the RVQ as the reference
+    assert bool(tok.quantizer.layers[0].initted)
+    assert float(terms["commitment"].detach()) > 0 and float(terms["usage_level0"]) > 0
+    tok.train_step = 0  # set by brainfm pretrain from the global step (a resumed run)
+    assert float(tok.loss(batch)["commitment"].detach()) == 0.0
+    assert BrainTokenizer(n_filters=4, dim=16, n_codes=8, n_latents=2, lstm_layers=1).quantizer_warmup == 0
+
+
 def test_rotation_trick_forward_is_the_codeword_and_passes_a_gradient():  # item 8
     x = torch.randn(10, 8, requires_grad=True)
     q = torch.randn(10, 8)
