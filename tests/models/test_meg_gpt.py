@@ -73,36 +73,38 @@ def test_patch_collapse_variants(collapse, shape):
 @pytest.mark.parametrize("collapse", ["per_patch", "head_mixing"])
 def test_patch_collapse_equals_its_formula(collapse):
     """The collapse as one product over (step, head) rows equals the formula written out per element."""
-    torch.manual_seed(0)
-    d, h, p = 32, 4, 4
-    layer = PASSTA(d, h, 16, 8, patch_length=p, n_unpatched=0, patch_collapse=collapse)
-    x = torch.randn(3, 16, d)
-    w, b = layer.collapse.weight.detach(), layer.collapse.bias.detach()
-    kd = d // h
-    expected = torch.zeros(3, 16 // p, d)
-    for i in range(16 // p):
-        steps = x[:, i * p:(i + 1) * p]  # (N, p, D)
-        if collapse == "per_patch":  # one weight per step, shared by every feature
-            expected[:, i] = (steps * w[0][None, :, None]).sum(1) + b[0]
-            continue
-        for o in range(h):  # output head o, key-width slice k: sum over input heads and steps
-            for head in range(h):
-                for j in range(p):
-                    expected[:, i, o * kd:(o + 1) * kd] += w[o, head * p + j] * steps[:, j, head * kd:(head + 1) * kd]
-            expected[:, i, o * kd:(o + 1) * kd] += b[o]
-    torch.testing.assert_close(layer._collapse(x), expected, rtol=1e-5, atol=1e-5)
+    with torch.random.fork_rng(devices=[]):  # seeded here, the global state left as it was
+        torch.random.manual_seed(0)
+        d, h, p = 32, 4, 4
+        layer = PASSTA(d, h, 16, 8, patch_length=p, n_unpatched=0, patch_collapse=collapse)
+        x = torch.randn(3, 16, d)
+        w, b = layer.collapse.weight.detach(), layer.collapse.bias.detach()
+        kd = d // h
+        expected = torch.zeros(3, 16 // p, d)
+        for i in range(16 // p):
+            steps = x[:, i * p:(i + 1) * p]  # (N, p, D)
+            if collapse == "per_patch":  # one weight per step, shared by every feature
+                expected[:, i] = (steps * w[0][None, :, None]).sum(1) + b[0]
+                continue
+            for o in range(h):  # output head o, key-width slice k: sum over input heads and steps
+                for head in range(h):
+                    for j in range(p):
+                        expected[:, i, o * kd:(o + 1) * kd] += w[o, head * p + j] * steps[:, j, head * kd:(head + 1) * kd]
+                expected[:, i, o * kd:(o + 1) * kd] += b[o]
+        torch.testing.assert_close(layer._collapse(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_first_rerelease_layer_fuses_q_k_v_without_changing_the_result():
     """Patch length 1, no tail, every step a query: one (3D, D) product gives what the separate ones give."""
-    torch.manual_seed(0)
-    layer = PASSTA(32, 4, 20, 20, patch_length=1, n_unpatched=0, patch_collapse="head_mixing", band=3)
-    assert layer.fused_qkv and not PASSTA(32, 4, 20, 16, patch_length=1, n_unpatched=0).fused_qkv
-    x = torch.randn(6, 20, 32)
-    q = layer.query(x).view(6, 20, 4, 8).transpose(1, 2)
-    k, v = layer.patched_kv(x).view(6, 20, 2, 4, 8).permute(2, 0, 3, 1, 4)
-    scores = (q @ k.transpose(-1, -2) / math.sqrt(8)).masked_fill(~layer.visible, -math.inf)
-    torch.testing.assert_close(layer.attention(x), scores.softmax(-1) @ v, rtol=1e-5, atol=1e-5)
+    with torch.random.fork_rng(devices=[]):  # seeded here, the global state left as it was
+        torch.random.manual_seed(0)
+        layer = PASSTA(32, 4, 20, 20, patch_length=1, n_unpatched=0, patch_collapse="head_mixing", band=3)
+        assert layer.fused_qkv and not PASSTA(32, 4, 20, 16, patch_length=1, n_unpatched=0).fused_qkv
+        x = torch.randn(6, 20, 32)
+        q = layer.query(x).view(6, 20, 4, 8).transpose(1, 2)
+        k, v = layer.patched_kv(x).view(6, 20, 2, 4, 8).permute(2, 0, 3, 1, 4)
+        scores = (q @ k.transpose(-1, -2) / math.sqrt(8)).masked_fill(~layer.visible, -math.inf)
+        torch.testing.assert_close(layer.attention(x), scores.softmax(-1) @ v, rtol=1e-5, atol=1e-5)
 
 
 def test_shapes_and_loss_positions():  # item 9

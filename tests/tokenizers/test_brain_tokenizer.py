@@ -22,6 +22,13 @@ TINY = {"n_filters": 8, "dim": 32, "n_codes": 64, "n_levels": 4, "n_latents": 16
         "kmeans_samples": 1024}
 
 
+
+@pytest.fixture(autouse=True)
+def _isolated_rng():
+    """Tests here seed torch's global generator (the code under test draws from it); keep that local."""
+    with torch.random.fork_rng(devices=[]):
+        yield
+
 def _batch(b: int, c: int, t: int, generator: torch.Generator | None = None) -> Batch:
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     pos = torch.randn(b, c, 6, generator=g)
@@ -163,7 +170,7 @@ def test_codes_used_too_rarely_are_replaced_by_batch_vectors():  # item 8
 
 
 def test_quantizer_warmup_bypasses_the_codebooks_then_fits_them_on_the_next_batch():
-    torch.manual_seed(0)
+    torch.random.manual_seed(0)
     tok = BrainTokenizer(n_filters=4, dim=16, n_codes=8, n_levels=2, n_latents=2, lstm_layers=1,
                          kmeans_samples=256, quantizer_warmup=2).train()
     batch = _batch(2, 5, 512)
