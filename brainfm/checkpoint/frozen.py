@@ -21,7 +21,7 @@ import torch
 from brainfm.checkpoint.load import build_module, load_tokenizer, module_spec
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
-from brainfm.nn.data_facts import DataFacts
+from brainfm.nn.data_facts import DataFacts, first_names
 from brainfm.tokenizers.base import Tokenizer
 
 __all__ = ["FrozenTokenizer"]
@@ -121,8 +121,8 @@ class FrozenTokenizer(Tokenizer):
             names = facts.recordings_with(unseen)
             raise ConfigError(
                 f"The tokenizer {self.checkpoint_path or ''} was trained on {self.trained_types} channels only, but the "
-                f"store has {sorted(unseen)} channels in {len(names)} recordings ({', '.join(names[:10])}"
-                f"{', ...' if len(names) > 10 else ''}). Train the tokenizer on data with those types, or select "
+                f"store has {sorted(unseen)} channels in {len(names)} recordings ({first_names(names)}"
+                f"). Train the tokenizer on data with those types, or select "
                 f"--data.channel_types {self.trained_types}."
             )
         if self.trained_codes is None or not facts.sensor_codes:
@@ -135,7 +135,7 @@ class FrozenTokenizer(Tokenizer):
                 f"The tokenizer {self.checkpoint_path or ''} was trained on sensor types "
                 f"{[label.get(c, c) for c in self.trained_codes]} only, but the store has "
                 f"{[label.get(c, c) for c in sorted(unseen_codes)]} channels in {len(names)} recordings "
-                f"({', '.join(names[:10])}{', ...' if len(names) > 10 else ''}); CTF and KIT axial gradiometers count "
+                f"({first_names(names)}); CTF and KIT axial gradiometers count "
                 "as GRAD, Elekta and other magnetometers as MAG. Train the tokenizer on data with those sensors."
             )
 

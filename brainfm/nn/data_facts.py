@@ -10,7 +10,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["DataFacts"]
+__all__ = ["DataFacts", "first_names"]
+
+
+def first_names(names: list[str], limit: int = 10) -> str:
+    """The first ``limit`` names joined by commas, ``, ...`` when there are more (for error messages).
+
+    Parameters
+    ----------
+    names : list of str
+        Recording ids or other names.
+    limit : int
+        How many to show.
+
+    Returns
+    -------
+    text : str
+    """
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 @dataclass

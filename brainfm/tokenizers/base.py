@@ -15,7 +15,7 @@ import torch
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
 from brainfm.nn.config import Configurable
-from brainfm.nn.data_facts import DataFacts
+from brainfm.nn.data_facts import DataFacts, first_names
 
 __all__ = ["SampleTokenizer", "Tokenizer", "percent_variance_explained"]
 
@@ -97,8 +97,8 @@ class Tokenizer(Configurable):
             names = facts.recordings_with(unsupported)
             raise ConfigError(
                 f"{type(self).__name__} encodes {list(self.sensor_types)} channels, but the store has "
-                f"{sorted(unsupported)} channels in {len(names)} recordings ({', '.join(names[:10])}"
-                f"{', ...' if len(names) > 10 else ''}). Select the supported types with "
+                f"{sorted(unsupported)} channels in {len(names)} recordings ({first_names(names)}"
+                f"). Select the supported types with "
                 f"--data.channel_types {list(self.sensor_types)}."
             )
 

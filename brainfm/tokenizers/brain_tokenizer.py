@@ -35,7 +35,7 @@ from torch import nn
 from brainfm._check import check_range, ensure_int
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
-from brainfm.nn.data_facts import DataFacts
+from brainfm.nn.data_facts import DataFacts, first_names
 from brainfm.nn.rvq import ResidualVQ
 from brainfm.nn.seanet import SEANetDecoder, SEANetEncoder
 from brainfm.nn.sensor_encoder import SensorEncoder, normalize_positions
@@ -267,14 +267,14 @@ class BrainTokenizer(Tokenizer):
         if blind:
             raise ConfigError(
                 f"BrainTokenizer needs channel positions, but {len(blind)} recordings have none "
-                f"({', '.join(blind[:10])}{', ...' if len(blind) > 10 else ''}). Give them a montage in "
+                f"({first_names(blind)}). Give them a montage in "
                 "preprocessing (positions from a template or digitisation), or leave them out with --data.datasets."
             )
         if self.sfreq is not None and abs(facts.sfreq - self.sfreq) > 1e-6:
             names = sorted(facts.recording_types)
             raise ConfigError(
-                f"BrainTokenizer expects {self.sfreq:g} Hz, but the store's recordings ({', '.join(names[:10])}"
-                f"{', ...' if len(names) > 10 else ''}) are at {facts.sfreq:g} Hz. Resample them in preprocessing "
+                f"BrainTokenizer expects {self.sfreq:g} Hz, but the store's recordings ({first_names(names)}"
+                f") are at {facts.sfreq:g} Hz. Resample them in preprocessing "
                 f"(the brainomni recipe resamples to 256 Hz) or set --model.tokenizer.init_args.sfreq {facts.sfreq:g}."
             )
 
