@@ -27,6 +27,7 @@ reconstruction (``docs/benchmarks.md``, "BrainTokenizer collapse on real EEG").
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -160,6 +161,14 @@ class BrainTokenizer(Tokenizer):
         batch after them. 0 (the reference): k-means on the first batch. A brainfm choice for
         short, small-batch runs (see :meth:`loss`). The step is :attr:`train_step`, which
         ``brainfm pretrain`` sets from the trainer's global step (so a resumed run agrees).
+    train_channels : int
+        In training, each window keeps at most this many of its usable channels, drawn at
+        random per window, for both the encoder and the reconstruction target; 0 (the
+        reference) keeps all. Positions are normalised over the whole montage before the draw,
+        so a channel has the same sensor embedding as in evaluation. A brainfm choice for short
+        CPU runs: the SEANet encoder and decoder cost grows with the channel count, so fewer
+        channels per window buy more optimiser steps in the same time. Evaluation always uses
+        every channel.
     """
 
     sensor_types = ("eeg", "mag", "grad")
@@ -186,6 +195,7 @@ class BrainTokenizer(Tokenizer):
         dead_threshold: float = 2.0,
         kmeans_samples: int = 4096,
         quantizer_warmup: int = 0,
+        train_channels: int = 0,
     ) -> None:
         super().__init__()
         self.window = ensure_int("window", window)
@@ -210,6 +220,9 @@ class BrainTokenizer(Tokenizer):
         self.reconstruct = _CrossAttention(dim, n_heads)
         self.decoder = SEANetDecoder(**seanet)
         self.quantizer_warmup = ensure_int("quantizer_warmup", quantizer_warmup)
+        self.train_channels = ensure_int("train_channels", train_channels)
+        if self.train_channels < 0:
+            raise ConfigError(f"train_channels must be >= 0 (0 keeps every channel), got {train_channels}.")
         self.train_step = 0  # training steps taken (not state: brainfm pretrain sets it from the global step)
         self.reset_parameters()
 
@@ -308,11 +321,51 @@ class BrainTokenizer(Tokenizer):
         rank = scores.argsort(1).argsort(1)
         return (rank < k[:, None]) & channel_mask
 
-    def encode_latents(self, batch: Batch, overlap: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Latents before quantisation (B, C', N S, D), sensor embeddings V (B, C, D) and windows (B, C, N, W)."""
+    def channel_subset(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
+        """The batch restricted to ``train_channels`` random usable channels per row, and their sensor embeddings.
+
+        Parameters
+        ----------
+        batch : Batch
+            Windows with C channels.
+
+        Returns
+        -------
+        subset : Batch
+            The same windows with min(``train_channels``, C) channels: per row, that many of
+            its usable channels drawn uniformly without replacement (in their original order),
+            then unusable ones if the row has fewer usable channels (masked as before).
+        sensors : torch.Tensor, shape (B, min(train_channels, C), D)
+            Sensor embeddings of the kept channels, their positions normalised over the whole
+            montage (:meth:`sensor_embeddings` of ``batch``), not over the subset.
+        """
+        c = batch.signal.shape[1]
+        if self.train_channels == 0 or self.train_channels >= c:
+            return batch, self.sensor_embeddings(batch)
+        pos = normalize_positions(batch.sensor_pos, batch.sensor_type, batch.pos_mask)
+        usable = self.usable(batch)
+        scores = torch.rand(usable.shape, device=usable.device).masked_fill(~usable, 2.0)
+        keep = scores.argsort(1)[:, : self.train_channels].sort(1).values  # (B, M)
+        changed = {}
+        for name in ("signal", "channel_mask", "sensor_pos", "sensor_type", "pos_mask", "frame_ids", "channel_ids",
+                     "region_ids"):
+            value = getattr(batch, name)
+            index = keep.reshape(keep.shape + (1,) * (value.dim() - 2)).expand(-1, -1, *value.shape[2:])
+            changed[name] = value.gather(1, index)
+        pos = pos.gather(1, keep[..., None].expand(-1, -1, pos.shape[-1]))
+        return replace(batch, **changed), self.sensor_encoder(pos, changed["sensor_type"])
+
+    def encode_latents(self, batch: Batch, overlap: float = 0.0,
+                       sensors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Latents before quantisation (B, C', N S, D), sensor embeddings V (B, C, D) and windows (B, C, N, W).
+
+        ``sensors`` (B, C, D), when given, replaces :meth:`sensor_embeddings` of ``batch``
+        (:meth:`channel_subset` passes the embeddings of a whole-montage normalisation).
+        """
         x = self.windows(batch.signal, overlap)
         b, c, n, w = x.shape
-        sensors = self.sensor_embeddings(batch)
+        if sensors is None:
+            sensors = self.sensor_embeddings(batch)
         usable = self.usable(batch)
         keep = usable
         encoder_input = x
@@ -404,8 +457,13 @@ class BrainTokenizer(Tokenizer):
         and a CPU batch of 8 windows, the codebooks fitted on the first batch no longer fit
         the latents a few steps later and the run stays at PCC ~0, while the same run without
         the quantiser learns (docs/benchmarks.md, "BrainTokenizer on the mixed EEG store").
+        With ``train_channels`` set, a training batch is first cut to that many random usable
+        channels per window (:meth:`channel_subset`); the terms cover those channels only.
         """
-        latents, sensors, windows = self.encode_latents(batch)
+        sensors = None
+        if self.training and self.train_channels:
+            batch, sensors = self.channel_subset(batch)
+        latents, sensors, windows = self.encode_latents(batch, sensors=sensors)
         bypass = (self.training and self.train_step < self.quantizer_warmup) or (
             not self.training and not bool(self.quantizer.layers[0].initted))
         if self.training:

@@ -195,6 +195,38 @@ def test_quantizer_warmup_bypasses_the_codebooks_then_fits_them_on_the_next_batc
     assert BrainTokenizer(n_filters=4, dim=16, n_codes=8, n_latents=2, lstm_layers=1).quantizer_warmup == 0
 
 
+def test_train_channels_keeps_random_usable_channels_with_whole_montage_embeddings():
+    torch.random.manual_seed(0)
+    tok = BrainTokenizer(**TINY, train_channels=4).train()
+    batch = _batch(3, 10, 512)
+    batch.channel_mask[0, :7] = False  # row 0: 3 usable channels, fewer than 4
+    full = tok.sensor_embeddings(batch)
+    draws = []
+    for _ in range(6):
+        subset, sensors = tok.channel_subset(batch)
+        assert subset.signal.shape == (3, 4, 512) and sensors.shape == (3, 4, full.shape[-1])
+        for row in range(3):  # each kept channel is an original one, with its whole-montage embedding
+            picked = [int((batch.signal[row] == ch).all(-1).nonzero()) for ch in subset.signal[row]]
+            assert picked == sorted(picked) and len(set(picked)) == 4
+            assert torch.equal(subset.sensor_pos[row], batch.sensor_pos[row, picked])
+            assert torch.equal(subset.channel_mask[row], batch.channel_mask[row, picked])
+            torch.testing.assert_close(sensors[row], full[row, picked])
+        assert subset.channel_mask[0].sum() == 3 and subset.channel_mask[1:].all()  # usable ones first
+        draws.append(subset.signal[1])
+    assert any(not torch.equal(draws[0], other) for other in draws[1:])  # C(10, 4) = 210 subsets
+    # the training loss runs the SEANet decoder on the kept channels only; evaluation on all
+    decoded = []
+    hook = tok.decoder.register_forward_hook(lambda module, args, out: decoded.append(out.shape[0]))
+    tok.loss(batch)["loss"].backward()
+    tok.eval()
+    with torch.no_grad():
+        tok.loss(batch)
+    hook.remove()
+    assert decoded == [3 * 4, 3 * 10]
+    with pytest.raises(ConfigError, match="train_channels"):
+        BrainTokenizer(**TINY, train_channels=-1)
+
+
 def test_rotation_trick_forward_is_the_codeword_and_passes_a_gradient():  # item 8
     x = torch.randn(10, 8, requires_grad=True)
     q = torch.randn(10, 8)
