@@ -152,6 +152,10 @@ class ModelConfig:
     """finetune with ``adaptation: full``: fnmatch patterns on the backbone's parameter names kept
     frozen (BaRISTA's tokenizer: ``"*.temporal_encoder.*"``, ``"*.temporal_pooler.*"``,
     ``"*.spatial_embeddings.*"``)."""
+    align: Literal["none", "signal", "features"] = "none"
+    """Per-subject alignment from each subject's own trials, never labels
+    (:mod:`~brainfm.downstream.decoding.alignment`): ``signal``, Euclidean alignment of the input
+    (any kind); ``features``, the frozen features standardised per subject (zero_shot, probe)."""
 
 
 @dataclass
@@ -228,6 +232,9 @@ class DecodingTask:
             if model.freeze and (model.kind != "finetune" or model.adaptation != "full"):
                 raise ConfigError(f"Task {self.name!r}: model {model.name!r}: 'freeze' needs kind finetune with "
                                   "adaptation full.")
+            if model.align == "features" and model.kind not in ("zero_shot", "probe"):
+                raise ConfigError(f"Task {self.name!r}: model {model.name!r}: align 'features' standardises frozen "
+                                  f"features (zero_shot, probe), not a {model.kind} model; use align 'signal'.")
             if model.select_on == "auroc" and len(self.classes) != 2:
                 raise ConfigError(f"Task {self.name!r}: model {model.name!r}: select_on auroc needs two classes, "
                                   f"the task has {len(self.classes)}.")
