@@ -145,8 +145,8 @@ def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bo
             backbones[config.checkpoint] = backbone
             if found:
                 leaked[config.name] = found
-        backbone = backbones[config.checkpoint]
-        key = f"{mode}:{config.checkpoint}"  # frozen features and outputs of this input and checkpoint
+        backbone = backbones[config.checkpoint].with_source(config.features)
+        key = f"{mode}:{config.features}:{config.checkpoint}"  # frozen features and outputs of this input and checkpoint
         if config.kind in ("zero_shot", "probe") and key not in cached:
             cached[key] = frozen_features(backbone, model_trials)
         subjects = trials.subject if config.align == "features" else None

@@ -152,6 +152,10 @@ class ModelConfig:
     """finetune with ``adaptation: full``: fnmatch patterns on the backbone's parameter names kept
     frozen (BaRISTA's tokenizer: ``"*.temporal_encoder.*"``, ``"*.temporal_pooler.*"``,
     ``"*.spatial_embeddings.*"``)."""
+    features: Literal["quantised", "latents"] = "quantised"
+    """What the checkpoint gives: its ``features(batch)`` (a BrainTokenizer's quantised latents), or, for
+    a tokenizer-only BrainTokenizer, its latents before the quantiser's L2 normalisation (``latents``,
+    which keep their magnitude)."""
     align: Literal["none", "signal", "features"] = "none"
     """Per-subject alignment from each subject's own trials, never labels
     (:mod:`~brainfm.downstream.decoding.alignment`): ``signal``, Euclidean alignment of the input

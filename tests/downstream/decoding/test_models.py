@@ -148,3 +148,29 @@ def test_aligned_models_are_built_without_labels(eegmat_task, tmp_path):
     result = evaluate_task(eegmat_task, trials, model_runners=runners).to_json()
     assert blind_result == result
     assert {"zs_feat", "zs_ea", "probe_feat", "probe_ea"} <= set(result["models"])
+
+
+def test_latent_features_are_the_tokenizers_unquantised_latents(eegmat_task, tmp_path):
+    """``features: latents`` reads a BrainTokenizer before its quantiser: the latents keep their magnitude
+    (the quantised features are built from L2-normalised latents), same (B, N, D) layout."""
+    from brainfm.downstream.decoding.backbone import load_backbone
+    from brainfm.downstream.decoding.models import frozen_features
+
+    trials = load_trials(eegmat_task)
+    ckpt = _checkpoint(tmp_path / "clean.ckpt", ["other/01"], ["other_sub-01"])
+    quantised = load_backbone(ckpt)
+    latents = quantised.with_source("latents")
+    assert latents.model is quantised.model and quantised.with_source("quantised") is quantised
+    q, z = frozen_features(quantised, trials), frozen_features(latents, trials)
+    assert q.shape == z.shape and not torch.allclose(q, z)
+    with torch.no_grad():
+        expected, _, _ = quantised.model.tokenizer.encode_latents(trials.take(np.arange(4)))
+    torch.testing.assert_close(z[:4], expected.flatten(1, 2))
+    norms = z.norm(dim=-1)
+    assert float(norms.std()) > 1e-3 * float(norms.mean())  # not unit vectors
+    eegmat_task.models = [ModelConfig(name="zs_lat", kind="zero_shot", checkpoint=ckpt, features="latents"),
+                          ModelConfig(name="probe_lat", kind="probe", checkpoint=ckpt, features="latents",
+                                      max_epochs=1, lrs=[1e-3])]
+    runners, _ = build_model_runners(eegmat_task, trials)
+    result = evaluate_task(eegmat_task, trials, model_runners=runners)
+    assert len(result.models["zs_lat"].folds) == len(result.models["probe_lat"].folds) == 3
