@@ -188,7 +188,8 @@ class DecodingTask:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     """The evaluation protocol."""
     baselines: list[str] = field(default_factory=lambda: ["bandpower_lr", "tangent_lr"])
-    """Classical baselines run on the same folds (``BASELINES``)."""
+    """Classical baselines run on the same folds (``BASELINES``); a name with the suffix ``_ea``
+    (``tangent_lr_ea``) runs that baseline on trials Euclidean-aligned per subject (``align: signal``)."""
     stimulus_freqs: dict[str, float] | None = None
     """SSVEP: class name -> flicker frequency in Hz (the ``cca`` baseline)."""
     models: list[ModelConfig] = field(default_factory=list)
@@ -212,10 +213,10 @@ class DecodingTask:
         if self.labels.recording is not None and (window.window_s is None or window.tmin is not None):
             raise ConfigError(f"Task {self.name!r}: recording labels need window.window_s (and no tmin/tmax).")
         for baseline in self.baselines:
-            if baseline not in BASELINES:
+            if baseline.removesuffix("_ea") not in BASELINES:
                 raise ConfigError(
-                    f"Task {self.name!r}: unknown baseline {baseline!r}; allowed: {list(BASELINES)}."
-                    + suggest(baseline, BASELINES)
+                    f"Task {self.name!r}: unknown baseline {baseline!r}; allowed: {list(BASELINES)}, each also "
+                    "with '_ea' (on Euclidean-aligned trials)." + suggest(baseline, BASELINES)
                 )
         if "cca" in self.baselines and not self.stimulus_freqs:
             raise ConfigError(f"Task {self.name!r}: the cca baseline needs stimulus_freqs (class -> Hz).")

@@ -107,3 +107,19 @@ def test_align_option_is_checked(eegmat_store, tmp_path):
                    + "models:\n  - {name: zs, kind: zero_shot, checkpoint: x.ckpt, align: subject}\n")
     with pytest.raises(ConfigError, match="align"):
         load_task(bad, store=eegmat_store)
+
+
+def test_ea_baselines_run_the_baseline_on_aligned_trials(eegmat_store, trials):
+    from brainfm.downstream.decoding.evaluation import evaluate_task
+
+    task = load_task(TASKS / "eegmat_arithmetic.yaml", store=eegmat_store)
+    task.protocol.seeds, task.protocol.n_folds = [0], None
+    task.baselines = ["bandpower_lr", "bandpower_lr_ea"]
+    both = evaluate_task(task, trials).to_json()["models"]
+    task.baselines = ["bandpower_lr"]
+    on_aligned = evaluate_task(task, align_signal(trials, "signal")).to_json()["models"]["bandpower_lr"]
+    assert both["bandpower_lr_ea"]["folds"] == on_aligned["folds"]
+    assert both["bandpower_lr_ea"]["kind"] == "baseline"
+    task.baselines = ["tangent_ea"]  # the suffix needs a known baseline before it
+    with pytest.raises(ConfigError, match="unknown baseline"):
+        task.__post_init__()
