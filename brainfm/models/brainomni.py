@@ -35,7 +35,6 @@ from brainfm.models.base import Backbone
 from brainfm.nn.attention import SelfAttention
 from brainfm.nn.data_facts import DataFacts
 from brainfm.nn.feedforward import FeedForward
-from brainfm.nn.norm import RMSNorm
 from brainfm.nn.rope import RotaryEmbedding
 from brainfm.tokenizers.base import Tokenizer
 
@@ -63,11 +62,11 @@ class CrissCrossBlock(nn.Module):
                  eval_attn_dropout: bool = False) -> None:
         super().__init__()
         half, heads = dim // 2, n_heads // 2
-        self.attn_norm = RMSNorm(dim, eps=1e-6)
+        self.attn_norm = nn.RMSNorm(dim, eps=1e-6)
         rope = RotaryEmbedding(half // heads, heads, base=rope_base, convention="pairs", per_head_bands=True)
         self.temporal = SelfAttention(half, heads, attn_dropout=dropout, rope=rope)
         self.spatial = SelfAttention(half, heads, attn_dropout=dropout)
-        self.ff_norm = RMSNorm(dim, eps=1e-6)
+        self.ff_norm = nn.RMSNorm(dim, eps=1e-6)
         self.ff = FeedForward(dim, 4 * dim, activation="selu", dropout=dropout, fast_dropout=True)
         self.eval_attn_dropout = eval_attn_dropout
 
