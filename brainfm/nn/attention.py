@@ -7,8 +7,7 @@ boolean masks where ``True`` means "may attend", and a defined output for rows t
 fused C++ kernel. With attention dropout on the CPU (training) SDPA has no fused kernel and falls
 back to its unfused "math" path; :func:`attend` then runs its own unfused path instead, which
 skips the math path's all-masked-row checks and draws the dropout mask with
-:func:`~brainfm.nn.dropout.drop_mask` (16 random bits per weight instead of a float draw) and
-applies it with ``masked_fill`` (no float copy of the mask).
+:func:`~brainfm.nn.dropout.keep_mask` (16 random bits per weight instead of a float draw).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from brainfm.nn.dropout import drop_mask, rounded_drop_probability
+from brainfm.nn.dropout import keep_mask, rounded_drop_probability
 from brainfm.nn.rope import RotaryEmbedding
 
 __all__ = ["SelfAttention", "attend"]
@@ -62,7 +61,7 @@ def _attend_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: 
     """Unmasked attention with dropout on the weights: softmax(q k^T s) * keep / (1 - p) @ v."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     weights = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)  # (B, H, L, S)
-    weights = weights.masked_fill(drop_mask(weights.shape, dropout, weights.device), 0.0)
+    weights = weights * keep_mask(weights.shape, dropout, weights.device)
     return (weights @ v) * (1.0 / (1.0 - rounded_drop_probability(dropout)))  # scale the (L, d) output, not (L, S)
 
 

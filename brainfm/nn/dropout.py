@@ -8,10 +8,6 @@ of the time. :func:`keep_mask` fills 64-bit words with random bits once and read
 to a multiple of 2^-16 (0.1 -> 0.1000061); the kept values are scaled by the exact
 ``1 / (1 - p_used)``, so the expectation is preserved exactly. The random source is torch's
 generator (``generator`` or the global one), so seeded runs repeat.
-
-The mask is applied with ``masked_fill`` of the dropped elements (:func:`drop_mask`), forward and
-backward: multiplying by a boolean mask makes PyTorch cast the mask to a float copy first, in
-both directions (in BrainOmni's step those casts and products of the attention weights were ~5 %).
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["FastDropout", "drop_mask", "fast_dropout", "keep_mask", "rounded_drop_probability"]
+__all__ = ["FastDropout", "fast_dropout", "keep_mask", "rounded_drop_probability"]
 
 _LANES = 65_536  # 16-bit lanes
 
@@ -53,56 +49,11 @@ def keep_mask(shape: tuple[int, ...] | torch.Size, p: float, device: torch.devic
     """
     if p <= 0.0 or p >= 1.0:
         return torch.full(tuple(shape), p <= 0.0, dtype=torch.bool, device=device)
-    return _lanes(shape, device, generator) >= (round(p * _LANES) - 32_768)
-
-
-def drop_mask(shape: tuple[int, ...] | torch.Size, p: float, device: torch.device | str | None = None,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """The complement of :func:`keep_mask` from the same random draws: True where the element is dropped.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        Shape of the mask.
-    p : float
-        Drop probability in [0, 1].
-    device : torch.device | str | None
-        Device of the mask (CPU when None).
-    generator : torch.Generator | None
-        Random source (torch's global generator when None).
-
-    Returns
-    -------
-    drop : torch.Tensor of bool
-        True where the element is dropped; ``~keep_mask(...)`` for the same generator state.
-    """
-    if p <= 0.0 or p >= 1.0:
-        return torch.full(tuple(shape), p >= 1.0, dtype=torch.bool, device=device)
-    return _lanes(shape, device, generator) < (round(p * _LANES) - 32_768)
-
-
-def _lanes(shape: tuple[int, ...] | torch.Size, device: torch.device | str | None,
-           generator: torch.Generator | None) -> torch.Tensor:
-    """Uniform int16 values on [-2^15, 2^15) of ``shape``, four per 64-bit random draw."""
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(2**63), None, generator=generator)  # every bit uniform
-    return words.view(torch.int16)[:n].view(shape)
-
-
-class _MaskedScale(torch.autograd.Function):
-    """``x * scale`` with the dropped elements set to 0, and the same on the gradient (no float mask)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: ANN001
-        ctx.save_for_backward(drop)
-        ctx.scale = scale
-        return (x * scale).masked_fill_(drop, 0.0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
-        (drop,) = ctx.saved_tensors
-        return (grad * ctx.scale).masked_fill_(drop, 0.0), None, None
+    lanes = words.view(torch.int16)[:n].view(shape)  # uniform on [-2^15, 2^15)
+    return lanes >= (round(p * _LANES) - 32_768)
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -128,8 +79,8 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True, generator: to
         return x
     if x.device.type != "cpu":  # the fused Bernoulli kernels of accelerators are fast already
         return nn.functional.dropout(x, p, training=True)
-    drop = drop_mask(x.shape, p, x.device, generator)
-    return _MaskedScale.apply(x, drop, 1.0 / (1.0 - rounded_drop_probability(p)))
+    keep = keep_mask(x.shape, p, x.device, generator)
+    return x * keep * (1.0 / (1.0 - rounded_drop_probability(p)))
 
 
 class FastDropout(nn.Module):

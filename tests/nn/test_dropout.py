@@ -7,13 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from brainfm.nn.attention import attend
-from brainfm.nn.dropout import (
-    FastDropout,
-    drop_mask,
-    fast_dropout,
-    keep_mask,
-    rounded_drop_probability,
-)
+from brainfm.nn.dropout import FastDropout, fast_dropout, keep_mask, rounded_drop_probability
 from brainfm.nn.feedforward import FeedForward
 from brainfm.nn.rope import RotaryEmbedding
 
@@ -60,25 +54,6 @@ def test_fast_dropout_preserves_the_expectation_and_repeats_under_a_seed():
         FastDropout(1.0)
     ff = FeedForward(8, 16, dropout=0.1, fast_dropout=True)
     assert isinstance(ff.dropout, FastDropout) and set(ff.state_dict()) == set(FeedForward(8, 16).state_dict())
-
-
-@pytest.mark.parametrize("p", [0.1, 0.5])
-def test_masked_fill_dropout_equals_the_product_with_the_keep_mask_forward_and_backward(p):
-    """The masked-fill path (no float copy of the mask) gives the values and gradients of ``x * keep * scale``."""
-    x = torch.randn(300, 70, requires_grad=True)
-    weight = torch.randn(300, 70)
-    torch.random.manual_seed(5)
-    drop = drop_mask(x.shape, p)
-    torch.random.manual_seed(5)
-    keep = keep_mask(x.shape, p)
-    assert torch.equal(drop, ~keep) and bool(drop.any()) and bool(keep.any())
-    torch.random.manual_seed(5)
-    out = fast_dropout(x, p)
-    (out * weight).sum().backward()
-    scale = 1.0 / (1.0 - rounded_drop_probability(p))
-    assert torch.equal(out, x.detach() * keep * scale)
-    assert torch.equal(x.grad, weight * keep * scale)
-    assert drop_mask((2, 3), 0.0).sum() == 0 and drop_mask((2, 3), 1.0).all()
 
 
 def test_attention_dropout_path_matches_softmax_with_its_mask_and_is_unbiased():
