@@ -19,11 +19,13 @@ Compute paths (same values as pad-then-convolve, to float rounding):
   gradients are off (evaluation, ``torch.no_grad``/``torch.inference_mode``), kept between
   calls and recomputed when ``g`` or ``v`` change (an optimiser step, ``load_state_dict``);
 - ELUs whose input is a fresh intermediate run in place;
-- while gradients are off, the windows go through the encoder and decoder in chunks whose
-  widest activation is about :data:`CHUNK_BYTES` (64 windows of 32 x 512 float32 samples), so
-  that each layer's input and output stay in the core's cache instead of streaming ~25 MB per
-  layer through memory (one thread: 303 -> 237 CPU ms for 190 windows, docs/benchmarks.md); with
-  gradients on, autograd keeps every activation anyway and the whole batch runs at once.
+- while gradients are off and torch runs on one thread, the windows go through the encoder
+  and decoder in chunks whose widest activation is about :data:`CHUNK_BYTES` (64 windows of
+  32 x 512 float32 samples), so that each layer's input and output stay in the core's cache
+  instead of streaming ~25 MB per layer through memory (``tokenize`` of 190 windows 1.19x
+  faster, docs/benchmarks.md). With gradients on, autograd keeps every activation anyway; with
+  several threads the extra parallel regions cost more than the cache saves (0.70x at two
+  threads on a loaded machine), so the whole batch runs at once.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ CHUNK_BYTES = 4 * 2**20
 
 
 def _chunked(model: nn.Module, x: torch.Tensor, widest: int) -> torch.Tensor:
-    """``model(to_rows(x))[:, :, 0]``, in chunks of windows while gradients are off.
+    """``model(to_rows(x))[:, :, 0]``, in chunks of windows while gradients are off on one thread.
 
     Parameters
     ----------
@@ -60,7 +62,7 @@ def _chunked(model: nn.Module, x: torch.Tensor, widest: int) -> torch.Tensor:
         The same values as one call over all windows (each window is computed independently).
     """
     per_chunk = max(1, CHUNK_BYTES // max(1, widest * x.element_size()))
-    if torch.is_grad_enabled() or x.shape[0] <= per_chunk:
+    if torch.is_grad_enabled() or torch.get_num_threads() > 1 or x.shape[0] <= per_chunk:
         return model(to_rows(x))[:, :, 0]
     return torch.cat([model(to_rows(part))[:, :, 0] for part in x.split(per_chunk)])
 

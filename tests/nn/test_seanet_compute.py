@@ -147,9 +147,19 @@ def test_inference_in_chunks_of_windows_equals_one_batch(monkeypatch, chunk_wind
     encoder.model.register_forward_pre_hook(lambda _m, inp: calls.append(inp[0].shape[0]))
     # chunk size in windows: CHUNK_BYTES / (widest elements x 4 bytes); the encoder's widest is 4 x 512
     monkeypatch.setattr(seanet, "CHUNK_BYTES", chunk_windows * 4 * 512 * 4)
-    with torch.inference_mode():
-        chunked = encoder(x)
-        chunked_rec = decoder(whole)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # several threads: one call
+        with torch.inference_mode():
+            encoder(x)
+        assert calls == [10]
+        calls.clear()
+        torch.set_num_threads(1)  # one thread: chunks
+        with torch.inference_mode():
+            chunked = encoder(x)
+            chunked_rec = decoder(whole)
+    finally:
+        torch.set_num_threads(threads)
     assert calls == [chunk_windows] * (10 // chunk_windows) + ([10 % chunk_windows] if 10 % chunk_windows else [])
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(chunked_rec, whole_rec, atol=1e-5, rtol=1e-5)
