@@ -241,3 +241,24 @@ def test_sample_tokenizer_checkpoints_hold_the_refactored_vocabulary_and_tempera
     assert bool((loaded.labels[counts == 0] == 0).all())
     batch = next(iter(data.make_dataloader("train", shuffle=False)))
     assert int(loaded.tokenize(batch.signal)[batch.channel_mask].min()) >= 1  # label 0 never on training data
+
+
+@pytest.mark.slow
+def test_final_checkpoint_is_the_last_ckpt_of_a_save_last_callback_that_never_saved(tiny_store, tmp_path):
+    """With ``save_last`` and no save before the end, the final checkpoint is ``last.ckpt``: one file,
+    not a second copy of the step written by the callback's own end-of-training save."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from brainfm.pretrain.final_checkpoint import FinalCheckpoint
+
+    final = FinalCheckpoint()
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=100)
+    module = PretrainModule(_LinearCodec(512), optimizer=_adamw)
+    _trainer(tmp_path, max_steps=3, max_epochs=-1, limit_val_batches=0, callbacks=[final, saver]).fit(
+        module, datamodule=_data(tiny_store))
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["last.ckpt"]
+    assert final.final_path == tmp_path / "ckpt" / "last.ckpt"
+    checkpoint = read_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert checkpoint["global_step"] == 3 and checkpoint["optimizer_states"]  # a full checkpoint, resumable
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][name]), name
