@@ -313,3 +313,36 @@ def test_resume_inside_the_quantizer_warmup_and_after_the_kmeans_step_matches_an
             resumed, datamodule=_data(tiny_store), ckpt_path=tmp_path / "ckpt" / f"step={step}.ckpt")
         differ = [name for name, value in reference.state_dict().items() if not torch.equal(value, resumed.state_dict()[name])]
         assert not differ, (step, differ)
+
+
+class _StopAfter(L.Callback):
+    """Sets ``trainer.should_stop`` after a step, as ``max_time`` or early stopping do."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["max_epochs_before_validation", "should_stop"])
+def test_final_checkpoint_when_the_fit_ends_by_epochs_or_a_stop_signal(tiny_store, tmp_path, stop):
+    """The other ways a fit ends without Lightning's checkpoint: ``max_epochs`` reached before the
+    epoch ``check_val_every_n_epoch`` asks to validate, and ``should_stop`` (``max_time``) in an epoch
+    that does not validate (Lightning validates on a stop only in epochs that validate anyway)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from brainfm.pretrain.final_checkpoint import FinalCheckpoint
+
+    options = ({"max_epochs": 1, "check_val_every_n_epoch": 2} if stop == "max_epochs_before_validation" else
+               {"max_epochs": 3, "check_val_every_n_epoch": 2, "callbacks": [_StopAfter(2)]})
+    callbacks = [*options.pop("callbacks", []), ModelCheckpoint(dirpath=tmp_path / "ckpt"), FinalCheckpoint()]
+    module = PretrainModule(_LinearCodec(512), optimizer=_adamw)
+    _trainer(tmp_path, callbacks=callbacks, **options).fit(module, datamodule=_data(tiny_store))
+    expected = "epoch=0-step=5.ckpt" if stop == "max_epochs_before_validation" else "epoch=0-step=2.ckpt"
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [expected]
+    checkpoint = read_checkpoint(tmp_path / "ckpt" / expected)
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][name]), name
