@@ -201,7 +201,7 @@ def test_cached_codes_equal_the_frozen_tokenizers_at_any_window_length(long_eeg_
             _data(store, window_s=30.5, stride_s=30.0, normalization=normalization, codes="bt").setup()
 
 
-def test_cached_codes_of_other_segments_are_refused(long_eeg_store, tokenizer_checkpoint, tmp_path):
+def test_cached_codes_of_other_segments_are_refused(long_eeg_store, tokenizer_checkpoint, tmp_path, capsys):
     """Codes of one tokenizer window each (the default; all codes written before the segment was recorded)."""
     from brainfm.pretrain.tokenize import tokenize_store
 
@@ -211,13 +211,15 @@ def test_cached_codes_of_other_segments_are_refused(long_eeg_store, tokenizer_ch
     _data(store, window_s=2.0, stride_s=1.5, codes="bt").setup()  # the segments themselves: accepted
     with pytest.raises(ConfigError, match=r"segments of 512 samples every 384 .* --window-s 30.5 --stride-s 30'"):
         _data(store, window_s=30.5, stride_s=30.0, codes="bt").setup()
-    tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization="sensortype", window_s=30.5,
-                   stride_s=30.0)
+    assert main(["tokenize", str(tokenizer_checkpoint), str(store), "--name", "bt", "--normalization", "sensortype",
+                 "--window-s", "30.5", "--stride-s", "30", "-q"]) == 0
     _data(store, window_s=30.5, stride_s=60.0, codes="bt").setup()  # every other segment: accepted
     with pytest.raises(ConfigError, match=r"2 windows of this loader do not start on that grid .*at sample 3840"):
         _data(store, window_s=30.5, stride_s=15.0, codes="bt").setup()
-    with pytest.raises(ConfigError, match=r"do not end on a tokenizer window .*--window-s 29 or 30.5 "):
-        tokenize_store(tokenizer_checkpoint, store, name="b2", normalization="sensortype", window_s=30.0)
+    assert main(["tokenize", str(tokenizer_checkpoint), str(store), "--name", "b2", "--normalization", "sensortype",
+                 "--window-s", "30"]) == 2
+    assert "do not end on a tokenizer window (512 samples every 384): use window + k x stride samples, e.g. " \
+           "--window-s 29 or 30.5 " in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"at least 7680 samples \(20 tokenizer windows\).*--stride-s 30 "):
         tokenize_store(tokenizer_checkpoint, store, name="b2", normalization="sensortype", window_s=30.5, stride_s=15)
     with pytest.raises(ConfigError, match=r"codes of zscore-normalised signal do not depend on the loader's window"):
