@@ -330,10 +330,11 @@ def tokenize_store(
     name = check_codes_name(name or default_codes_name(info))
     layout = codes_settings(tokenizer, overlap)
     settings = read_settings(info, normalization)
-    if layout["kind"] == "sample" and settings["normalization"] == "sensortype":
+    if layout["kind"] == "sample" and settings["normalization"] in WINDOWED_NORMALIZATIONS:
         raise ConfigError(
-            f"{info.path}: sensortype normalisation scales each window on its own, so a sample tokenizer's codes "
-            "of a whole recording would depend on where windows are cut. Pass --normalization zscore (or robust, none)."
+            f"{info.path}: {settings['normalization']} normalisation scales each window on its own, so a sample "
+            "tokenizer's codes of a whole recording would depend on where windows are cut. Pass --normalization "
+            "zscore (or robust, none)."
         )
     read = max(layout["align_samples"], (_READ_SAMPLES // layout["align_samples"]) * layout["align_samples"])
     index = build_window_index(store, window_s=read / (info.data.sfreq if info.data else 1.0),
