@@ -207,9 +207,18 @@ def test_cached_codes_of_other_segments_are_refused(long_eeg_store, tokenizer_ch
 
     store = tmp_path / "store"
     shutil.copytree(long_eeg_store, store)
-    tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization="sensortype")
+    import zarr
+
+    summary = tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization="sensortype")
     _data(store, window_s=2.0, stride_s=1.5, codes="bt").setup()  # the segments themselves: accepted
     with pytest.raises(ConfigError, match=r"segments of 512 samples every 384 .* --window-s 30.5 --stride-s 30'"):
+        _data(store, window_s=30.5, stride_s=30.0, codes="bt").setup()
+    root = zarr.open_group(str(store), mode="r+")
+    for rid in summary.written:  # as written before brainfm recorded the segment
+        attrs = root[f"recordings/{rid}/codes/bt"].attrs
+        del attrs["segment_samples"], attrs["segment_stride_samples"]
+    _data(store, window_s=2.0, stride_s=1.5, codes="bt").setup()
+    with pytest.raises(ConfigError, match=r"\(written before brainfm recorded the segment: one tokenizer window each\)"):
         _data(store, window_s=30.5, stride_s=30.0, codes="bt").setup()
     assert main(["tokenize", str(tokenizer_checkpoint), str(store), "--name", "bt", "--normalization", "sensortype",
                  "--window-s", "30.5", "--stride-s", "30", "-q"]) == 0
