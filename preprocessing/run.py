@@ -5,6 +5,11 @@ becomes visible only once complete, so parallel workers, cluster array jobs (``s
 interrupted runs never expose half-written data. Re-running skips recordings whose source
 hash and configuration hash are unchanged.
 
+A source whose sha256 the store already holds under another recording id (the same folder run
+again with another ``pattern`` or ``dataset``, or the same file in two folders) is a
+*duplicate*: it is named in a warning and, by default (``on_duplicate="skip"``), not stored
+again, since its data are already there; ``on_duplicate="keep"`` stores it under its new id too.
+
 Problems of the data (a :class:`~brainfm.errors.BrainFMError`, which covers the readers'
 translated errors, or an operating-system error such as a file that cannot be opened) fail
 their recording: it is listed in ``failed`` and recorded in the store's manifest. Any other
@@ -34,6 +39,7 @@ from brainfm.preprocessing.recipe import Recipe, load_recipe
 from brainfm.preprocessing.source import Source
 
 __all__ = [
+    "DUPLICATE_ACTIONS",
     "EXIT_FAILED",
     "EXIT_INTERNAL_ERROR",
     "EXIT_OK",
@@ -50,6 +56,8 @@ EXIT_FAILED = 1
 #: Exit status: an internal error (a bug in brainfm; its traceback is in the log). 2 stays
 #: "unusable arguments", as for every brainfm command.
 EXIT_INTERNAL_ERROR = 3
+#: What ``preprocess`` does with a source the store already holds under another recording id.
+DUPLICATE_ACTIONS = ("skip", "keep")
 
 
 @dataclass
@@ -68,6 +76,10 @@ class PreprocessSummary:
     failed : list of dict
         ``{"path", "error"}`` per source that could not be stored (plus ``error_type`` and
         ``recording_id``).
+    duplicate_sources : list of dict
+        ``{"path", "recording_id", "duplicate_of", "action"}`` per source whose sha256 the store
+        already held under other recording ids (``duplicate_of``); ``action`` is ``"skipped"``
+        (not stored again) or ``"kept"`` (stored under its own id as well). Not a failure.
     internal_errors : list of dict
         ``{"path", "error"}`` per source whose processing hit a bug in brainfm (plus
         ``error_type``, ``recording_id`` and ``traceback``); not recorded in the store.
@@ -86,6 +98,7 @@ class PreprocessSummary:
     skipped: list[str] = field(default_factory=list)
     excluded: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    duplicate_sources: list[dict[str, Any]] = field(default_factory=list)
     internal_errors: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     ignored: dict[str, int] = field(default_factory=dict)
@@ -108,6 +121,7 @@ class PreprocessSummary:
             "skipped": list(self.skipped),
             "excluded": [{"path": e["path"], "reason": e["reason"]} for e in self.excluded],
             "failed": [{"path": f["path"], "error": f["error"]} for f in self.failed],
+            "duplicate_sources": [{k: d[k] for k in ("path", "recording_id", "duplicate_of", "action")} for d in self.duplicate_sources],
             "internal_errors": [{"path": f["path"], "error": f["error"]} for f in self.internal_errors],
             "error": self.error,
             "ignored": dict(self.ignored),
@@ -127,6 +141,8 @@ class PreprocessSummary:
             )
         for excluded in self.excluded:
             lines.append(f"EXCLUDED {excluded['path']}\n       {excluded['reason']}")
+        for duplicate in self.duplicate_sources:
+            lines.append(f"DUPLICATE SOURCE {duplicate['path']}\n       {duplicate_message(duplicate)}")
         for failure in self.failed:
             lines.append(f"FAILED {failure['path']}\n       {failure['error']}")
         for failure in self.internal_errors:
@@ -137,11 +153,34 @@ class PreprocessSummary:
         ignored_text = ", ".join(f"{ext or '(none)'}: {n}" for ext, n in sorted(self.ignored.items()))
         lines.append(
             f"{len(self.processed)} stored, {len(self.skipped)} skipped (up to date), "
-            f"{len(self.excluded)} excluded by the recipe, {len(self.failed)} failed, "
+            + "".join(f"{n} duplicate sources {action}, " for action in ("skipped", "kept")
+                      if (n := sum(d["action"] == action for d in self.duplicate_sources)))
+            + f"{len(self.excluded)} excluded by the recipe, {len(self.failed)} failed, "
             + (f"{len(self.internal_errors)} internal errors, " if self.internal_errors else "")
             + f"{ignored} other files ignored{f' ({ignored_text})' if ignored else ''}; {self.seconds:.1f} s -> {self.store}"
         )
         return "\n".join(lines)
+
+
+def duplicate_message(duplicate: dict[str, Any]) -> str:
+    """What a duplicate entry of :class:`PreprocessSummary` means, naming the file and both ids.
+
+    Parameters
+    ----------
+    duplicate : dict
+        ``{"path", "recording_id", "duplicate_of", "action"}`` (and ``sha256``).
+
+    Returns
+    -------
+    message : str
+        One sentence for the log and the summary table.
+    """
+    others = ", ".join(duplicate["duplicate_of"])
+    sha = str(duplicate.get("sha256") or "")[:12]
+    what = (f"not stored again as {duplicate['recording_id']!r} (its data are in the store already; "
+            "--on-duplicate keep stores it under both ids)" if duplicate["action"] == "skipped"
+            else f"stored again as {duplicate['recording_id']!r} (--on-duplicate keep)")
+    return f"{duplicate['path']} has the same source (sha256 {sha}...) as stored recording {others}: {what}."
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -225,8 +264,16 @@ def _each_file(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def _process_one(source: Source, recipe: Recipe, store: str, config_hash: str) -> dict[str, Any]:
-    """Worker body: skip, or preprocess and write, or record the failure. Never raises."""
+def _process_one(
+    source: Source, recipe: Recipe, store: str, config_hash: str,
+    known: dict[str, list[str]] | None = None, on_duplicate: str = "skip",
+) -> dict[str, Any]:
+    """Worker body: skip, or preprocess and write, or record the failure. Never raises.
+
+    ``known`` maps source sha256 to the ids stored from it: a source found there under another
+    id is a duplicate (row ``duplicate_of``), skipped (status ``"duplicate"``) or stored anyway
+    (``on_duplicate="keep"``).
+    """
     from brainfm.preprocessing.pipeline import preprocess_source
     from brainfm.store.writer import StoreWriter
 
@@ -245,6 +292,13 @@ def _process_one(source: Source, recipe: Recipe, store: str, config_hash: str) -
             if stored["source"].get("stamps") != stamps:  # touched, same bytes: remember the new stamps
                 writer.update_source(source.recording_id, {"stamps": stamps})
             return {**row, "status": "skipped", **_shape_facts(stored), "seconds": time.perf_counter() - started}
+        row["sha256"] = sha256
+        others = [other for other in (known or {}).get(sha256, []) if other != source.recording_id]
+        if others:
+            row["duplicate_of"] = others
+            if on_duplicate == "skip":
+                attrs = writer.recording_attrs(others[0]) or {}
+                return {**row, "status": "duplicate", **_shape_facts(attrs), "seconds": time.perf_counter() - started}
         recording = preprocess_source(source, recipe, config_hash=config_hash, sha256=sha256)
         recording.source["stamps"] = stamps
         writer.write(
@@ -306,6 +360,7 @@ def preprocess(
     shard: tuple[int, int] | str | None = None,
     pattern: str | None = None,
     dataset: str | None = None,
+    on_duplicate: str = "skip",
     progress: bool = False,
     verbose: bool | str | int | None = None,
 ) -> PreprocessSummary:
@@ -329,6 +384,12 @@ def preprocess(
         ``acquisition``, ``run``) matched against each file's relative path (plain folders).
     dataset : str | None
         Dataset name (default: the folder's name).
+    on_duplicate : {"skip", "keep"}
+        A source whose sha256 the store already holds under another recording id is named in a
+        warning and listed in ``duplicate_sources``; ``"skip"`` does not store it again (nothing is
+        lost: its data are in the store), ``"keep"`` stores it under its new id as well.
+        Duplicates within one run are found as they are stored with ``jobs=1``; with more jobs,
+        among recordings written at the same time, only after the run (then warned and kept).
     progress : bool
         Show a progress bar on stderr.
     verbose : bool | str | int | None
@@ -348,6 +409,8 @@ def preprocess(
         raise ConfigError(f"Input folder {input_dir} does not exist or is not a folder.")
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs!r}.")
+    if on_duplicate not in DUPLICATE_ACTIONS:
+        raise ConfigError(f"on_duplicate must be one of {', '.join(DUPLICATE_ACTIONS)}, got {on_duplicate!r}.")
     if isinstance(shard, str):
         shard = parse_shard(shard)
     the_recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -355,6 +418,7 @@ def preprocess(
     # the resolved name: --dataset set to the folder's own name changes nothing stored
     config_hash = the_recipe.config_hash(pattern=pattern, dataset=dataset or Path(os.path.abspath(input_dir)).name)
     writer = StoreWriter(store)  # creates the store before workers start
+    known = writer.source_hashes()
 
     sources = sorted(discovery.sources, key=lambda s: s.recording_id)
     problems = list(discovery.problems)
@@ -390,22 +454,33 @@ def preprocess(
             for source in sources:
                 if bar is not None:
                     bar.set_postfix_str(source.relpath[-40:])
-                rows[source.recording_id] = _process_one(source, the_recipe, str(store), config_hash)
+                row = _process_one(source, the_recipe, str(store), config_hash, known, on_duplicate)
+                if row["status"] == "stored" and row.get("sha256"):  # later sources of this run see it
+                    known.setdefault(row["sha256"], []).append(source.recording_id)
+                rows[source.recording_id] = row
                 if bar is not None:
                     bar.update()
         else:
-            for row in _run_pool(sources, the_recipe, str(store), config_hash, jobs, bar):
+            for row in _run_pool(sources, the_recipe, str(store), config_hash, jobs, bar, known, on_duplicate):
                 rows[row["id"]] = row
+            _find_parallel_duplicates(rows, known)
     finally:
         if bar is not None:
             bar.close()
     for source in sources:
         row = rows[source.recording_id]
         summary.rows.append(row)
+        if row.get("duplicate_of"):
+            duplicate = {"path": row["path"], "recording_id": row["id"], "duplicate_of": row["duplicate_of"],
+                         "action": "skipped" if row["status"] == "duplicate" else "kept", "sha256": row.get("sha256")}
+            summary.duplicate_sources.append(duplicate)
+            logger.warning("%s", duplicate_message(duplicate))
         if row["status"] == "stored":
             summary.processed.append(row["id"])
         elif row["status"] == "skipped":
             summary.skipped.append(row["id"])
+        elif row["status"] == "duplicate":
+            pass  # listed in summary.duplicate_sources above
         elif row["status"] == "excluded":
             summary.excluded.append({"path": row["path"], "reason": row["reason"], "recording_id": row["id"]})
         elif row["status"] == "internal_error":
@@ -485,9 +560,26 @@ def _failed_row(source: Source, store: str, message: str, kind: str) -> dict[str
     return {"id": source.recording_id, "path": str(source.path), "status": "failed", "error": message, "error_type": kind}
 
 
+def _find_parallel_duplicates(rows: dict[str, dict[str, Any]], known: dict[str, list[str]]) -> None:
+    """Mark rows stored by this parallel run from a source another row of the run also stored.
+
+    Workers compare with the store as it was when the run started; two copies written at the
+    same time are found here, after the fact: the later ids (in sorted order) become kept duplicates.
+    """
+    by_hash: dict[str, list[str]] = {}
+    for recording_id in sorted(rows):
+        row = rows[recording_id]
+        if row["status"] == "stored" and row.get("sha256") and not row.get("duplicate_of"):
+            by_hash.setdefault(row["sha256"], []).append(recording_id)
+    for sha256, ids in by_hash.items():
+        for recording_id in ids[1:]:
+            rows[recording_id]["duplicate_of"] = [i for i in [*known.get(sha256, []), *ids] if i != recording_id]
+
+
 def _pool_pass(
     sources: list[Source], recipe: Recipe, store: str, config_hash: str, workers: int,
     context: multiprocessing.context.BaseContext, bar: Any, results: list[dict[str, Any]],
+    known: dict[str, list[str]] | None = None, on_duplicate: str = "skip",
 ) -> list[Source]:
     """Run sources in one pool; return those left unfinished when a worker process died."""
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_limit_threads)
@@ -495,7 +587,8 @@ def _pool_pass(
     completed = False
     try:
         pending: dict[Future[dict[str, Any]], Source] = {
-            pool.submit(_process_one, source, recipe, store, config_hash): source for source in sources
+            pool.submit(_process_one, source, recipe, store, config_hash, known, on_duplicate): source
+            for source in sources
         }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -517,7 +610,10 @@ def _pool_pass(
     return unfinished
 
 
-def _run_pool(sources: list[Source], recipe: Recipe, store: str, config_hash: str, jobs: int, bar: Any) -> list[dict[str, Any]]:
+def _run_pool(
+    sources: list[Source], recipe: Recipe, store: str, config_hash: str, jobs: int, bar: Any,
+    known: dict[str, list[str]] | None = None, on_duplicate: str = "skip",
+) -> list[dict[str, Any]]:
     """Run sources on ``jobs`` worker processes.
 
     A worker process that dies (killed by the system, e.g. out of memory) breaks its pool:
@@ -533,12 +629,14 @@ def _run_pool(sources: list[Source], recipe: Recipe, store: str, config_hash: st
         os.environ[name] = "1"
     results: list[dict[str, Any]] = []
     try:
-        unfinished = _pool_pass(sources, recipe, store, config_hash, min(jobs, len(sources)), context, bar, results)
+        unfinished = _pool_pass(sources, recipe, store, config_hash, min(jobs, len(sources)), context, bar, results,
+                                known, on_duplicate)
         if unfinished:
             logger.warning("a worker process died; running %d unfinished recordings again", len(unfinished))
-            unfinished = _pool_pass(unfinished, recipe, store, config_hash, min(jobs, len(unfinished)), context, bar, results)
+            unfinished = _pool_pass(unfinished, recipe, store, config_hash, min(jobs, len(unfinished)), context, bar,
+                                    results, known, on_duplicate)
         for source in unfinished:  # one at a time: a death now names its source
-            if _pool_pass([source], recipe, store, config_hash, 1, context, bar, results):
+            if _pool_pass([source], recipe, store, config_hash, 1, context, bar, results, known, on_duplicate):
                 message = (
                     f"{source.relpath}: the worker process preprocessing it died (killed by the system, most "
                     f"likely out of memory). Run it alone with --jobs 1, or on a machine with more memory."

@@ -6,7 +6,8 @@ are linked from the data module into the model once (``data.index -> model.data_
 brainfm's defaults on top of Lightning's: ``use_distributed_sampler=False`` (the window
 sampler shards by rank itself), a CSV logger (plus TensorBoard when installed), checkpoints
 written atomically and read with ``weights_only=True`` (:class:`~brainfm.checkpoint.BrainfmCheckpointIO`),
-and the resolved config saved as ``config.yaml`` in the run's log folder.
+the resolved config saved as ``config.yaml`` in the run's log folder, and a final checkpoint
+of the last step when no other callback wrote one (:class:`~brainfm.pretrain.final_checkpoint.FinalCheckpoint`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
@@ -27,6 +29,7 @@ from brainfm.checkpoint import BrainfmCheckpointIO
 from brainfm.errors import ConfigError
 from brainfm.loading.datamodule import WindowDataModule
 from brainfm.pretrain.facts import data_facts
+from brainfm.pretrain.final_checkpoint import FinalCheckpoint
 from brainfm.pretrain.module import PretrainModule
 
 __all__ = ["SUBCOMMANDS", "PretrainCLI", "default_loggers", "recipe_path", "run_pretrain"]
@@ -48,7 +51,12 @@ class PretrainCLI(LightningCLI):
         parser.link_arguments("data.index", "model.data_facts", compute_fn=data_facts, apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Add brainfm's checkpoint I/O and default loggers, then build the Trainer."""
+        """Add brainfm's checkpoint I/O, default loggers and final checkpoint, then build the Trainer.
+
+        Unless ``enable_checkpointing`` is false, a :class:`FinalCheckpoint` joins the callbacks,
+        after Lightning's default ``ModelCheckpoint`` (added here when the config names no
+        checkpoint callback, as Lightning would: a ``Checkpoint`` in the list stops it adding one).
+        """
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         plugins = config.get("plugins")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
@@ -57,6 +65,14 @@ class PretrainCLI(LightningCLI):
         kwargs["plugins"] = plugins
         if config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(config.get("default_root_dir") or ".")
+        if config.get("enable_checkpointing") is not False:
+            callbacks = config.get("callbacks")
+            callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+            if not any(isinstance(c, Checkpoint) for c in callbacks):
+                callbacks.append(ModelCheckpoint())
+            if not any(isinstance(c, FinalCheckpoint) for c in callbacks):
+                callbacks.append(FinalCheckpoint())
+            kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
 

@@ -312,6 +312,7 @@ class PretrainModule(L.LightningModule):
         global generator; so it goes back here too, before that draw. States saved inside an
         epoch go back right before the next step (:meth:`on_train_batch_start`).
         """
+        self._rng_after_step = None  # nothing of an earlier fit of this module
         states = getattr(self, "_pending_loader_states", None)
         self._pending_loader_states = None
         fit_loop = self.trainer.fit_loop
@@ -337,6 +338,25 @@ class PretrainModule(L.LightningModule):
         saving.
         """
         self._restore_pending_rng()
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        """Keep the random states after this step, for a validation that may follow (:meth:`on_validation_epoch_end`)."""
+        self._rng_after_step = _collect_rng_states(include_cuda=torch.cuda.is_available())
+
+    def on_validation_epoch_end(self) -> None:
+        """Put back the random states of the last training step: validation leaves training's draws unchanged.
+
+        Validation draws from the global generators (its loader's iterator takes a seed from
+        torch's; objectives draw masks in evaluation too). A checkpoint written at a step right
+        before a validation holds the states before those draws, so a run resumed from it would
+        otherwise continue from other states than the uninterrupted run. Restored here, before
+        the ``ModelCheckpoint`` callbacks save at the validation's end, training draws the same
+        numbers whether or not, and however often, it validates. Nothing is restored after the
+        sanity check or a validation that no training step of this run preceded.
+        """
+        state = getattr(self, "_rng_after_step", None)
+        if state is not None and not self.trainer.sanity_checking:
+            _set_rng_states(state)
 
     def _restore_pending_rng(self) -> None:
         state = getattr(self, "_pending_rng", None)

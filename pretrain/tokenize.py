@@ -12,6 +12,14 @@ checkpoint), and tokenised whole:
   overlap by default, as BrainOmni), ``steps`` codes per window and level,
   ``(latent, step, level)``; step ``l`` is latent step ``l % steps`` of window ``l // steps``.
 
+Under a normalisation computed over each window (``sensortype``, BrainOmni's, and ``window``)
+the codes depend on the span the signal is scaled over. BrainTokenizer codes are then made
+from **segments**: the stage-2 loader's windows (``window_s``, ``stride_s``), each read and
+normalised as a whole exactly as the loader reads it, then tokenised, as the frozen
+tokenizer does on the fly (and as the reference scales a 30-s segment before tokenising
+it). Without ``window_s`` a segment is one tokenizer window. The segment is recorded with
+the codes; a loader with other windows is refused (:func:`brainfm.loading.codes.check_codes`).
+
 Each recording's array is written, then marked complete (:mod:`brainfm.store.codes`);
 recordings whose codes are complete and were made by the same tokenizer weights, settings
 and stored signal are skipped, so an interrupted run resumes where it stopped.
@@ -31,9 +39,11 @@ import torch
 from brainfm._logging import logger
 from brainfm._version import __version__
 from brainfm.checkpoint import CheckpointInfo, load_tokenizer, state_digest
+from brainfm.data.windows import seconds_to_samples
 from brainfm.errors import ConfigError
 from brainfm.loading.batch import Batch
 from brainfm.loading.dataset import WindowDataset, init_loader_worker, whole_batch_collate
+from brainfm.loading.normalization import WINDOWED_NORMALIZATIONS
 from brainfm.loading.windows import WindowIndex, build_window_index
 from brainfm.pretrain.facts import data_facts
 from brainfm.store.codes import (
@@ -49,7 +59,8 @@ from brainfm.store.writer import software_versions
 from brainfm.tokenizers.base import SampleTokenizer, Tokenizer
 from brainfm.tokenizers.brain_tokenizer import BrainTokenizer
 
-__all__ = ["TokenizeSummary", "codes_settings", "default_codes_name", "read_settings", "tokenize_store"]
+__all__ = ["TokenizeSummary", "codes_settings", "codes_segments", "default_codes_name", "read_settings",
+           "tokenize_store"]
 
 #: Samples per read window of sample tokenizers (rounded to their alignment).
 _READ_SAMPLES = 4096
@@ -149,10 +160,75 @@ def codes_settings(tokenizer: Tokenizer, overlap: float | None) -> dict[str, Any
     )
 
 
+def codes_segments(layout: dict[str, Any], normalization: str, sfreq: float, window_s: float | None = None,
+                   stride_s: float | None = None) -> dict[str, int]:
+    """The segments a BrainTokenizer's codes are made from: ``segment_samples``, ``segment_stride_samples``.
+
+    Parameters
+    ----------
+    layout : dict
+        From :func:`codes_settings`.
+    normalization : str
+        How the signal is read.
+    sfreq : float
+        The store's sampling rate.
+    window_s, stride_s : float | None
+        The stage-2 loader's ``data.window_s`` and ``data.stride_s`` (None: ``window_s``). None
+        for ``window_s``: one tokenizer window every tokenizer stride.
+
+    Returns
+    -------
+    segments : dict
+        Empty for sample tokenizers; otherwise ``segment_samples`` (``window + k stride``) and
+        ``segment_stride_samples`` (a multiple of the tokenizer stride, at least the segment's
+        tokenizer windows times the stride, so no tokenizer window belongs to two segments).
+
+    Raises
+    ------
+    ConfigError
+        Segments under a normalisation that does not depend on the window (the codes then fit
+        any window), for sample tokenizers, or segments that do not end on a tokenizer window
+        or share tokenizer windows.
+    """
+    if window_s is None:
+        if stride_s is not None:
+            raise ConfigError("--stride-s goes with --window-s (the stage-2 loader's window and stride).")
+        if layout["kind"] == "sample":
+            return {}
+        return {"segment_samples": int(layout["window_samples"]), "segment_stride_samples": int(layout["stride_samples"])}
+    if layout["kind"] == "sample" or normalization not in WINDOWED_NORMALIZATIONS:
+        what = "a sample tokenizer's codes" if layout["kind"] == "sample" else f"codes of {normalization}-normalised signal"
+        raise ConfigError(
+            f"--window-s applies to BrainTokenizer codes under a normalisation computed over each window "
+            f"({', '.join(WINDOWED_NORMALIZATIONS)}); {what} do not depend on the loader's window and fit any "
+            "window as they are: leave out --window-s/--stride-s."
+        )
+    window, stride = int(layout["window_samples"]), int(layout["stride_samples"])
+    size = seconds_to_samples("window_s", window_s, sfreq)
+    step = seconds_to_samples("stride_s", window_s if stride_s is None else stride_s, sfreq)
+    if size < window or (size - window) % stride:
+        k = max((size - window) // stride, 0)
+        fits = [window + j * stride for j in (k, k + 1)]
+        raise ConfigError(
+            f"Segments of {size} samples do not end on a tokenizer window ({window} samples every {stride}): use "
+            f"window + k x stride samples, e.g. --window-s {fits[0] / sfreq:g} or {fits[1] / sfreq:g} (and the same "
+            "data.window_s in the loader)."
+        )
+    n_windows = (size - window) // stride + 1
+    if step % stride or step < n_windows * stride:
+        raise ConfigError(
+            f"Segments of {size} samples every {step} samples: the stride must be a multiple of the tokenizer stride "
+            f"({stride} samples) and at least {n_windows * stride} samples ({n_windows} tokenizer windows), so that "
+            f"each tokenizer window belongs to one segment, e.g. --stride-s {n_windows * stride / sfreq:g} (and the "
+            "same data.stride_s in the loader)."
+        )
+    return {"segment_samples": size, "segment_stride_samples": step}
+
+
 def _starts(n_times: int, layout: dict[str, Any], read: int) -> tuple[np.ndarray, int]:
-    """Window starts of one recording and the window size for it (sample kind: read windows)."""
+    """Segment starts of one recording and the segment size (sample kind: read windows)."""
     if layout["kind"] == "window":
-        size, stride = layout["window_samples"], layout["stride_samples"]
+        size, stride = layout["segment_samples"], layout["segment_stride_samples"]
         if n_times < size:
             return np.zeros(0, dtype=np.int64), size
         return np.arange(0, n_times - size + 1, stride, dtype=np.int64), size
@@ -205,6 +281,8 @@ def tokenize_store(
     name: str | None = None,
     overlap: float | None = None,
     normalization: str | None = None,
+    window_s: float | None = None,
+    stride_s: float | None = None,
     batch_size: int = 64,
     jobs: int = 0,
     recordings: list[str] | None = None,
@@ -224,8 +302,13 @@ def tokenize_store(
         BrainTokenizer window overlap (None: 0.25, BrainOmni's).
     normalization : str | None
         Override of the checkpoint's recorded normalisation.
+    window_s, stride_s : float | None
+        BrainTokenizer under ``sensortype`` or ``window`` normalisation: the stage-2 loader's
+        windows (``data.window_s``, ``data.stride_s``; None: ``window_s``), each normalised as a
+        whole before it is tokenised, as on the fly (see the module docstring). None: one
+        tokenizer window each (codes for loaders of that window only).
     batch_size : int
-        Windows per forward pass.
+        Tokenizer windows per forward pass (at least one segment).
     jobs : int
         DataLoader worker processes reading the signal (0: the main process).
     recordings : list of str | None
@@ -247,10 +330,11 @@ def tokenize_store(
     name = check_codes_name(name or default_codes_name(info))
     layout = codes_settings(tokenizer, overlap)
     settings = read_settings(info, normalization)
-    if layout["kind"] == "sample" and settings["normalization"] == "sensortype":
+    if layout["kind"] == "sample" and settings["normalization"] in WINDOWED_NORMALIZATIONS:
         raise ConfigError(
-            f"{info.path}: sensortype normalisation scales each window on its own, so a sample tokenizer's codes "
-            "of a whole recording would depend on where windows are cut. Pass --normalization zscore (or robust, none)."
+            f"{info.path}: {settings['normalization']} normalisation scales each window on its own, so a sample "
+            "tokenizer's codes of a whole recording would depend on where windows are cut. Pass --normalization "
+            "zscore (or robust, none)."
         )
     read = max(layout["align_samples"], (_READ_SAMPLES // layout["align_samples"]) * layout["align_samples"])
     index = build_window_index(store, window_s=read / (info.data.sfreq if info.data else 1.0),
@@ -260,6 +344,7 @@ def tokenize_store(
             f"{store} is at {index.sfreq:g} Hz but the tokenizer of {info.path} was trained at {info.data.sfreq:g} Hz. "
             "Preprocess the store at the tokenizer's rate."
         )
+    layout.update(codes_segments(layout, settings["normalization"], index.sfreq, window_s, stride_s))
     tokenizer.check_data(data_facts(index))
     summary = TokenizeSummary(name=name)
     spec = {"class_path": info.tokenizer.get("class_path"), "init_args": info.tokenizer.get("init_args"),
@@ -307,10 +392,14 @@ def tokenize_store(
                 position += len(s)
         items: list[tuple[int, np.ndarray]] = []
         owner: list[int] = []
+        per_batch = batch_size
+        if layout["kind"] == "window":  # batch_size counts tokenizer windows; whole segments per batch
+            per_batch = max(1, batch_size // ((layout["segment_samples"] - layout["window_samples"])
+                                              // layout["stride_samples"] + 1))
         for k, (starts, size, _own) in plans.items():
             first = offsets[(size, k)]
-            for b0 in range(0, len(starts), batch_size):
-                items.append((size, np.arange(first + b0, first + min(b0 + batch_size, len(starts)))))
+            for b0 in range(0, len(starts), per_batch):
+                items.append((size, np.arange(first + b0, first + min(b0 + per_batch, len(starts)))))
                 owner.append(k)
         remaining = {k: sum(1 for o in owner if o == k) for k in plans}
         arrays: dict[int, Any] = {}
@@ -360,7 +449,8 @@ def tokenize_store(
 
 #: Attributes that must be equal for stored codes to count as up to date.
 _IDENTITY = ("kind", "tokenizer", "hop_samples", "stride_samples", "window_samples", "overlap", "normalization",
-             "channel_types", "sensortype_eps", "channels", "signal", "vocab_size")
+             "channel_types", "sensortype_eps", "channels", "signal", "vocab_size", "segment_samples",
+             "segment_stride_samples")
 
 
 def _same(stored: dict[str, Any], own: dict[str, Any]) -> bool:
@@ -375,6 +465,8 @@ def _create(group: Any, name: str, own: dict[str, Any], layout: Any, starts: np.
     n_windows = len(starts)
     covered = int(starts[-1]) + size if n_windows else 0  # codes cover samples [0, covered)
     own = {**own, "covered_samples": covered}
+    if own["kind"] == "window" and n_windows:  # tokenizer windows up to the last segment's end
+        n_windows = (covered - own["window_samples"]) // own["stride_samples"] + 1
     if own["kind"] == "sample":
         n_channels, n_times = layout.n_channels, layout.n_times
         chunk_times = int(min(max(n_times, 1), max(256, (1 << 20) // max(2 * n_channels, 1))))
@@ -389,9 +481,9 @@ def _create(group: Any, name: str, own: dict[str, Any], layout: Any, starts: np.
 
 
 def _write(array: Any, tokenizer: Tokenizer, batch: Batch, own: dict[str, Any]) -> None:
-    """Tokenise one batch of consecutive windows of one recording and write their codes."""
+    """Tokenise one batch of windows (segments) of one recording and write their codes."""
     with torch.inference_mode():
-        codes = tokenizer.encode(batch)
+        codes = tokenizer.encode(batch) if own["kind"] == "sample" else tokenizer.tokenize(batch, own["overlap"])[1]
     starts = batch.start.numpy()
     if own["kind"] == "sample":
         values = codes.numpy().astype(array.dtype, copy=False)  # (B, C, T)
@@ -404,10 +496,15 @@ def _write(array: Any, tokenizer: Tokenizer, batch: Batch, own: dict[str, Any]) 
             array[:, start : start + n_times] = values[row]
         return
     steps, stride = own["steps_per_window"], own["stride_samples"]
-    windows = starts // stride  # consecutive: one slice
-    values = codes.permute(1, 0, 2, 3).reshape(codes.shape[1], -1, codes.shape[3])  # (C', B S, levels)
-    first = int(windows[0]) * steps
-    array[:, first : first + values.shape[1], :] = values.numpy().astype(array.dtype, copy=False)
+    first = starts // stride * steps  # first step of each segment
+    values = codes.numpy().astype(array.dtype, copy=False)  # (B, C', K S, levels)
+    length = values.shape[2]
+    if len(starts) == 1 or bool(np.all(np.diff(first) == length)):  # segments tile: one slice
+        block = values.transpose(1, 0, 2, 3).reshape(values.shape[1], -1, values.shape[3])  # (C', B K S, levels)
+        array[:, int(first[0]) : int(first[0]) + block.shape[1], :] = block
+        return
+    for row, step in enumerate(first.tolist()):
+        array[:, step : step + length, :] = values[row]
 
 
 def _finish(array: Any, group: Any, own: dict[str, Any], summary: TokenizeSummary, rid: str, n_windows: int) -> None:

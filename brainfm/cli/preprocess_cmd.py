@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     parser.add_argument("--dataset", default=None, help="dataset name (default: the input folder's name)")
     parser.add_argument(
+        "--on-duplicate", choices=["skip", "keep"], default="skip",
+        help="a file whose sha256 the store already holds under another recording id (the same folder with "
+             "another --pattern, the same file in two folders): skip it (default; its data are stored "
+             "already) or keep it under both ids; either way a warning names the file and both ids",
+    )
+    parser.add_argument(
         "--compression", choices=["none", "lz4", "zstd"], default=None,
         help="signal codec, overriding the recipe's write.compression (default none: fastest to read; "
              "zstd saves ~15-20%% of disk, exactly)",
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace, command: str) -> int:
                 shard=args.shard,
                 pattern=args.pattern,
                 dataset=args.dataset,
+                on_duplicate=args.on_duplicate,
                 progress=progress,
             )
     except (ConfigError, StoreFormatError) as exc:

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """Declare the arguments of ``tokenize`` and ``tokenizer report``."""
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by 'brainfm pretrain fit'")
     parser.add_argument("store", metavar="STORE", help="a brainfm Zarr store")
-    parser.add_argument("--normalization", choices=("zscore", "robust", "sensortype", "none"), default=None,
+    parser.add_argument("--normalization", choices=("zscore", "robust", "sensortype", "window", "none"), default=None,
                         help="override the normalisation recorded in the checkpoint (needed for older checkpoints)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="windows per forward pass (default 64)")
     parser.add_argument("--jobs", type=int, default=0, metavar="N",
@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             help="name of the codes arrays (default: the tokenizer class in lower case)")
         parser.add_argument("--overlap", type=float, default=None, metavar="R",
                             help="BrainTokenizer window overlap in [0, 1) (default 0.25, BrainOmni's)")
+        parser.add_argument("--window-s", type=float, default=None, metavar="S",
+                            help="BrainTokenizer under sensortype/window normalisation: the stage-2 loader's "
+                                 "data.window_s (e.g. 30.5); each such segment is normalised as a whole and then "
+                                 "tokenised, as on the fly (default: one tokenizer window each)")
+        parser.add_argument("--stride-s", type=float, default=None, metavar="S",
+                            help="with --window-s: the loader's data.stride_s (e.g. 30; default: --window-s)")
     else:
         parser.add_argument("--split", choices=("val", "all"), default="val",
                             help="val: recordings the checkpoint was not trained on (default); all: every recording")
@@ -60,8 +66,8 @@ def _tokenize(args: argparse.Namespace, progress: bool) -> dict[str, Any]:
     from brainfm.pretrain.tokenize import tokenize_store
 
     summary = tokenize_store(args.checkpoint, args.store, name=args.name, overlap=args.overlap,
-                             normalization=args.normalization, batch_size=args.batch_size, jobs=args.jobs,
-                             progress=progress)
+                             normalization=args.normalization, window_s=args.window_s, stride_s=args.stride_s,
+                             batch_size=args.batch_size, jobs=args.jobs, progress=progress)
     result = summary.to_dict()
     lines = [f"FAILED {f['recording_id']}: {f['error']}" for f in summary.failed]
     lines.append(f"codes {summary.name!r}: {len(summary.written)} written, {len(summary.skipped)} up to date, "

@@ -13,7 +13,12 @@ each batch's codes:
 - ``window`` codes (BrainTokenizer): ``Batch.codes`` is ``(B, C', K S, levels)`` int64 for the
   ``K = (T - window) / stride + 1`` tokenizer windows of each batch window (as
   ``tokenizer.tokenize(batch, overlap)[1]``); windows must start at multiples of the stride
-  and their length must be ``window + k stride`` samples.
+  and their length must be ``window + k stride`` samples. Under a normalisation computed over
+  each window (``sensortype``, ``window``) the codes were made from segments normalised each
+  as a whole (``brainfm tokenize --window-s --stride-s``): the loader's windows must then be
+  those segments (the same length, starts on the segments' grid), so that both paths tokenise
+  the same values. Codes written before brainfm recorded the segment count as segments of one
+  tokenizer window, which they are.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 
 from brainfm.errors import ConfigError, DataQualityError
+from brainfm.loading.normalization import WINDOWED_NORMALIZATIONS
 from brainfm.loading.windows import WindowIndex
 from brainfm.store.codes import CODES_GROUP, NO_CODE
 from brainfm.store.format import RECORDINGS_GROUP
@@ -34,7 +40,8 @@ __all__ = ["CodesLayout", "CodesReader", "check_codes"]
 
 #: Attributes that say which tokenizer and which setting made the codes (all recordings must agree).
 _SETTING = ("kind", "tokenizer", "hop_samples", "stride_samples", "window_samples", "align_samples",
-            "steps_per_window", "overlap", "vocab_size", "n_levels", "normalization", "sensortype_eps")
+            "steps_per_window", "overlap", "vocab_size", "n_levels", "normalization", "sensortype_eps",
+            "segment_samples", "segment_stride_samples")
 
 
 @dataclass
@@ -53,6 +60,9 @@ class CodesLayout:
         Recording ids, in the index's layout order.
     window_samples, stride_samples, steps_per_window : int
         Tokenizer window, stride and codes per window (``window`` kind).
+    segment_samples, segment_stride_samples : int
+        The segments the codes were made from, each normalised as a whole (``window`` kind;
+        one tokenizer window every tokenizer stride for codes that do not record them).
     """
 
     name: str
@@ -62,6 +72,8 @@ class CodesLayout:
     window_samples: int = 1
     stride_samples: int = 1
     steps_per_window: int = 1
+    segment_samples: int = 1
+    segment_stride_samples: int = 1
 
     def describe(self) -> str:
         """One line: the tokenizer and the setting."""
@@ -147,7 +159,9 @@ def check_codes(index: WindowIndex, store: str | Path, name: str, normalization:
     kind = str(shared["kind"])
     codes = CodesLayout(name=name, kind=kind, attrs={k: shared.get(k) for k in _SETTING}, recordings=ids,
                         window_samples=int(shared["window_samples"]), stride_samples=int(shared["stride_samples"]),
-                        steps_per_window=int(shared["steps_per_window"]))
+                        steps_per_window=int(shared["steps_per_window"]),
+                        segment_samples=int(shared.get("segment_samples") or shared["window_samples"]),
+                        segment_stride_samples=int(shared.get("segment_stride_samples") or shared["stride_samples"]))
     size = index.window_size_samples
     stale = [layout.recording_id for layout in index.layouts
              if kind == "sample" and list(attrs[layout.recording_id].get("channels") or []) != list(layout.names)]
@@ -165,6 +179,8 @@ def check_codes(index: WindowIndex, store: str | Path, name: str, normalization:
             f"({codes.window_samples} samples every {codes.stride_samples}): use windows of window + k x stride "
             f"samples, e.g. {fits[0]} or {fits[1]} samples ({fits[0] / index.sfreq:g} or {fits[1] / index.sfreq:g} s)."
         )
+    if kind == "window" and normalization in WINDOWED_NORMALIZATIONS:
+        _check_segments(index, store, name, normalization, codes, recorded="segment_samples" in shared)
     misaligned = np.flatnonzero(index.start % align)
     if len(misaligned):
         shown = [f"{index.layouts[int(index.recording[i])].recording_id} at sample {int(index.start[i])}"
@@ -184,6 +200,37 @@ def check_codes(index: WindowIndex, store: str | Path, name: str, normalization:
             f"the codes {name!r} end after the last full tokenizer window. Use last_window='drop' or shorter windows."
         )
     return codes
+
+
+def _check_segments(index: WindowIndex, store: str | Path, name: str, normalization: str, codes: CodesLayout,
+                    recorded: bool) -> None:
+    """Refuse loader windows other than the segments the codes were normalised over (windowed normalisations)."""
+    size, sfreq = index.window_size_samples, index.sfreq
+    segment, step = codes.segment_samples, codes.segment_stride_samples
+    grid = int(np.gcd.reduce(index.start)) if len(index.start) else step
+    loader_step = grid if grid > 0 else step
+    command = (f"'brainfm tokenize CKPT {store} --name {name} --window-s {size / sfreq:g} "
+               f"--stride-s {loader_step / sfreq:g}'")
+    made = (f"were made from segments of {segment} samples every {step} ({segment / sfreq:g} s every "
+            f"{step / sfreq:g} s), each {normalization}-normalised as a whole before it was tokenised"
+            + ("" if recorded else " (written before brainfm recorded the segment: one tokenizer window each)"))
+    if size != segment:
+        raise ConfigError(
+            f"The codes {name!r} of {store} {made}, but this loader's windows hold {size} samples "
+            f"({size / sfreq:g} s), normalised as a whole too: the tokenizer would see other values on the fly. "
+            f"Tokenize for these windows: {command}, or load windows of {segment / sfreq:g} s every "
+            f"{step / sfreq:g} s."
+        )
+    off = np.flatnonzero(index.start % step)
+    if len(off):
+        shown = [f"{index.layouts[int(index.recording[i])].recording_id} at sample {int(index.start[i])}"
+                 for i in off[:5]]
+        raise ConfigError(
+            f"The codes {name!r} of {store} {made}, but {len(off)} windows of this loader do not start on that grid "
+            f"({'; '.join(shown)}): each would be normalised over other samples than its codes. Use "
+            f"data.stride_s a multiple of {step / sfreq:g} s (and last_window='drop'), or tokenize for these "
+            f"windows: {command}."
+        )
 
 
 class CodesReader:

@@ -15,6 +15,9 @@
                   becomes zeros);
 ``"none"``        the stored values (SI units).
 
+``"sensortype"`` and ``"window"`` (:data:`WINDOWED_NORMALIZATIONS`) scale each loader window as a
+whole, so a sample's value depends on the window it is read in; the others do not.
+
 Bad channels are zeroed in every mode and masked in the batch; a channel whose stored
 spread is zero or not finite is treated as bad under ``zscore`` and ``robust``.
 """
@@ -32,12 +35,16 @@ from brainfm.data.channels import SENSOR_TYPE_IDS
 __all__ = [
     "DEFAULT_SENSORTYPE_EPS",
     "NORMALIZATIONS",
+    "WINDOWED_NORMALIZATIONS",
     "channel_affine",
     "sensortype_normalize_",
     "window_normalize_",
 ]
 
 NORMALIZATIONS: tuple[str, ...] = ("zscore", "robust", "sensortype", "window", "none")
+
+#: Normalisations computed over each window (its length and start change the values).
+WINDOWED_NORMALIZATIONS: tuple[str, ...] = ("sensortype", "window")
 
 #: ``eps`` of the sensor-type scaling, by channel type (BrainOmni reference values).
 DEFAULT_SENSORTYPE_EPS: dict[str, float] = {

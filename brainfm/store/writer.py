@@ -129,6 +129,22 @@ class StoreWriter:
             return None
         return dict(group.attrs)
 
+    def source_hashes(self) -> dict[str, list[str]]:
+        """The source sha256 of every complete recording, with the ids stored from it.
+
+        Returns
+        -------
+        hashes : dict of str to list of str
+            sha256 -> sorted recording ids (more than one when the same source was stored twice).
+        """
+        hashes: dict[str, list[str]] = {}
+        for recording_id, group in sorted(self._recordings.groups(), key=lambda item: item[0]):
+            attrs = group.attrs
+            sha256 = (attrs.get("source") or {}).get("sha256")
+            if attrs.get("complete") and sha256:
+                hashes.setdefault(sha256, []).append(recording_id)
+        return hashes
+
     def is_up_to_date(self, recording_id: str, sha256: str, config_hash: str) -> bool:
         """Whether the recording is complete and was made from this source and config.
 

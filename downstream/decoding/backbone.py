@@ -9,7 +9,7 @@ brainfm has it; otherwise it rebuilds the checkpoint's tokenizer and uses its
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -29,15 +29,36 @@ class FeatureBackbone(nn.Module):
         A ``PretrainedModel`` or a tokenizer.
     info : object
         The checkpoint's ``CheckpointInfo`` (``training_data``: recordings and subjects).
+    source : "quantised" | "latents"
+        ``quantised``: the model's ``features(batch)``; ``latents``: a tokenizer-only BrainTokenizer's
+        latents before the quantiser's L2 normalisation and codebooks (``encode_latents``), same shape.
     """
 
-    def __init__(self, model: nn.Module, info: Any) -> None:
+    def __init__(self, model: nn.Module, info: Any, source: Literal["quantised", "latents"] = "quantised") -> None:
         super().__init__()
         self.model = model
         self.info = info
+        self.source = source
+        if source == "latents" and self._latent_encoder() is None:
+            raise ConfigError(f"features: latents needs a tokenizer-only BrainTokenizer checkpoint, got a "
+                              f"{type(model).__name__}; use features: quantised.")
+
+    def _latent_encoder(self) -> nn.Module | None:
+        """The tokenizer whose ``encode_latents`` gives the unquantised latents, if the model is one."""
+        tokenizer = getattr(self.model, "tokenizer", self.model)
+        if getattr(self.model, "backbone", None) is not None or not hasattr(tokenizer, "encode_latents"):
+            return None
+        return tokenizer
+
+    def with_source(self, source: Literal["quantised", "latents"]) -> FeatureBackbone:
+        """The same model (shared, not copied) read through another feature source."""
+        return self if source == self.source else FeatureBackbone(self.model, self.info, source)
 
     def features(self, batch: Batch) -> torch.Tensor:
         """Token features (B, N, D)."""
+        if self.source == "latents":
+            latents, _, _ = self._latent_encoder().encode_latents(batch)  # type: ignore[union-attr]
+            return latents.flatten(1, 2)  # (B, n_latents * W', D), latent channel major like the features
         if hasattr(self.model, "features"):
             return self.model.features(batch)
         features, _ = self.model.tokenize(batch)  # (B, n_latents, W, D)

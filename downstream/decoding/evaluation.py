@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from brainfm._logging import logger
+from brainfm.downstream.decoding.alignment import align_signal
 from brainfm.downstream.decoding.baselines import make_baseline
 from brainfm.downstream.decoding.metrics import METRICS, confusion, score_predictions
 from brainfm.downstream.decoding.protocols import make_folds, validation_split
@@ -165,8 +166,11 @@ def evaluate_task(
     """
     started = time.perf_counter()
     X = trials.X  # noqa: N806
+    aligned = align_signal(trials, "signal").X if any(n.endswith("_ea") for n in task.baselines) else None
     runners: dict[str, tuple[Literal["baseline", "brainfm"], FitPredict]] = {
-        name: ("baseline", _baseline_runner(name, task, trials, X)) for name in task.baselines
+        name: ("baseline", _baseline_runner(name.removesuffix("_ea"), task, trials,
+                                            X if not name.endswith("_ea") else aligned))  # type: ignore[arg-type]
+        for name in task.baselines
     }
     runners.update(model_runners or {})
     n_classes = len(trials.classes)

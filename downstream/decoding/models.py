@@ -13,6 +13,10 @@ fold and seed:
   epoch, fold and seed (:mod:`~brainfm.downstream.decoding.frozen_outputs`);
 - ``scratch``: ``eegnet`` or ``functional`` trained on the signal.
 
+Every model may align each subject to itself without labels (``align``:
+:mod:`~brainfm.downstream.decoding.alignment`): ``signal`` (Euclidean alignment of the input,
+any kind) or ``features`` (frozen features standardised per subject; zero_shot and probe).
+
 Trained models pick their learning rate and stopping epoch on the validation split of the
 training fold (:mod:`brainfm.downstream.decoding.training`).
 """
@@ -25,6 +29,7 @@ import numpy as np
 import torch
 
 from brainfm._logging import logger
+from brainfm.downstream.decoding.alignment import align_signal, standardize_per_group
 from brainfm.downstream.decoding.backbone import FeatureBackbone, load_backbone
 from brainfm.downstream.decoding.classifier import BackboneClassifier
 from brainfm.downstream.decoding.eegnet import EEGNet
@@ -50,8 +55,11 @@ def frozen_features(backbone: FeatureBackbone, trials: Trials, batch_size: int =
     return torch.cat(out)
 
 
-def _zero_shot(features: torch.Tensor) -> FitPredict:
-    pooled = features.mean(dim=1).numpy().astype(np.float64)  # (n, D) averaged over tokens
+def _zero_shot(features: torch.Tensor, subjects: np.ndarray | None = None) -> FitPredict:
+    pooled = features.mean(dim=1).to(torch.float64)  # (n, D) averaged over tokens
+    if subjects is not None:  # align: features
+        pooled = standardize_per_group(pooled, subjects)
+    pooled = pooled.numpy()
 
     def fit_predict(trials: Trials, fit_rows: np.ndarray, val_rows: np.ndarray, test_rows: np.ndarray,
                     seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +118,12 @@ def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bo
     cached: dict[str, torch.Tensor] = {}
     frozen_outputs: dict[str, OutputStore] = {}  # LoRA: the frozen parts' outputs, per checkpoint
     n_classes = len(trials.classes)
+    aligned: dict[str, Trials] = {}  # "none" / "signal" -> the trials the models read
     for config in task.models:
+        mode = "signal" if config.align == "signal" else "none"
+        if mode not in aligned:
+            aligned[mode] = align_signal(trials, mode)
+        model_trials = aligned[mode]
         if config.kind == "scratch":
             n_chans, n_times = trials.batch.signal.shape[1:]
             if config.architecture == "eegnet":
@@ -119,7 +132,7 @@ def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bo
             else:
                 def make_net(n_chans=n_chans, n_times=n_times):  # type: ignore[no-untyped-def]
                     return FunctionalNet(n_chans, n_times, n_classes)
-            signal, mask = trials.batch.signal, trials.batch.channel_mask
+            signal, mask = model_trials.batch.signal, model_trials.batch.channel_mask
 
             def forward(net, rows, signal=signal, mask=mask):  # type: ignore[no-untyped-def]
                 return net(signal[rows], mask[rows])
@@ -132,32 +145,36 @@ def build_model_runners(task: DecodingTask, trials: Trials, *, allow_leakage: bo
             backbones[config.checkpoint] = backbone
             if found:
                 leaked[config.name] = found
-        backbone = backbones[config.checkpoint]
-        if config.kind in ("zero_shot", "probe") and config.checkpoint not in cached:
-            cached[config.checkpoint] = frozen_features(backbone, trials)
+        backbone = backbones[config.checkpoint].with_source(config.features)
+        key = f"{mode}:{config.features}:{config.checkpoint}"  # frozen features and outputs of this input and checkpoint
+        if config.kind in ("zero_shot", "probe") and key not in cached:
+            cached[key] = frozen_features(backbone, model_trials)
+        subjects = trials.subject if config.align == "features" else None
         if config.kind == "zero_shot":
-            runners[config.name] = ("brainfm", _zero_shot(cached[config.checkpoint]))
+            runners[config.name] = ("brainfm", _zero_shot(cached[key], subjects))
             continue
-        features = cached.get(config.checkpoint)
+        features = cached.get(key)
+        if features is not None and subjects is not None:
+            features = standardize_per_group(features, subjects)
         n_tokens, dim = (features.shape[1:] if features is not None
-                         else frozen_features(backbone, _first(trials)).shape[1:])
+                         else frozen_features(backbone, _first(model_trials)).shape[1:])
 
         def make_head(config=config, n_tokens=n_tokens, dim=dim):  # type: ignore[no-untyped-def]
             return ClassificationHead(n_tokens, dim, n_classes, config.pooling, config.head)
         if config.kind == "probe":
-            def forward(net, rows, features=cached[config.checkpoint]):  # type: ignore[no-untyped-def]
+            def forward(net, rows, features=features):  # type: ignore[no-untyped-def]
                 return net(features[rows])
             runners[config.name] = ("brainfm", _trained(config, make_head, forward))
         else:
-            store = frozen_outputs.setdefault(config.checkpoint, OutputStore())
+            store = frozen_outputs.setdefault(key, OutputStore())
 
             def make_net(config=config, backbone=backbone, make_head=make_head, store=store):  # type: ignore[no-untyped-def]
                 return BackboneClassifier(backbone, make_head(), config.adaptation, config.lora_rank,
                                           frozen_outputs=store if config.adaptation == "lora" else None,
                                           freeze=config.freeze)
 
-            def forward(net, rows):  # type: ignore[no-untyped-def]
-                return net(trials.take(rows))
+            def forward(net, rows, model_trials=model_trials):  # type: ignore[no-untyped-def]
+                return net(model_trials.take(rows))
             runners[config.name] = ("brainfm", _trained(config, make_net, forward))
     return runners, leaked
 

@@ -152,6 +152,14 @@ class ModelConfig:
     """finetune with ``adaptation: full``: fnmatch patterns on the backbone's parameter names kept
     frozen (BaRISTA's tokenizer: ``"*.temporal_encoder.*"``, ``"*.temporal_pooler.*"``,
     ``"*.spatial_embeddings.*"``)."""
+    features: Literal["quantised", "latents"] = "quantised"
+    """What the checkpoint gives: its ``features(batch)`` (a BrainTokenizer's quantised latents), or, for
+    a tokenizer-only BrainTokenizer, its latents before the quantiser's L2 normalisation (``latents``,
+    which keep their magnitude)."""
+    align: Literal["none", "signal", "features"] = "none"
+    """Per-subject alignment from each subject's own trials, never labels
+    (:mod:`~brainfm.downstream.decoding.alignment`): ``signal``, Euclidean alignment of the input
+    (any kind); ``features``, the frozen features standardised per subject (zero_shot, probe)."""
 
 
 @dataclass
@@ -180,7 +188,8 @@ class DecodingTask:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     """The evaluation protocol."""
     baselines: list[str] = field(default_factory=lambda: ["bandpower_lr", "tangent_lr"])
-    """Classical baselines run on the same folds (``BASELINES``)."""
+    """Classical baselines run on the same folds (``BASELINES``); a name with the suffix ``_ea``
+    (``tangent_lr_ea``) runs that baseline on trials Euclidean-aligned per subject (``align: signal``)."""
     stimulus_freqs: dict[str, float] | None = None
     """SSVEP: class name -> flicker frequency in Hz (the ``cca`` baseline)."""
     models: list[ModelConfig] = field(default_factory=list)
@@ -204,10 +213,10 @@ class DecodingTask:
         if self.labels.recording is not None and (window.window_s is None or window.tmin is not None):
             raise ConfigError(f"Task {self.name!r}: recording labels need window.window_s (and no tmin/tmax).")
         for baseline in self.baselines:
-            if baseline not in BASELINES:
+            if baseline.removesuffix("_ea") not in BASELINES:
                 raise ConfigError(
-                    f"Task {self.name!r}: unknown baseline {baseline!r}; allowed: {list(BASELINES)}."
-                    + suggest(baseline, BASELINES)
+                    f"Task {self.name!r}: unknown baseline {baseline!r}; allowed: {list(BASELINES)}, each also "
+                    "with '_ea' (on Euclidean-aligned trials)." + suggest(baseline, BASELINES)
                 )
         if "cca" in self.baselines and not self.stimulus_freqs:
             raise ConfigError(f"Task {self.name!r}: the cca baseline needs stimulus_freqs (class -> Hz).")
@@ -228,6 +237,9 @@ class DecodingTask:
             if model.freeze and (model.kind != "finetune" or model.adaptation != "full"):
                 raise ConfigError(f"Task {self.name!r}: model {model.name!r}: 'freeze' needs kind finetune with "
                                   "adaptation full.")
+            if model.align == "features" and model.kind not in ("zero_shot", "probe"):
+                raise ConfigError(f"Task {self.name!r}: model {model.name!r}: align 'features' standardises frozen "
+                                  f"features (zero_shot, probe), not a {model.kind} model; use align 'signal'.")
             if model.select_on == "auroc" and len(self.classes) != 2:
                 raise ConfigError(f"Task {self.name!r}: model {model.name!r}: select_on auroc needs two classes, "
                                   f"the task has {len(self.classes)}.")

@@ -59,6 +59,15 @@ def test_preprocess_json_contract_and_exit_status(folder, tmp_path):
     again = _run("preprocess", str(folder), str(store), "--json", "-q")
     assert again.returncode == 0
     assert json.loads(again.stdout)["skipped"] == ["in_S001R03"]
+    # the same folder under another dataset name: the file is stored already, so it is skipped and named
+    duplicate = _run("preprocess", str(folder), str(store), "--dataset", "other", "--json")
+    assert duplicate.returncode == 0, duplicate.stderr
+    assert json.loads(duplicate.stdout)["duplicate_sources"] == [{
+        "path": str(folder / "S001R03.edf"), "recording_id": "other_S001R03", "duplicate_of": ["in_S001R03"],
+        "action": "skipped"}]
+    assert "'other_S001R03'" in duplicate.stderr and "1 duplicate sources skipped" in duplicate.stderr
+    kept = _run("preprocess", str(folder), str(store), "--dataset", "other", "--on-duplicate", "keep", "--json", "-q")
+    assert json.loads(kept.stdout)["processed"] == ["other_S001R03"]
 
     info = _run("store", "info", str(store), "--json")
     assert info.returncode == 0

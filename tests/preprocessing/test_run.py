@@ -230,11 +230,11 @@ def test_crop_window_is_clipped_to_the_recording(tmp_path):
     assert open_store(tmp_path / "s2.zarr")["in_ten_raw"].n_times == 1000
 
 
-def _dies_on_run_04(source, recipe, store, config_hash):
+def _dies_on_run_04(source, recipe, store, config_hash, *rest):
     """Stands in for the worker body: the process dies (as if killed) on one recording."""
     if source.relpath.endswith("S001R04.edf"):
         os._exit(9)
-    return _original_process_one(source, recipe, store, config_hash)
+    return _original_process_one(source, recipe, store, config_hash, *rest)
 
 
 @pytest.mark.slow
@@ -353,3 +353,65 @@ def test_programming_errors_are_internal_errors_not_bad_data(tmp_path, monkeypat
     assert summary.to_json()["internal_errors"][0]["path"].endswith("a_raw.fif")
     # not filed as bad data in the store
     assert [Path(f["path"]).name for f in open_store(tmp_path / "s.zarr").failed] == ["nan_raw.fif"]
+
+
+# --- the same source stored under two recording ids (issue 6 area) ---------------------------------
+
+def _three_runs(shared_data: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("S001R03.edf", "S001R04.edf", "S001R06.edf"):
+        shutil.copy(shared_data / "eeg" / "eegmmidb" / name, folder / name)
+    return folder
+
+
+def test_a_folder_run_again_with_another_pattern_is_skipped_as_duplicate_sources(shared_data, tmp_path, caplog):
+    folder = _three_runs(shared_data, tmp_path / "mmi")
+    store = tmp_path / "s.zarr"
+    first = preprocess(folder, store, pattern=PATTERN)
+    assert first.processed == ["mmi_sub-001_run-03", "mmi_sub-001_run-04", "mmi_sub-001_run-06"]
+    assert first.duplicate_sources == []
+    other = r"S0*(?P<subject>\d+)R0*(?P<run>\d+)"  # ids 'mmi_sub-1_run-3' ...: the same files under new ids
+    with caplog.at_level("WARNING", logger="brainfm"):
+        second = preprocess(folder, store, pattern=other)
+    assert second.processed == [] and second.failed == [] and second.exit_status == 0
+    assert [(d["recording_id"], d["duplicate_of"], d["action"]) for d in second.duplicate_sources] == [
+        ("mmi_sub-1_run-3", ["mmi_sub-001_run-03"], "skipped"),
+        ("mmi_sub-1_run-4", ["mmi_sub-001_run-04"], "skipped"),
+        ("mmi_sub-1_run-6", ["mmi_sub-001_run-06"], "skipped"),
+    ]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("S001R04.edf" in m and "'mmi_sub-1_run-4'" in m and "mmi_sub-001_run-04" in m for m in warned), warned
+    assert list(open_store(store)) == first.processed  # nothing stored twice
+    assert "3 duplicate sources skipped" in second.table() and "DUPLICATE SOURCE" in second.table()
+    assert second.to_json()["duplicate_sources"][0] == {
+        "path": str(folder / "S001R03.edf"), "recording_id": "mmi_sub-1_run-3",
+        "duplicate_of": ["mmi_sub-001_run-03"], "action": "skipped"}
+    # --on-duplicate keep: stored under both ids, still named
+    kept = preprocess(folder, store, pattern=other, on_duplicate="keep")
+    assert kept.processed == ["mmi_sub-1_run-3", "mmi_sub-1_run-4", "mmi_sub-1_run-6"]
+    assert [d["action"] for d in kept.duplicate_sources] == ["kept"] * 3
+    assert len(open_store(store)) == 6
+    with pytest.raises(ConfigError, match="on_duplicate must be one of skip, keep"):
+        preprocess(folder, store, on_duplicate="drop")
+
+
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_the_same_file_in_two_folders_of_one_run_is_stored_once(shared_data, tmp_path, jobs):
+    """One run finds a copy among the recordings it stores itself; with several jobs, copies written at
+    the same time can only be found after the fact, and are then reported as kept."""
+    root = tmp_path / "study"
+    for site in ("site_a", "site_b"):
+        (root / site).mkdir(parents=True)
+        shutil.copy(shared_data / "eeg" / "eegmmidb" / "S001R03.edf", root / site / "S001R03.edf")
+    shutil.copy(shared_data / "eeg" / "eegmmidb" / "S001R04.edf", root / "site_b" / "S001R04.edf")
+    pattern = r"(?P<acquisition>site_\w)/S(?P<subject>\d+)R(?P<run>\d+)"
+    summary = preprocess(root, tmp_path / "s.zarr", pattern=pattern, jobs=jobs)
+    ids = ("study_sub-001_acq-site-a_run-03", "study_sub-001_acq-site-b_run-03")
+    if jobs == 1:
+        assert summary.processed == [ids[0], "study_sub-001_acq-site-b_run-04"]
+        assert [(d["recording_id"], d["duplicate_of"], d["action"]) for d in summary.duplicate_sources] == [
+            (ids[1], [ids[0]], "skipped")]
+    else:
+        assert len(summary.processed) == 3
+        assert [(d["recording_id"], d["duplicate_of"], d["action"]) for d in summary.duplicate_sources] == [
+            (ids[1], [ids[0]], "kept")]

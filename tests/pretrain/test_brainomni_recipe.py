@@ -140,39 +140,99 @@ def test_a_mixed_eeg_meg_store_feeds_one_run_and_the_model_exports_features(join
     assert model.info.training_data["recordings"]
 
 
-def test_cached_codes_give_the_same_loss_as_the_frozen_tokenizer(joint_store, tokenizer_checkpoint, tmp_path):
-    """``brainfm tokenize`` codes (``Batch.codes``) against tokenizing on the fly: the same grid, the same loss."""
+@pytest.fixture(scope="module")
+def long_eeg_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two eegmat subjects, 61.9 s at 256 Hz: two 30.5-s windows every 30 s in each."""
+    from brainfm.preprocessing.run import preprocess
+
+    root = tmp_path_factory.mktemp("brainomni_long")
+    (root / "recipe.yaml").write_text(JOINT_RECIPE.replace("tmax_s: 20.0", "tmax_s: 61.9"))
+    eeg = root / "eegmat"
+    eeg.mkdir()
+    for subject in ("00", "01"):
+        shutil.copy(shared_data / "eeg" / "eegmat" / f"Subject{subject}_2.edf", eeg)
+    done = preprocess(eeg, root / "store", recipe=root / "recipe.yaml", dataset="eegmat",
+                      pattern=r"Subject(?P<subject>\d+)_(?P<run>\d)")
+    assert done.failed == [] and len(done.processed) == 2, done.failed
+    return root / "store"
+
+
+def _all_batches(store: Path, **kwargs) -> list:
+    """Every window of the store, in order (train and validation split)."""
+    data = _data(store, split_unit="recording", val_fraction=0.5, **kwargs)
+    return [batch for split in ("train", "val") for batch in data.make_dataloader(split, shuffle=False)]
+
+
+@pytest.mark.parametrize("normalization", ["sensortype", "window", "zscore"])
+def test_cached_codes_equal_the_frozen_tokenizers_at_any_window_length(long_eeg_store, tokenizer_checkpoint, tmp_path,
+                                                                       normalization):
+    """``brainfm tokenize`` codes (``Batch.codes``) against tokenizing on the fly: the same codes, grid and loss.
+
+    ``sensortype`` and ``window`` scale each loader window as a whole, so the codes are made
+    from the loader's windows (``--window-s/--stride-s``); ``zscore`` codes fit any window.
+    """
     from brainfm.pretrain.tokenize import tokenize_store
 
     store = tmp_path / "store"
-    shutil.copytree(joint_store, store)
-    tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization="sensortype")
+    shutil.copytree(long_eeg_store, store)
     module = _module(tokenizer_checkpoint).eval()
-    # 2-s windows every 1.5 s are the tokenizer's own windows (512 samples, overlap 0.25), each
-    # normalised over the same samples on both paths: the stored codes are exactly the fresh ones
-    plain = next(iter(_data(store, window_s=2.0, stride_s=1.5).make_dataloader("train", shuffle=False)))
-    cached = next(iter(_data(store, window_s=2.0, stride_s=1.5, codes="bt").make_dataloader("train", shuffle=False)))
-    assert torch.equal(cached.codes, module.backbone.tokens(plain, module.tokenizer)[1])
-    # 5-s windows = 512 + 2 x 384 samples (3 tokenizer windows x 8 steps, no padding), every 4.5 s = 3 x 384
-    plain = next(iter(_data(store, window_s=5.0, stride_s=4.5).make_dataloader("train", shuffle=False)))
-    cached = next(iter(_data(store, window_s=5.0, stride_s=4.5, codes="bt").make_dataloader("train", shuffle=False)))
-    assert plain.codes is None and cached.codes.shape == (len(cached), 4, 24, 4)
-    grid, codes = module.backbone.tokens(plain, module.tokenizer)
-    # on the fly the tokenizer reads the 5-s window scaled as a whole (sensortype: one std per
-    # window and type), the stored codes come from 2-s windows scaled each on its own: most
-    # codes agree, not all (docs/pretraining.md, "Cached codes")
-    assert (cached.codes == codes).float().mean() > 0.9
-    cached.codes = codes.clone()  # from here on both paths hold the same codes
-    # decode sums the levels' codewords in one embedding_bag: the quantiser's sum up to float rounding
-    torch.testing.assert_close(module.backbone.tokens(cached, module.tokenizer)[0], grid, rtol=1e-6, atol=1e-6)
-    cached.signal = torch.full_like(cached.signal, float("nan"))  # never read on the cached path
-    terms = [module.objective(batch, tokenizer=module.tokenizer, backbone=module.backbone,
-                              generator=torch.Generator().manual_seed(5)) for batch in (plain, cached)]
-    # equal up to float rounding (BLAS kernels may depend on memory alignment)
-    torch.testing.assert_close(terms[0]["loss"], terms[1]["loss"], rtol=1e-5, atol=1e-6)
-    cached.codes = cached.codes[:, :, :16]
-    with pytest.raises(ConfigError, match="brainfm tokenize --overlap 0.25"):
-        module.objective(cached, tokenizer=module.tokenizer, backbone=module.backbone)
+    windowed = normalization != "zscore"
+    if not windowed:
+        tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization=normalization)
+    # 30.5 s = 512 + 19 x 384 samples every 30 s = 20 x 384 (the reference's 160 steps); 5 s = 512 + 2 x 384
+    for window_s, stride_s, steps in ((30.5, 30.0, 160), (5.0, 4.5, 24)):
+        if windowed:
+            tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization=normalization,
+                           window_s=window_s, stride_s=stride_s)
+        kwargs = {"window_s": window_s, "stride_s": stride_s, "normalization": normalization}
+        plain, cached = _all_batches(store, **kwargs), _all_batches(store, codes="bt", **kwargs)
+        assert sum(len(b) for b in cached) == (4 if window_s > 30 else 26)
+        for fresh, stored in zip(plain, cached, strict=True):
+            assert fresh.codes is None and stored.codes.shape == (len(stored), 4, steps, 4)
+            grid, codes = module.backbone.tokens(fresh, module.tokenizer)
+            assert torch.equal(stored.codes, codes)
+            assert torch.equal(module.backbone.tokens(stored, module.tokenizer)[0], grid)
+            stored.signal = torch.full_like(stored.signal, float("nan"))  # never read on the cached path
+            terms = [module.objective(batch, tokenizer=module.tokenizer, backbone=module.backbone,
+                                      generator=torch.Generator().manual_seed(5)) for batch in (fresh, stored)]
+            assert torch.isfinite(terms[0]["loss"]) and torch.equal(terms[0]["loss"], terms[1]["loss"])
+    if windowed:  # codes of 5-s segments: a 30.5-s loader is refused, naming the command that fits it
+        with pytest.raises(ConfigError, match=r"segments of 1280 samples every 1152 .* --window-s 30.5 --stride-s 30'"):
+            _data(store, window_s=30.5, stride_s=30.0, normalization=normalization, codes="bt").setup()
+
+
+def test_cached_codes_of_other_segments_are_refused(long_eeg_store, tokenizer_checkpoint, tmp_path, capsys):
+    """Codes of one tokenizer window each (the default; all codes written before the segment was recorded)."""
+    from brainfm.pretrain.tokenize import tokenize_store
+
+    store = tmp_path / "store"
+    shutil.copytree(long_eeg_store, store)
+    import zarr
+
+    summary = tokenize_store(tokenizer_checkpoint, store, name="bt", overlap=0.25, normalization="sensortype")
+    _data(store, window_s=2.0, stride_s=1.5, codes="bt").setup()  # the segments themselves: accepted
+    with pytest.raises(ConfigError, match=r"segments of 512 samples every 384 .* --window-s 30.5 --stride-s 30'"):
+        _data(store, window_s=30.5, stride_s=30.0, codes="bt").setup()
+    root = zarr.open_group(str(store), mode="r+")
+    for rid in summary.written:  # as written before brainfm recorded the segment
+        attrs = root[f"recordings/{rid}/codes/bt"].attrs
+        del attrs["segment_samples"], attrs["segment_stride_samples"]
+    _data(store, window_s=2.0, stride_s=1.5, codes="bt").setup()
+    with pytest.raises(ConfigError, match=r"\(written before brainfm recorded the segment: one tokenizer window each\)"):
+        _data(store, window_s=30.5, stride_s=30.0, codes="bt").setup()
+    assert main(["tokenize", str(tokenizer_checkpoint), str(store), "--name", "bt", "--normalization", "sensortype",
+                 "--window-s", "30.5", "--stride-s", "30", "-q"]) == 0
+    _data(store, window_s=30.5, stride_s=60.0, codes="bt").setup()  # every other segment: accepted
+    with pytest.raises(ConfigError, match=r"2 windows of this loader do not start on that grid .*at sample 3840"):
+        _data(store, window_s=30.5, stride_s=15.0, codes="bt").setup()
+    assert main(["tokenize", str(tokenizer_checkpoint), str(store), "--name", "b2", "--normalization", "sensortype",
+                 "--window-s", "30"]) == 2
+    assert "do not end on a tokenizer window (512 samples every 384): use window + k x stride samples, e.g. " \
+           "--window-s 29 or 30.5 " in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"at least 7680 samples \(20 tokenizer windows\).*--stride-s 30 "):
+        tokenize_store(tokenizer_checkpoint, store, name="b2", normalization="sensortype", window_s=30.5, stride_s=15)
+    with pytest.raises(ConfigError, match=r"codes of zscore-normalised signal do not depend on the loader's window"):
+        tokenize_store(tokenizer_checkpoint, store, name="b2", normalization="zscore", window_s=30.5, stride_s=30)
 
 
 def test_refusals_before_training(joint_store, tokenizer_checkpoint, tmp_path, capsys):

@@ -126,3 +126,37 @@ def test_ddp_two_processes_see_disjoint_windows_and_share_the_fit(tiny_store, tm
     expected = sum(good[r] for r, _ in seen[0] | seen[1]) * data.n_times
     assert float(tokenizer.counts.sum()) == expected
     assert torch.isfinite(tokenizer.edges()).all()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from")  # the resumed run logs into its own folder
+def test_fit_ending_before_its_first_validation_leaves_one_final_checkpoint_that_resumes_exactly(tiny_store, tmp_path):
+    """``max_steps`` below ``val_check_interval``: Lightning's ModelCheckpoint never saves, brainfm's
+    final checkpoint does (once per step), and resuming from it reaches an uninterrupted run's weights."""
+    from brainfm.checkpoint import read_checkpoint
+
+    args = ["--recipe", "braintokenizer", "--size", "tiny", "--data.store", str(tiny_store), *QUIET,
+            "--trainer.val_check_interval", "100", "--trainer.check_val_every_n_epoch", "null",
+            "--trainer.max_epochs", "-1", "--model.lr_scheduler.init_args.total_steps", "7"]  # one schedule for all
+
+    def fit(name: str, steps: int, *extra: str) -> list[Path]:
+        root = tmp_path / name
+        assert main(["pretrain", "fit", *args, "--trainer.default_root_dir", str(root),
+                     "--trainer.max_steps", str(steps), *extra]) == 0
+        return sorted((root / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt"))
+
+    reference = fit("reference", 7)  # 5 batches per epoch: the run crosses an epoch
+    assert [p.name for p in reference] == ["epoch=1-step=7.ckpt"]
+    first = fit("first", 3)
+    assert [p.name for p in first] == ["epoch=0-step=3.ckpt"]
+    tokenizer, info = load_tokenizer(first[0])  # loadable: format, digest, training record
+    assert info.training_data["recordings"] and tokenizer.fitted
+    resumed = fit("resumed", 7, "--ckpt_path", str(first[0]))
+    assert [p.name for p in resumed] == ["epoch=1-step=7.ckpt"]
+    want, got = read_checkpoint(reference[0]), read_checkpoint(resumed[0])
+    assert want["brainfm"]["state_digest"] == got["brainfm"]["state_digest"]
+    differ = [k for k, v in want["state_dict"].items() if not torch.equal(v, got["state_dict"][k])]
+    assert not differ, differ
+    # A run whose last step already has Lightning's checkpoint (validation at the epoch's end): no second file.
+    assert [p.name for p in fit("validated", 5, "--trainer.val_check_interval", "5")] == ["epoch=0-step=5.ckpt"]

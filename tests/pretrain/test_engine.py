@@ -241,3 +241,108 @@ def test_sample_tokenizer_checkpoints_hold_the_refactored_vocabulary_and_tempera
     assert bool((loaded.labels[counts == 0] == 0).all())
     batch = next(iter(data.make_dataloader("train", shuffle=False)))
     assert int(loaded.tokenize(batch.signal)[batch.channel_mask].min()) >= 1  # label 0 never on training data
+
+
+@pytest.mark.slow
+def test_final_checkpoint_is_the_last_ckpt_of_a_save_last_callback_that_never_saved(tiny_store, tmp_path):
+    """With ``save_last`` and no save before the end, the final checkpoint is ``last.ckpt``: one file,
+    not a second copy of the step written by the callback's own end-of-training save."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from brainfm.pretrain.final_checkpoint import FinalCheckpoint
+
+    final = FinalCheckpoint()
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=100)
+    module = PretrainModule(_LinearCodec(512), optimizer=_adamw)
+    _trainer(tmp_path, max_steps=3, max_epochs=-1, limit_val_batches=0, callbacks=[final, saver]).fit(
+        module, datamodule=_data(tiny_store))
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["last.ckpt"]
+    assert final.final_path == tmp_path / "ckpt" / "last.ckpt"
+    checkpoint = read_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert checkpoint["global_step"] == 3 and checkpoint["optimizer_states"]  # a full checkpoint, resumable
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][name]), name
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+@pytest.mark.parametrize("validate", [False, True], ids=["no_validation", "validation_every_2_steps"])
+def test_resume_inside_the_quantizer_warmup_and_after_the_kmeans_step_matches_an_uninterrupted_run(
+        tiny_store, tmp_path, validate):
+    """BrainTokenizer with ``quantizer_warmup=3``: steps 0-2 bypass the quantiser, step 3 fits the
+    codebooks by k-means. Checkpoints written during the warm-up (steps 1 and 3) and right after the
+    k-means step (step 4) resume to the uninterrupted run's weights and codebooks at step 8
+    (the run crosses an epoch: 5 batches each), with or without validation (evaluation mode bypasses the
+    quantiser until it is fitted) between the steps."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from brainfm.tokenizers import BrainTokenizer
+
+    loops = {"val_check_interval": 2, "check_val_every_n_epoch": None} if validate else {"limit_val_batches": 0}
+
+    def module() -> PretrainModule:
+        tokenizer = BrainTokenizer(n_filters=8, dim=32, n_codes=64, n_levels=4, n_latents=4, n_heads=4, lstm_layers=1,
+                                   kmeans_samples=1024, quantizer_warmup=3)
+        return PretrainModule(tokenizer, optimizer=_adamw, lr_scheduler=_steps)
+
+    L.seed_everything(5)
+    reference = module()
+    _trainer(tmp_path / "ref", max_steps=8, max_epochs=-1, **loops).fit(reference, datamodule=_data(tiny_store))
+    assert bool(reference.tokenizer.quantizer.layers[0].initted)
+    if validate:  # validation draws from the global generators, but training's draws stay those of a run without it
+        L.seed_everything(5)
+        unvalidated = module()
+        _trainer(tmp_path / "noval", max_steps=8, max_epochs=-1, limit_val_batches=0).fit(
+            unvalidated, datamodule=_data(tiny_store))
+        for name, value in reference.state_dict().items():
+            assert torch.equal(value, unvalidated.state_dict()[name]), name
+
+    L.seed_everything(5)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1, filename="{step}")
+    first = module()
+    _trainer(tmp_path / "a", max_steps=4, max_epochs=-1, **loops, callbacks=[saver]).fit(
+        first, datamodule=_data(tiny_store))
+    states = {step: read_checkpoint(tmp_path / "ckpt" / f"step={step}.ckpt")["state_dict"] for step in (1, 3, 4)}
+    assert not bool(states[3]["tokenizer.quantizer.layers.0.initted"])  # saved inside the warm-up
+    assert bool(states[4]["tokenizer.quantizer.layers.0.initted"])  # saved right after the k-means step
+
+    for step in (1, 3, 4):
+        L.seed_everything(999)  # another seed: the checkpoint's random state must win
+        resumed = module()
+        _trainer(tmp_path / f"b{step}", max_steps=8, max_epochs=-1, **loops).fit(
+            resumed, datamodule=_data(tiny_store), ckpt_path=tmp_path / "ckpt" / f"step={step}.ckpt")
+        differ = [name for name, value in reference.state_dict().items() if not torch.equal(value, resumed.state_dict()[name])]
+        assert not differ, (step, differ)
+
+
+class _StopAfter(L.Callback):
+    """Sets ``trainer.should_stop`` after a step, as ``max_time`` or early stopping do."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["max_epochs_before_validation", "should_stop"])
+def test_final_checkpoint_when_the_fit_ends_by_epochs_or_a_stop_signal(tiny_store, tmp_path, stop):
+    """The other ways a fit ends without Lightning's checkpoint: ``max_epochs`` reached before the
+    epoch ``check_val_every_n_epoch`` asks to validate, and ``should_stop`` (``max_time``) in an epoch
+    that does not validate (Lightning validates on a stop only in epochs that validate anyway)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from brainfm.pretrain.final_checkpoint import FinalCheckpoint
+
+    options = ({"max_epochs": 1, "check_val_every_n_epoch": 2} if stop == "max_epochs_before_validation" else
+               {"max_epochs": 3, "check_val_every_n_epoch": 2, "callbacks": [_StopAfter(2)]})
+    callbacks = [*options.pop("callbacks", []), ModelCheckpoint(dirpath=tmp_path / "ckpt"), FinalCheckpoint()]
+    module = PretrainModule(_LinearCodec(512), optimizer=_adamw)
+    _trainer(tmp_path, callbacks=callbacks, **options).fit(module, datamodule=_data(tiny_store))
+    expected = "epoch=0-step=5.ckpt" if stop == "max_epochs_before_validation" else "epoch=0-step=2.ckpt"
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [expected]
+    checkpoint = read_checkpoint(tmp_path / "ckpt" / expected)
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][name]), name

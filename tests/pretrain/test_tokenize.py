@@ -123,6 +123,14 @@ def test_read_only_store_is_refused_and_left_intact(mulaw_ckpt, store, monkeypat
     assert _tree(store) == before
 
 
+@pytest.mark.parametrize("normalization", ["sensortype", "window"])
+def test_sample_codes_under_a_per_window_normalisation_are_refused(mulaw_ckpt, store, capsys, normalization):
+    assert main(["tokenize", str(mulaw_ckpt), str(store), "--normalization", normalization]) == 2
+    assert f"{normalization} normalisation scales each window on its own" in capsys.readouterr().err
+    assert main(["tokenize", str(mulaw_ckpt), str(store), "--window-s", "2"]) == 2  # zscore codes fit any window
+    assert "leave out --window-s/--stride-s" in capsys.readouterr().err
+
+
 def test_concurrent_tokenize_is_refused_without_writing(mulaw_ckpt, store, capsys):
     before = _tree(store)
     with codes_lock(store, "hold it"):

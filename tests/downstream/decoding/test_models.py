@@ -21,7 +21,7 @@ from brainfm.downstream.decoding.leakage import LeakageError
 from brainfm.downstream.decoding.lora import LoRALinear, apply_lora
 from brainfm.downstream.decoding.models import build_model_runners
 from brainfm.downstream.decoding.task import ModelConfig, load_task
-from brainfm.downstream.decoding.trials import load_trials
+from brainfm.downstream.decoding.trials import Trials, load_trials
 from brainfm.tokenizers import BrainTokenizer
 
 TASKS = files("brainfm.configs") / "downstream"
@@ -120,3 +120,57 @@ def test_eegnet_masks_padding_channels():
     noisy[:, 3] = 100.0
     torch.testing.assert_close(net(signal, mask), net(noisy, mask))
     assert np.isfinite(net(signal).detach().numpy()).all()
+
+
+def test_aligned_models_are_built_without_labels(eegmat_task, tmp_path):
+    """``align: signal | features`` is computed when the runners are built, from signals and subjects only:
+    runners built from trials whose labels cannot be read score exactly as runners built from the real ones."""
+    trials = load_trials(eegmat_task)
+    ckpt = _checkpoint(tmp_path / "clean.ckpt", ["other/01"], ["other_sub-01"])
+    eegmat_task.models = [
+        ModelConfig(name="zs", kind="zero_shot", checkpoint=ckpt),
+        ModelConfig(name="zs_feat", kind="zero_shot", checkpoint=ckpt, align="features"),
+        ModelConfig(name="zs_ea", kind="zero_shot", checkpoint=ckpt, align="signal"),
+        ModelConfig(name="probe_feat", kind="probe", checkpoint=ckpt, pooling="flatten", align="features",
+                    max_epochs=2, lrs=[1e-3]),
+        ModelConfig(name="probe_ea", kind="probe", checkpoint=ckpt, align="signal", max_epochs=2, lrs=[1e-3]),
+    ]
+
+    class NoLabels(np.ndarray):
+        def __getitem__(self, key):  # type: ignore[no-untyped-def]
+            raise AssertionError("a runner read the labels while it was built")
+
+    blind = Trials(trials.batch, trials.y.view(NoLabels), trials.subject, trials.session, trials.run,
+                   trials.recording, trials.classes, trials.sfreq, trials.ch_names, trials.sources, trials.index)
+    blind_runners, _ = build_model_runners(eegmat_task, blind)
+    runners, _ = build_model_runners(eegmat_task, trials)
+    blind_result = evaluate_task(eegmat_task, trials, model_runners=blind_runners).to_json()
+    result = evaluate_task(eegmat_task, trials, model_runners=runners).to_json()
+    assert blind_result == result
+    assert {"zs_feat", "zs_ea", "probe_feat", "probe_ea"} <= set(result["models"])
+
+
+def test_latent_features_are_the_tokenizers_unquantised_latents(eegmat_task, tmp_path):
+    """``features: latents`` reads a BrainTokenizer before its quantiser: the latents keep their magnitude
+    (the quantised features are built from L2-normalised latents), same (B, N, D) layout."""
+    from brainfm.downstream.decoding.backbone import load_backbone
+    from brainfm.downstream.decoding.models import frozen_features
+
+    trials = load_trials(eegmat_task)
+    ckpt = _checkpoint(tmp_path / "clean.ckpt", ["other/01"], ["other_sub-01"])
+    quantised = load_backbone(ckpt)
+    latents = quantised.with_source("latents")
+    assert latents.model is quantised.model and quantised.with_source("quantised") is quantised
+    q, z = frozen_features(quantised, trials), frozen_features(latents, trials)
+    assert q.shape == z.shape and not torch.allclose(q, z)
+    with torch.no_grad():
+        expected, _, _ = quantised.model.tokenizer.encode_latents(trials.take(np.arange(4)))
+    torch.testing.assert_close(z[:4], expected.flatten(1, 2))
+    norms = z.norm(dim=-1)
+    assert float(norms.std()) > 1e-3 * float(norms.mean())  # not unit vectors
+    eegmat_task.models = [ModelConfig(name="zs_lat", kind="zero_shot", checkpoint=ckpt, features="latents"),
+                          ModelConfig(name="probe_lat", kind="probe", checkpoint=ckpt, features="latents",
+                                      max_epochs=1, lrs=[1e-3])]
+    runners, _ = build_model_runners(eegmat_task, trials)
+    result = evaluate_task(eegmat_task, trials, model_runners=runners)
+    assert len(result.models["zs_lat"].folds) == len(result.models["probe_lat"].folds) == 3

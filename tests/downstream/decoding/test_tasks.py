@@ -56,7 +56,7 @@ def test_eegmat_task_reads_recording_labels_and_runs_cross_subject(eegmat_store)
         assert label == (0 if rid.endswith("task-1") else 1)
     assert trials.ch_names[:3] == ["Fp1", "Fp2", "F3"] and trials.sfreq == 128
     result = evaluate_task(task, trials)
-    assert set(result.models) == {"bandpower_lr", "tangent_lr"}
+    assert set(result.models) == {"bandpower_lr", "tangent_lr", "tangent_lr_ea"}
     assert all(len(m.folds) == 3 for m in result.models.values())
 
 
