@@ -223,13 +223,13 @@ def main() -> None:
         torch.random.manual_seed(0)
         backbone = BaristaBackbone(spatial_scale=args.scale, n_layers=args.layers, n_regions=n_regions,
                                    dropout=args.dropout)
+        objective = MaskedLatentObjective(mask_unit=args.mask_unit, mask_ratio=args.mask_ratio, target=args.target,
+                                          target_norm=args.target_norm, raw_weight=args.raw_weight,
+                                          ema_decay=args.ema_decay)
     if args.scale == "lobes":  # what check_data does in a recipe: region vocabulary -> lobe ids
         lobes = torch.tensor(lobe_ids(train.index.region_vocabulary.tokens), dtype=torch.long)
         backbone.region_lobes[: len(lobes)] = lobes
         print(f"regions with a lobe: {int((lobes > 0).sum())} of {len(lobes)}", flush=True)
-        objective = MaskedLatentObjective(mask_unit=args.mask_unit, mask_ratio=args.mask_ratio, target=args.target,
-                                          target_norm=args.target_norm, raw_weight=args.raw_weight,
-                                          ema_decay=args.ema_decay)
     params = [p for p in [*backbone.parameters(), *objective.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=1e-2)
     scheduler = WarmupCosine(optimizer, total_steps=args.steps, warmup_fraction=args.warmup, start_factor=0.0,
