@@ -2,7 +2,7 @@
 
     python bench/barista_pretrain.py DATA_DIR OUT_DIR [--steps 150] [--eval-every 10] [--layers 12]
         [--lr 3e-4] [--warmup 0.05] [--target tokenizer_sg|ema_teacher] [--target-norm none|token]
-        [--band-hz 200] [--cpu-minutes 30]
+        [--band-hz 200] [--cpu-minutes 30] [--scale parcels|lobes] [--tail-s 6.2] [--train-stride 0.5]
 
 DATA_DIR is the folder of real test recordings (``bids/ieeg-ecog``: 78 ECoG contacts, 21.7 s
 at 999 Hz; ``ieeg/persyst``: an 83-contact ECoG clip of 4.2 s at 200 Hz from another patient,
@@ -18,6 +18,10 @@ frozen: regions the model never saw are "unknown" (zero spatial embedding), not 
 table rows. The reference is measured in the same run on the same masked tokens: the
 trivial predictor, i.e. the mean masked target latent of the evaluation batch
 (``latent_baseline``) and, for the raw-patch term, 0 (MSE 1 for per-window z-scored signal).
+``--tail-s 0`` trains on the whole BIDS recording and evaluates on the held-out Persyst recording
+only (with the training windows); ``--scale lobes`` encodes lobes, which these recordings' regions
+(grid and shaft names, no atlas labels) never map to, so every channel gets the zero spatial
+embedding in training and on the held-out recording alike (no montage-specific identity to transfer).
 Training stops after ``--steps`` or ``--cpu-minutes`` of process CPU time. Writes
 ``curve.csv`` and ``curve.png`` into OUT_DIR and prints a Markdown table.
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from brainfm.data.atlas import lobe_ids
 from brainfm.loading import WindowDataModule
 from brainfm.models import BaristaBackbone, MaskedLatentObjective
 from brainfm.models.barista_objective import masked_mse
@@ -74,6 +79,7 @@ def build_store(files: list[Path], out: Path, name: str, band_hz: float | None,
 
 
 def loader(store: Path, stride_s: float, shuffle: str, vocabulary: Path, frozen: bool) -> WindowDataModule:
+    """3-s windows of a store, z-scored per window, batch 2, regions read through ``vocabulary``."""
     return WindowDataModule(store, window_s=3.0, stride_s=stride_s, batch_size=2, normalization="window",
                             channel_types=["seeg", "ecog", "dbs"], split_unit="window", val_fraction=0.0,
                             shuffle=shuffle, seed=0, vocabulary=vocabulary, freeze_vocabulary=frozen)
@@ -131,23 +137,29 @@ def scores(outs: list[dict], train_mean: torch.Tensor) -> dict[str, float]:
     on training data, the fair trivial predictor); ``oracle``: the mean masked latent of the
     evaluated batch itself (fitted on the held-out targets: the best any constant can do, the
     reference of the first two passes); ``neighbour``: the region mean of the visible tokens at
-    the same patch (non-learned); ``target_std``: per-feature standard deviation of the masked
+    the same patch (non-learned); ``visible_mean``: the mean of all visible tokens at the same patch
+    (non-learned, needs no channel identity); ``target_std``: per-feature standard deviation of the masked
     targets, averaged over features (collapse: -> 0); the same for raw patches (``raw``,
     ``raw_neighbour``; the trivial predictor 0 scores ``raw_trivial``, about 1).
     """
-    keys = ("latent", "trivial", "oracle", "neighbour", "raw", "raw_trivial", "raw_neighbour")
+    keys = ("latent", "trivial", "oracle", "neighbour", "visible_mean", "raw", "raw_trivial", "raw_neighbour",
+            "raw_visible_mean")
     totals = dict.fromkeys(keys, 0.0)
     for o in outs:
         target, masked, raw = o["target"], o["masked"], o["raw_target"]
         batch_mean = masked_target_mean([o])
+        no_regions = torch.zeros_like(o["regions"])
         values = {
             "latent": masked_mse(o["latent_prediction"], target, masked),
             "trivial": masked_mse(train_mean.expand_as(target), target, masked),
             "oracle": masked_mse(batch_mean.expand_as(target), target, masked),
             "neighbour": masked_mse(_neighbour(target, masked, o["valid"], o["regions"], o["n_chans"]), target, masked),
+            "visible_mean": masked_mse(_neighbour(target, masked, o["valid"], no_regions, o["n_chans"]), target,
+                                       masked),
             "raw": masked_mse(o["raw_prediction"], raw, masked),
             "raw_trivial": masked_mse(torch.zeros_like(raw), raw, masked),
             "raw_neighbour": masked_mse(_neighbour(raw, masked, o["valid"], o["regions"], o["n_chans"]), raw, masked),
+            "raw_visible_mean": masked_mse(_neighbour(raw, masked, o["valid"], no_regions, o["n_chans"]), raw, masked),
         }
         for key, value in values.items():
             totals[key] += float(value) / len(outs)
@@ -183,35 +195,47 @@ def main() -> None:
     parser.add_argument("--band-hz", type=float, default=None, help="resample every recording to this rate first")
     parser.add_argument("--tail-s", type=float, default=6.2, help="seconds at the end of the training recording held out")
     parser.add_argument("--cpu-minutes", type=float, default=30.0, help="stop after this much process CPU time")
+    parser.add_argument("--scale", choices=["parcels", "lobes"], default="parcels", help="spatial encoding scale")
+    parser.add_argument("--train-stride", type=float, default=0.5, help="seconds between training windows")
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     bids, other = args.data / "bids" / "ieeg-ecog", args.data / "ieeg" / "persyst"
     split = 21.7 - args.tail_s  # the BIDS recording lasts 21.7 s
-    stores = {"train": build_store([bids], args.out, "train", args.band_hz, (0.0, split)),
-              "tail": build_store([bids], args.out, "tail", args.band_hz, (split, None)),
-              "other": build_store([other], args.out, "other", args.band_hz)}
+    stores = {"train": build_store([bids], args.out, "train", args.band_hz, (0.0, split if args.tail_s > 0 else None))}
+    if args.tail_s > 0:
+        stores["tail"] = build_store([bids], args.out, "tail", args.band_hz, (split, None))
+    stores["other"] = build_store([other], args.out, "other", args.band_hz)
+    names = list(stores)
     vocabulary = args.out / "vocabulary.json"
     vocabulary.unlink(missing_ok=True)
-    train = loader(stores["train"], 0.5, "uniform", vocabulary, frozen=False)
+    train = loader(stores["train"], args.train_stride, "uniform", vocabulary, frozen=False)
     train.setup("fit")
+    print(f"training windows: {len(train.index)} (3 s, {args.train_stride:g}-s stride)", flush=True)
     # "train": training windows at a 1.5-s stride (every one also a training window): overfitting,
     # and the windows the trivial predictor's mean latent is fitted on
     sets = {name: list(loader(stores[name], stride, "none", vocabulary, frozen=True).train_dataloader())
-            for name, stride in (("train", 1.5), ("tail", 0.4), ("other", 0.4))}
+            for name, stride in (("train", 1.5), ("tail", 0.4), ("other", 0.4)) if name in stores}
+    print("evaluation windows: " + ", ".join(f"{k} {sum(len(b.signal) for b in v)}" for k, v in sets.items()),
+          flush=True)
     n_regions = max(len(train.index.region_vocabulary), 8)
     with torch.random.fork_rng(devices=[]):
         torch.random.manual_seed(0)
-        backbone = BaristaBackbone(n_layers=args.layers, n_regions=n_regions, dropout=args.dropout)
+        backbone = BaristaBackbone(spatial_scale=args.scale, n_layers=args.layers, n_regions=n_regions,
+                                   dropout=args.dropout)
         objective = MaskedLatentObjective(mask_unit=args.mask_unit, mask_ratio=args.mask_ratio, target=args.target,
                                           target_norm=args.target_norm, raw_weight=args.raw_weight,
                                           ema_decay=args.ema_decay)
+    if args.scale == "lobes":  # what check_data does in a recipe: region vocabulary -> lobe ids
+        lobes = torch.tensor(lobe_ids(train.index.region_vocabulary.tokens), dtype=torch.long)
+        backbone.region_lobes[: len(lobes)] = lobes
+        print(f"regions with a lobe: {int((lobes > 0).sum())} of {len(lobes)}", flush=True)
     params = [p for p in [*backbone.parameters(), *objective.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=1e-2)
     scheduler = WarmupCosine(optimizer, total_steps=args.steps, warmup_fraction=args.warmup, start_factor=0.0,
                              end_factor=1 / 30)
     rows = [{"step": 0, "seconds": 0.0, "cpu_s": 0.0, "train_loss": float("nan"), **held_out(backbone, objective, sets)}]
-    _print(rows[-1])
+    _print(rows[-1], names)
     step, start, cpu0, done = 0, time.perf_counter(), time.process_time(), False
     while not done:
         for batch in train.train_dataloader():
@@ -227,28 +251,29 @@ def main() -> None:
             if step % args.eval_every == 0 or done:
                 rows.append({"step": step, "seconds": time.perf_counter() - start, "cpu_s": cpu,
                              "train_loss": float(out["loss"].detach()), **held_out(backbone, objective, sets)})
-                _print(rows[-1])
+                _print(rows[-1], names)
                 _write(rows, args.out)  # after every evaluation: an interrupted run keeps its curve
             if done:
                 break
-    _figure(rows, args.out / "curve.png", ["train", "tail", "other"])
+    _figure(rows, args.out / "curve.png", names)
     print("\n| step | CPU s | set | latent / trivial | latent / oracle | neighbour / trivial | target std | "
           "raw (trivial ~1) | raw neighbour |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        for name in ("train", "tail", "other"):
+        for name in names:
             r = {k[len(name) + 1 :]: v for k, v in row.items() if k.startswith(name + "_")}
             print(f"| {row['step']} | {row['cpu_s']:.0f} | {name} | {r['latent'] / r['trivial']:.3f} | "
                   f"{r['latent'] / r['oracle']:.3f} | {r['neighbour'] / r['trivial']:.3f} | {r['target_std']:.3f} | "
                   f"{r['raw'] / r['raw_trivial']:.3f} | {r['raw_neighbour'] / r['raw_trivial']:.3f} |")
 
 
-def _print(row: dict[str, float]) -> None:
+def _print(row: dict[str, float], names: list[str]) -> None:
     parts = []
-    for name in ("train", "tail", "other"):
+    for name in names:
         r = {k[len(name) + 1 :]: v for k, v in row.items() if k.startswith(name + "_")}
         parts.append(f"{name} lat/triv {r['latent'] / r['trivial']:.3f} lat/orac {r['latent'] / r['oracle']:.3f} "
-                     f"nb/triv {r['neighbour'] / r['trivial']:.3f} std {r['target_std']:.3f} "
+                     f"nb/triv {r['neighbour'] / r['trivial']:.3f} vm/triv {r['visible_mean'] / r['trivial']:.3f} "
+                     f"rawvm {r['raw_visible_mean'] / r['raw_trivial']:.3f} std {r['target_std']:.3f} "
                      f"raw {r['raw'] / r['raw_trivial']:.3f} rawnb {r['raw_neighbour'] / r['raw_trivial']:.3f}")
     print(f"step {row['step']:4d} {row['cpu_s']:7.1f} s CPU train {row['train_loss']:.3f} | " + " | ".join(parts),
           flush=True)

@@ -23,7 +23,7 @@ from brainfm._logging import logger
 from brainfm.downstream.decoding.alignment import align_signal
 from brainfm.downstream.decoding.baselines import make_baseline
 from brainfm.downstream.decoding.metrics import METRICS, confusion, score_predictions
-from brainfm.downstream.decoding.protocols import make_folds, validation_split
+from brainfm.downstream.decoding.protocols import fit_and_validation, make_folds
 from brainfm.downstream.decoding.task import DecodingTask
 from brainfm.downstream.decoding.trials import Trials
 
@@ -180,7 +180,7 @@ def evaluate_task(
         folds = make_folds(trials, task.protocol, seed)
         logger.info("seed %d: %d folds (%s)", seed, len(folds), task.protocol.name)
         for fold in folds:
-            fit_rows, val_rows = validation_split(trials, fold.train, task.protocol, seed)
+            fit_rows, val_rows = fit_and_validation(trials, fold, task.protocol, seed)
             for name, (_kind, fit_predict) in runners.items():
                 t0 = time.perf_counter()
                 y_pred, proba = fit_predict(trials, fit_rows, val_rows, fold.test, seed)

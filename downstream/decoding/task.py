@@ -88,6 +88,10 @@ class WindowConfig:
     """Fixed window length in seconds."""
     stride_s: float | None = None
     """Seconds between fixed windows (None: ``window_s``, no overlap)."""
+    prune_overlap: list[str] = field(default_factory=list)
+    """Classes whose windows are made disjoint: in time order within each recording, a window of one
+    of these classes that overlaps an earlier kept window of these classes is dropped (BaRISTA's
+    positives, spec §4.6: ``[sentence_onset]``)."""
 
 
 @dataclass
@@ -103,7 +107,17 @@ class ProtocolConfig:
     """Seeds: each reshuffles the folds (where they are random) and reseeds every model."""
     val_fraction: float = 0.2
     """Share of each training fold's units held out as validation by models that need it
-    (early stopping, learning-rate choice); never the test fold."""
+    (early stopping, learning-rate choice); never the test fold (``split: kfold``)."""
+    split: Literal["kfold", "random", "chronological"] = "kfold"
+    """within_session only: ``kfold`` (n_folds folds, validation from each training fold), or one
+    training/validation/test split per session by ``fractions``: ``random`` (seeded by each seed,
+    stratified by class) or ``chronological`` (in time order, the same for every seed). Windows that
+    overlap in time stay on one side."""
+    fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    """Training, validation and test shares of ``split: random | chronological`` (summing to 1)."""
+    balance: Literal["none", "subsample"] = "none"
+    """``subsample``: within each session the larger classes are subsampled (seeded by each seed) to
+    the size of the smallest before splitting (BaRISTA's class balancing); ``none``: every trial."""
 
 
 @dataclass
@@ -226,6 +240,17 @@ class DecodingTask:
             raise ConfigError(f"Task {self.name!r}: protocol.seeds needs at least one seed.")
         if not 0 < self.protocol.val_fraction < 1:
             raise ConfigError(f"Task {self.name!r}: protocol.val_fraction must be in (0, 1).")
+        fractions = self.protocol.fractions
+        if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ConfigError(f"Task {self.name!r}: protocol.fractions must be three positive shares (training, "
+                              f"validation, test) summing to 1, got {fractions}.")
+        if self.protocol.split != "kfold" and self.protocol.name != "within_session":
+            raise ConfigError(f"Task {self.name!r}: protocol.split {self.protocol.split!r} splits the trials of each "
+                              f"session; it needs protocol.name within_session, not {self.protocol.name!r}.")
+        unknown = sorted(set(self.window.prune_overlap) - set(self.classes))
+        if unknown:
+            raise ConfigError(f"Task {self.name!r}: window.prune_overlap names {unknown}, which are not in classes "
+                              f"{self.classes}." + suggest(unknown[0], self.classes))
         names = [m.name for m in self.models] + list(self.baselines)
         if len(set(names)) != len(names):
             raise ConfigError(f"Task {self.name!r}: model and baseline names must be unique, got {names}.")

@@ -3,7 +3,8 @@
 ``brainfm finetune`` trains on one fold of the task's protocol (the same folds ``brainfm
 evaluate`` makes, :func:`~brainfm.downstream.decoding.protocols.make_folds`): the fold's
 training trials are split once more into fitting and validation trials by the protocol's
-unit (:func:`~brainfm.downstream.decoding.protocols.validation_split`), and its test trials
+unit (:func:`~brainfm.downstream.decoding.protocols.validation_split`; a ``split: random |
+chronological`` protocol fixes the validation part itself), and its test trials
 are only read by ``brainfm finetune test``. ``test_subjects`` replaces the protocol's fold
 by an explicit list of held-out subjects. Trials are read once into memory
 (:func:`~brainfm.downstream.decoding.trials.load_trials`): decoding sets are small.
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from brainfm._check import suggest
-from brainfm.downstream.decoding.protocols import make_folds, validation_split
+from brainfm.downstream.decoding.protocols import fit_and_validation, make_folds, validation_split
 from brainfm.downstream.decoding.task import DecodingTask, load_task
 from brainfm.downstream.decoding.trials import Trials, load_trials
 from brainfm.errors import ConfigError
@@ -174,7 +175,10 @@ class TrialDataModule(L.LightningDataModule):
             chosen = folds[self.fold]
             train, test = chosen.train, chosen.test
             self.fold_name = chosen.name
-        fit, val = validation_split(trials, train, self.task.protocol, self.seed)
+        if self.test_subjects is None:
+            fit, val = fit_and_validation(trials, chosen, self.task.protocol, self.seed)
+        else:
+            fit, val = validation_split(trials, train, self.task.protocol, self.seed)
         if len(fit) < 2 or not len(val):
             raise ConfigError(f"The training part of {self.fold_name} is too small to split off validation trials "
                               f"({len(train)} trials).")

@@ -22,7 +22,7 @@ from brainfm.loading.labels import RecordingLabels
 from brainfm.loading.windows import WindowIndex, build_window_index
 from brainfm.store.reader import open_store
 
-__all__ = ["Trials", "load_trials"]
+__all__ = ["Trials", "load_trials", "overlap_pruned"]
 
 
 @dataclass
@@ -97,6 +97,40 @@ def _selected_recordings(store_path: str, task: DecodingTask) -> list[str]:
     return ids
 
 
+def overlap_pruned(index: WindowIndex, labels: list[int]) -> np.ndarray:
+    """Which windows survive pruning of overlapping windows of some classes.
+
+    Within each recording, in time order, a window whose label is in ``labels`` and that overlaps
+    an earlier *kept* window whose label is in ``labels`` is dropped, so the kept windows of these
+    classes are disjoint (BaRISTA's positive windows, spec §4.6). Windows of other classes are kept.
+
+    Parameters
+    ----------
+    index : WindowIndex
+        The labelled windows.
+    labels : list of int
+        The classes to make disjoint.
+
+    Returns
+    -------
+    keep : numpy.ndarray of bool, shape (n_windows,)
+        True for the windows kept.
+    """
+    keep = np.ones(len(index), dtype=bool)
+    pruned = np.isin(index.label, labels)
+    size = index.window_size_samples
+    for recording in np.unique(index.recording[pruned]):
+        rows = np.flatnonzero(pruned & (index.recording == recording))
+        rows = rows[np.argsort(index.start[rows], kind="stable")]
+        end = None  # end (exclusive) of the last kept window
+        for row in rows:
+            if end is not None and index.start[row] < end:
+                keep[row] = False
+            else:
+                end = index.start[row] + size
+    return keep
+
+
 def load_trials(task: DecodingTask) -> Trials:
     """Read the trials of a task from its store.
 
@@ -132,6 +166,11 @@ def load_trials(task: DecodingTask) -> Trials:
     index = index.subset(index.label >= 0)
     if not len(index):
         raise ConfigError(f"Task {task.name!r}: no labelled window in {task.store} (labels {task.labels}).")
+    if task.window.prune_overlap:
+        keep = overlap_pruned(index, [task.classes.index(name) for name in task.window.prune_overlap])
+        logger.info("window.prune_overlap %s: %d of %d windows overlap an earlier kept one and are dropped",
+                    task.window.prune_overlap, int((~keep).sum()), len(keep))
+        index = index.subset(keep)
     present = np.unique(index.label)
     if len(present) < 2:
         raise ConfigError(

@@ -233,7 +233,7 @@ def test_brain_treebank_decoding_tasks_run_on_the_tiny_layout(treebank, tmp_path
 @pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval")
 def test_barista_finetuning_protocol_runs_on_the_tiny_layout(treebank, tmp_path, capsys):
     """BaRISTA's fine-tuning protocol (spec §8) from a checkpoint of ``brainfm pretrain fit``, through
-    ``brainfm evaluate`` (the shipped config, fewer epochs and folds) and ``brainfm finetune fit``."""
+    ``brainfm evaluate`` (the shipped config, fewer epochs) and ``brainfm finetune fit``."""
     import csv
     from importlib.resources import files
 
@@ -255,15 +255,17 @@ def test_barista_finetuning_protocol_runs_on_the_tiny_layout(treebank, tmp_path,
     capsys.readouterr()
     shipped = files("brainfm.configs") / "downstream" / "braintreebank_sentence_onset_barista.yaml"
     task = yaml.safe_load(shipped.read_text())
-    task["models"][0].update(max_epochs=3, patience=3)  # CPU: 3 epochs, 2 folds
-    task["protocol"]["n_folds"] = 2
+    task["models"][0].update(max_epochs=3, patience=3)  # CPU: 3 epochs
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
     status = main(["evaluate", "--config", str(tmp_path / "task.yaml"), "--store", str(store), "--checkpoint",
                    str(checkpoint), "--seeds", "0", "--allow-leakage", "--out", str(tmp_path / "out"), "--json", "-q"])
     assert status == 0
     doc = json.loads(capsys.readouterr().out)
     model = doc["models"]["barista_finetune"]
-    assert model["kind"] == "brainfm" and len(model["folds"]) == 2
+    # the spec's split: 8 sentence onsets and 8 of the speech-free chunks, 80/10/10 -> 14 (12 fit + 2 val) / 2
+    (fold,) = model["folds"]
+    assert model["kind"] == "brainfm" and fold["fold"].endswith("random 80/10/10")
+    assert (fold["n_train"], fold["n_test"]) == (14, 2)
     assert all(0.0 <= fold["auroc"] <= 1.0 for fold in model["folds"])
     assert doc["leakage"]["barista_finetune"]  # pretrained on this very trial: allowed, and reported
     # brainfm finetune fit: the same options as flags; the kept epoch is the validation-AUROC maximum
@@ -284,3 +286,84 @@ def test_barista_finetuning_protocol_runs_on_the_tiny_layout(treebank, tmp_path,
     # the highest validation AUROC, on a tie the lowest validation loss
     best = max(range(len(scores)), key=lambda i: (scores[i], -losses[i]))
     assert fit["epochs"] == 1 + best
+
+
+@pytest.mark.slow
+def test_spec_split_balance_and_overlap_pruning_on_the_tiny_layout(treebank, tmp_path, capsys):
+    """BaRISTA's task protocol (spec §4.6-4.7) as task options: overlapping word windows pruned, classes
+    balanced by subsampling, one random 80/10/10 split per seed, and the chronological split."""
+    from importlib.resources import files
+
+    import yaml
+
+    from brainfm.cli.main import main
+    from brainfm.downstream.decoding.protocols import fit_and_validation, make_folds
+    from brainfm.downstream.decoding.task import load_task
+    from brainfm.downstream.decoding.trials import load_trials
+    from brainfm.errors import ConfigError
+
+    root, _ = treebank
+    _film_layout(root)
+    store = tmp_path / "store"
+    assert preprocess(root, store, recipe="barista", dataset="braintreebank").failed == []
+    raw = yaml.safe_load((files("brainfm.configs") / "downstream" / "braintreebank_speech.yaml").read_text())
+    raw["window"]["prune_overlap"] = ["speech"]
+    raw["protocol"] = {"name": "within_session", "split": "random", "fractions": [0.8, 0.1, 0.1],
+                       "balance": "subsample", "seeds": [0, 1, 2]}
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(raw))
+    task = load_task(tmp_path / "task.yaml", store=store)
+    trials = load_trials(task)
+    size = trials.index.window_size_samples
+    # 24 words in 8 sentences of 1.2 s: one 3-s window per sentence survives, and they are disjoint
+    positives = np.sort(trials.index.start[trials.y == 1])
+    assert len(positives) == 8 and np.diff(positives).min() >= size
+    n_nonspeech = int((trials.y == 0).sum())
+    assert n_nonspeech > 8  # so that balancing has something to drop
+    tests = []
+    for seed in task.protocol.seeds:
+        (fold,) = make_folds(trials, task.protocol, seed)
+        fit, val = fit_and_validation(trials, fold, task.protocol, seed)
+        # 8 + 8 trials after balancing; per class 1 test, 1 validation, 6 fitting
+        assert (len(fit), len(val), len(fold.test)) == (12, 2, 2) and fold.name.endswith("random 80/10/10")
+        for part in (fit, val, fold.test):
+            assert np.bincount(trials.y[part]).tolist() == [len(part) // 2] * 2
+        assert not (set(fit) | set(val)) & set(fold.test) and not set(fit) & set(val)
+        # no window of one part overlaps a window of another
+        for a, b in ((fit, val), (fit, fold.test), (val, fold.test)):
+            gaps = np.abs(trials.index.start[a][:, None] - trials.index.start[b][None, :])
+            assert gaps.min() >= size
+        tests.append(tuple(fold.test))
+    assert len(set(tests)) > 1  # each seed draws its own subsample and split
+    # chronological: in time order the trial ends with speech-free chunks, so 80/10/10 leaves its
+    # test part (the last 2 of 19 windows) with one class: refused, naming the parts
+    task.protocol.split, task.protocol.balance = "chronological", "none"
+    with pytest.raises(ConfigError, match="training, validation and test parts"):
+        make_folds(trials, task.protocol, 0)
+    task.protocol.fractions = [0.5, 0.25, 0.25]  # 9 / 5 / 5 windows, both classes in each part
+    (fold,) = make_folds(trials, task.protocol, 0)
+    fit, val = fit_and_validation(trials, fold, task.protocol, 0)
+    start = trials.index.start
+    assert (len(fit), len(val), len(fold.test)) == (9, 5, 5) and fold.name.endswith("chronological 50/25/25")
+    assert start[fit].max() < start[val].min() and start[val].max() < start[fold.test].min()
+    assert [f.test.tolist() for f in make_folds(trials, task.protocol, 1)] == [fold.test.tolist()]  # seed-free
+    # through brainfm evaluate: one fold per seed, baselines fitted on fitting + validation trials
+    raw["protocol"]["seeds"] = [0]
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["evaluate", "--config", str(tmp_path / "task.yaml"), "--store", str(store), "--out",
+                 str(tmp_path / "out"), "--json", "-q"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (row,) = doc["models"]["bandpower_lr"]["folds"]
+    assert (row["n_train"], row["n_test"]) == (14, 2) and row["fold"].endswith("random 80/10/10")
+    # the options are checked
+    raw["protocol"]["name"] = "cross_subject"
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="needs protocol.name within_session"):
+        load_task(tmp_path / "task.yaml", store=store)
+    raw["protocol"]["name"], raw["protocol"]["fractions"] = "within_session", [0.8, 0.1]
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="three positive shares"):
+        load_task(tmp_path / "task.yaml", store=store)
+    raw["protocol"]["fractions"], raw["window"]["prune_overlap"] = [0.8, 0.1, 0.1], ["speach"]
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="prune_overlap names \\['speach'\\].*Did you mean 'speech'"):
+        load_task(tmp_path / "task.yaml", store=store)

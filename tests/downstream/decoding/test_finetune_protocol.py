@@ -130,6 +130,10 @@ def test_shipped_barista_protocol_configs(name, tmp_path):
     assert (model.schedule, model.select_on, model.max_epochs, model.batch_size) == ("ramp_decay", "auroc", 30, 128)
     assert model.patience >= model.max_epochs and model.weight_decay == 1e-2 and task.protocol.seeds == [0, 1, 2, 3, 4]
     assert model.freeze == TOKENIZER and task.normalization == "window"
+    # the spec's task protocol (§4.6-4.7): disjoint positives, balanced classes, one random 80/10/10 split
+    assert task.window.prune_overlap == [task.classes[1]] and task.protocol.balance == "subsample"
+    assert (task.protocol.name, task.protocol.split, task.protocol.fractions) == ("within_session", "random",
+                                                                                  [0.8, 0.1, 0.1])
     text = (TASKS / f"{name}.yaml").read_text().replace("select_on: auroc", "select_on: accuracy")
     (tmp_path / "t.yaml").write_text(text)
     with pytest.raises(ConfigError, match="select_on"):

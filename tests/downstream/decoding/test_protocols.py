@@ -61,3 +61,44 @@ def test_cross_subject_with_one_subject_is_refused(ssvep_trials):
                     ssvep_trials.ch_names, ssvep_trials.sources, ssvep_trials.index)
     with pytest.raises(ConfigError, match="at least two subjects"):
         make_folds(single, ProtocolConfig(name="cross_subject"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def ecog_windows(shared_data, tmp_path_factory):
+    """3-s windows every 0.5 s over the real BIDS ECoG recording (78 contacts, 21.7 s) at 100 Hz."""
+    import dataclasses
+    import shutil
+
+    from brainfm.loading.windows import build_window_index
+    from brainfm.preprocessing.run import preprocess
+
+    root = tmp_path_factory.mktemp("ecog")
+    shutil.copytree(shared_data / "bids" / "ieeg-ecog", root / "ieeg-ecog")
+    (root / "recipe.yaml").write_text("name: ecog-windows\npick:\n  types: [ecog]\nsteps:\n"
+                                      "  - resample: {sfreq: 100, method: polyphase}\n"
+                                      "  - units: {on_implausible: warn}\n")
+    summary = preprocess(root / "ieeg-ecog", root / "store", recipe=root / "recipe.yaml")
+    assert summary.failed == [] and len(summary.processed) == 1, summary.failed
+    index = build_window_index(root / "store", 3.0, 0.5, channel_types=["ecog"])
+    return dataclasses.replace(index, label=np.zeros(len(index), dtype=np.int64))  # one class: overlap only
+
+
+def test_overlap_pruning_and_groups_on_real_ecog_windows(ecog_windows):
+    from brainfm.downstream.decoding.protocols import overlap_groups
+    from brainfm.downstream.decoding.trials import overlap_pruned
+
+    index, size = ecog_windows, ecog_windows.window_size_samples
+    assert size == 300 and len(index) == 38 and np.diff(index.start).tolist() == [50] * 37
+    keep = overlap_pruned(index, [0])
+    # every sixth window (0, 3, 6, ... s) is the first not to overlap the last kept one
+    assert np.flatnonzero(keep).tolist() == list(range(0, 38, 6)) and np.diff(index.start[keep]).min() == size
+    assert overlap_pruned(index, [1]).all()  # other classes are never pruned
+    runs = np.array([f"r{i}" for i in index.recording])
+    # windows 0.5 s apart chain into one group; a gap of at least one window starts a new one
+    assert set(overlap_groups(runs, index.start, size).tolist()) == {0}
+    rows = np.array([0, 1, 7, 8, 9, 20, 37])  # 0-3.5 s; 3.5-7.5 s (touching is not overlapping); 10-13; 18.5-21.5
+    assert overlap_groups(runs[rows], index.start[rows], size).tolist() == [0, 0, 1, 1, 1, 2, 3]
+    # the same windows in another recording form their own groups; input order does not matter
+    other = np.array(["r9"] * len(rows))
+    both = overlap_groups(np.concatenate([runs[rows], other])[::-1], np.concatenate([index.start[rows]] * 2)[::-1], size)
+    assert both[::-1].tolist() == [0, 0, 1, 1, 1, 2, 3, 4, 4, 5, 5, 5, 6, 7]
