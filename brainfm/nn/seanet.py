@@ -17,7 +17,9 @@ Compute paths (same values as pad-then-convolve, to float rounding):
   reflect-padded slice of the edge;
 - the weight-normalised weight ``g v / |v|`` is computed once per forward and, while
   gradients are off (evaluation, ``torch.no_grad``/``torch.inference_mode``), kept between
-  calls and recomputed when ``g`` or ``v`` change (an optimiser step, ``load_state_dict``);
+  calls and recomputed when ``g`` or ``v`` change (``load_state_dict``, ``copy_``) and after
+  any optimiser step (a global step counter: fused optimisers such as ``AdamW(fused=True)``
+  update parameters without bumping their version counters);
 - ELUs whose input is a fresh intermediate run in place;
 - while gradients are off and torch runs on one thread, the windows go through the encoder
   and decoder in chunks whose widest activation is about :data:`CHUNK_BYTES` (64 windows of
@@ -36,12 +38,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 __all__ = ["SEANetDecoder", "SEANetEncoder", "normalised_weight", "to_rows"]
 
 _CHANNELS_LAST = torch.channels_last
 #: Bytes of the widest activation of one chunk of windows under inference (see the module docstring).
 CHUNK_BYTES = 4 * 2**20
+
+#: Optimiser steps taken in this process (any optimiser), part of the folded-weight cache key.
+_optimizer_steps = 0
+
+
+def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    """Global post-step hook: invalidates every folded weight after an optimiser step.
+
+    Fused optimiser kernels (``torch.optim.AdamW(fused=True)``) write the parameters without
+    bumping their version counters, so the counters alone would keep a stale weight.
+    """
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 def _chunked(model: nn.Module, x: torch.Tensor, widest: int) -> torch.Tensor:
@@ -74,7 +93,8 @@ def normalised_weight(conv: nn.Module) -> torch.Tensor:
     With gradients enabled the weight is recomputed from ``g`` and ``v`` (so that the
     gradient reaches them); otherwise the last computed weight is reused as long as ``g`` and
     ``v`` are the same tensors with the same storage, unmodified since (their version counters:
-    an optimiser step, ``copy_`` or ``load_state_dict`` changes them; ``.to()`` moves their data).
+    ``copy_`` or ``load_state_dict`` changes them; ``.to()`` moves their data) and no optimiser
+    has stepped since (a global counter: fused optimisers leave the version counters alone).
 
     Parameters
     ----------
@@ -91,7 +111,7 @@ def normalised_weight(conv: nn.Module) -> torch.Tensor:
     g = conv.parametrizations.weight.original0
     v = conv.parametrizations.weight.original1
     # ``.to()`` swaps ``.data`` without touching the version counters: the storage and dtype are in the key
-    key = (g._version, v._version, g.data_ptr(), v.data_ptr(), v.dtype, v.device)
+    key = (_optimizer_steps, g._version, v._version, g.data_ptr(), v.data_ptr(), v.dtype, v.device)
     cached = conv.__dict__.get("_folded_weight")
     if cached is not None and cached[0] is g and cached[1] is v and cached[2] == key:
         return cached[3]

@@ -83,13 +83,22 @@ def test_lstm_reads_channels_last_rows_as_time_by_channel():
     torch.testing.assert_close(_run(block, x), (block.lstm(y)[0] + y).transpose(1, 2))
 
 
-def test_cached_weight_matches_the_module_and_follows_optimiser_steps():
+@pytest.mark.parametrize(
+    "make_optimiser",
+    [
+        lambda params: torch.optim.SGD(params, lr=0.5),
+        # the fused kernel writes the parameters without bumping their version counters
+        lambda params: torch.optim.AdamW(params, lr=0.1, fused=True),
+    ],
+    ids=["sgd", "fused_adamw"],
+)
+def test_cached_weight_matches_the_module_and_follows_optimiser_steps(make_optimiser):
     conv = _seeded(lambda: _Conv(4, 6, 3))
     with torch.no_grad():
         first = normalised_weight(conv.conv)
         assert normalised_weight(conv.conv) is first  # cached while g and v do not change
         torch.testing.assert_close(first[:, :, 0], conv.conv.weight)
-    optimiser = torch.optim.SGD(conv.parameters(), lr=0.5)
+    optimiser = make_optimiser(conv.parameters())
     x = torch.randn(2, 4, 20, generator=torch.Generator().manual_seed(0))
     _run(conv, x).square().sum().backward()
     g = conv.conv.parametrizations.weight.original0
