@@ -97,8 +97,10 @@ class _Side:
             )
 
             self.model = Reference(**CONFIG)
+        # brainfm: its recipe's optimiser (configs/pretrain/braintokenizer.yaml: fused AdamW, the same update);
+        # the reference: torch's default AdamW implementation
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-4, betas=(0.5, 0.9), eps=1e-5,
-                                           weight_decay=1e-2)
+                                           weight_decay=1e-2, fused=name == "brainfm")
 
     def preinit_codebooks(self) -> None:
         """Mark every codebook initialised with random unit codes, so that timed steps measure steady

@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from brainfm.nn import seanet
 from brainfm.nn.seanet import (
     _LSTM,
+    SEANetDecoder,
     SEANetEncoder,
     _Conv,
     _ConvTranspose,
@@ -129,3 +131,36 @@ def test_encoder_in_evaluation_after_training_steps_matches_a_fresh_copy():
         fresh.load_state_dict(encoder.state_dict())
         with torch.no_grad():
             torch.testing.assert_close(encoder(x), fresh(x))
+
+
+@pytest.mark.parametrize("chunk_windows", [1, 3, 4])
+def test_inference_in_chunks_of_windows_equals_one_batch(monkeypatch, chunk_windows):
+    """Without gradients the encoder and decoder split the windows into chunks; the outputs
+    (order included, remainder chunk included) equal one call over the whole batch."""
+    encoder = _seeded(lambda: SEANetEncoder(n_filters=4, dimension=16, lstm_layers=1)).eval()
+    decoder = _seeded(lambda: SEANetDecoder(n_filters=4, dimension=16, lstm_layers=1), seed=1).eval()
+    x = torch.randn(10, 1, 512, generator=torch.Generator().manual_seed(2))
+    with torch.enable_grad():  # gradients on: one call over all windows
+        whole = encoder(x).detach()
+        whole_rec = decoder(whole).detach()
+    calls: list[int] = []
+    encoder.model.register_forward_pre_hook(lambda _m, inp: calls.append(inp[0].shape[0]))
+    # chunk size in windows: CHUNK_BYTES / (widest elements x 4 bytes); the encoder's widest is 4 x 512
+    monkeypatch.setattr(seanet, "CHUNK_BYTES", chunk_windows * 4 * 512 * 4)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # several threads: one call
+        with torch.inference_mode():
+            encoder(x)
+        assert calls == [10]
+        calls.clear()
+        torch.set_num_threads(1)  # one thread: chunks
+        with torch.inference_mode():
+            chunked = encoder(x)
+            chunked_rec = decoder(whole)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [chunk_windows] * (10 // chunk_windows) + ([10 % chunk_windows] if 10 % chunk_windows else [])
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunked_rec, whole_rec, atol=1e-5, rtol=1e-5)
+    assert chunked_rec.shape == (10, 1, 512)
