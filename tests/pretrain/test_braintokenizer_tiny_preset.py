@@ -5,8 +5,8 @@ eegmat subjects (run 2, ~60 s, 20 EEG channels) preprocessed with the ``brainomn
 subject held out: the recipe's 16 epochs are 192 steps here. With the published learning rate
 (2e-4) that the preset used to inherit, validation PCC stays at 0.002-0.006 at every epoch on this
 store (0.001-0.002 for 600 steps on the 8-subject eegmat store); with the preset's 1e-3 it leaves
-0 at step ~130 and ends at 0.17 (``docs/benchmarks.md``, "The tiny BrainTokenizer preset learns
-out of the box").
+0 at step ~130 and ends at 0.17 with the loop AdamW (``docs/benchmarks.md``, "The tiny
+BrainTokenizer preset: lr 1e-3 and the edge of the collapse").
 
 Marked ``bench`` (``pytest -m bench``), not ``slow``: after main's fused AdamW (same update, other
 rounding) the same run stays at 0.000-0.002 at every epoch, so this test fails on the merged code.
