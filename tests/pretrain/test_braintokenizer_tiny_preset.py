@@ -1,0 +1,71 @@
+"""The tiny BrainTokenizer preset: lr 1e-3 and the edge of the collapse on real EEG (issue 7).
+
+``brainfm pretrain fit --recipe braintokenizer --size tiny`` with nothing but the store, on four
+eegmat subjects (run 2, ~60 s, 20 EEG channels) preprocessed with the ``brainomni`` recipe, one
+subject held out: the recipe's 16 epochs are 192 steps here. With the published learning rate
+(2e-4) that the preset used to inherit, validation PCC stays at 0.002-0.006 at every epoch on this
+store (0.001-0.002 for 600 steps on the 8-subject eegmat store); with the preset's 1e-3 it leaves
+0 at step ~130 and ends at 0.17 with the loop AdamW (``docs/benchmarks.md``, "The tiny
+BrainTokenizer preset: lr 1e-3 and the edge of the collapse").
+
+Marked ``bench`` (``pytest -m bench``), not ``slow``: after main's fused AdamW (same update, other
+rounding) the same run stays at 0.000-0.002 at every epoch, so this test fails on the merged code.
+Whether the tiny preset leaves the constant output is, on this store, decided by rounding; the
+issue stays open until a setting of the preset passes here with both AdamW kernels.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from brainfm.cli.main import main
+
+SUBJECTS = ("00", "01", "02", "03")
+pytestmark = [
+    pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:The .(train|val)_dataloader. does not have many workers"),
+    pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
+]
+
+
+@pytest.fixture(scope="module")
+def eegmat_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four eegmat subjects (run 2) preprocessed with the ``brainomni`` recipe (256 Hz, ``sensortype``-ready)."""
+    from brainfm.preprocessing.run import preprocess
+
+    root = tmp_path_factory.mktemp("tiny_preset")
+    folder = root / "eegmat"
+    folder.mkdir()
+    for subject in SUBJECTS:
+        source = shared_data / "eeg" / "eegmat" / f"Subject{subject}_2.edf"
+        if not source.is_file():
+            pytest.skip(f"{source} not found")
+        shutil.copy(source, folder)
+    summary = preprocess(folder, root / "eeg.zarr", recipe="brainomni", dataset="eegmat",
+                         pattern=r"Subject(?P<subject>\d+)_(?P<run>\d)", progress=False)
+    assert summary.failed == [] and len(summary.processed) == len(SUBJECTS), summary.failed
+    return root / "eeg.zarr"
+
+
+def _validation_pcc(metrics: Path) -> list[tuple[int, float]]:
+    """``(step, val/pcc)`` of every validation row of a Lightning ``metrics.csv``."""
+    with metrics.open(newline="") as handle:
+        return [(int(row["step"]), float(row["val/pcc"])) for row in csv.DictReader(handle) if row.get("val/pcc")]
+
+
+@pytest.mark.bench  # ~2 minutes, and fails on main since the fused AdamW (module docstring)
+def test_the_tiny_preset_with_the_recipes_epochs_reaches_a_positive_heldout_pcc_on_real_eeg(eegmat_store, tmp_path):
+    root = tmp_path / "run"
+    assert main(["pretrain", "fit", "--recipe", "braintokenizer", "--size", "tiny", "--data.store", str(eegmat_store),
+                 "--data.val_fraction", "0.25", "--data.split_unit", "subject",
+                 "--trainer.default_root_dir", str(root), "--trainer.accelerator", "cpu",
+                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]) == 0
+    pcc = _validation_pcc(root / "lightning_logs" / "version_0" / "metrics.csv")
+    assert len(pcc) == 16, pcc  # the recipe's epochs, one validation each
+    # The preset as it was (lr 2e-4): 0.002-0.006 at every epoch. The threshold is modest on purpose:
+    # three training subjects of 60 s, and the run escapes the constant output only after ~120 steps.
+    assert pcc[-1][1] > 0.1, pcc
