@@ -27,6 +27,29 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def eegmat_run2_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four eegmat subjects (00-03, run 2, ~60 s, 20 EEG channels) preprocessed with the ``brainomni``
+    recipe (256 Hz); read-only for the tests that share it."""
+    import shutil
+
+    from brainfm.preprocessing.run import preprocess
+
+    root = tmp_path_factory.mktemp("eegmat_run2")
+    folder = root / "eegmat"
+    folder.mkdir()
+    subjects = ("00", "01", "02", "03")
+    for subject in subjects:
+        source = shared_data / "eeg" / "eegmat" / f"Subject{subject}_2.edf"
+        if not source.is_file():
+            pytest.skip(f"{source} not found")
+        shutil.copy(source, folder)
+    summary = preprocess(folder, root / "eeg.zarr", recipe="brainomni", dataset="eegmat",
+                         pattern=r"Subject(?P<subject>\d+)_(?P<run>\d)", progress=False)
+    assert summary.failed == [] and len(summary.processed) == len(subjects), summary.failed
+    return root / "eeg.zarr"
+
+
 @pytest.fixture(autouse=True)
 def _check_log_level():
     """Fail a test that leaves the brainfm logger at another level than it found."""

@@ -183,8 +183,7 @@ def check_codes(index: WindowIndex, store: str | Path, name: str, normalization:
         _check_segments(index, store, name, normalization, codes, recorded="segment_samples" in shared)
     misaligned = np.flatnonzero(index.start % align)
     if len(misaligned):
-        shown = [f"{index.layouts[int(index.recording[i])].recording_id} at sample {int(index.start[i])}"
-                 for i in misaligned[:5]]
+        shown = _first_windows(index, misaligned)
         raise ConfigError(
             f"{len(misaligned)} windows do not start on the codes' alignment of {align} samples "
             f"({'; '.join(shown)}): their cached codes would differ from the tokenizer's. Use window starts "
@@ -193,13 +192,18 @@ def check_codes(index: WindowIndex, store: str | Path, name: str, normalization:
     covered = np.array([int(attrs[rid].get("covered_samples", 0)) for rid in ids], dtype=np.int64)
     outside = np.flatnonzero(index.start + size > covered[index.recording])
     if len(outside):
-        shown = [f"{index.layouts[int(index.recording[i])].recording_id} at sample {int(index.start[i])}"
-                 for i in outside[:5]]
+        shown = _first_windows(index, outside)
         raise ConfigError(
             f"{len(outside)} windows reach past the tokenised part of their recording ({'; '.join(shown)}): "
             f"the codes {name!r} end after the last full tokenizer window. Use last_window='drop' or shorter windows."
         )
     return codes
+
+
+def _first_windows(index: WindowIndex, positions: np.ndarray, limit: int = 5) -> list[str]:
+    """``"RECORDING at sample S"`` for the first ``limit`` windows at ``positions`` of ``index`` (for messages)."""
+    return [f"{index.layouts[int(index.recording[i])].recording_id} at sample {int(index.start[i])}"
+            for i in positions[:limit]]
 
 
 def _check_segments(index: WindowIndex, store: str | Path, name: str, normalization: str, codes: CodesLayout,
@@ -223,8 +227,7 @@ def _check_segments(index: WindowIndex, store: str | Path, name: str, normalizat
         )
     off = np.flatnonzero(index.start % step)
     if len(off):
-        shown = [f"{index.layouts[int(index.recording[i])].recording_id} at sample {int(index.start[i])}"
-                 for i in off[:5]]
+        shown = _first_windows(index, off)
         raise ConfigError(
             f"The codes {name!r} of {store} {made}, but {len(off)} windows of this loader do not start on that grid "
             f"({'; '.join(shown)}): each would be normalised over other samples than its codes. Use "

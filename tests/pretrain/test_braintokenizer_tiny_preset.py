@@ -12,38 +12,17 @@ the recipe's fused AdamW the SEANet weight cache was never refreshed (PCC 0.000-
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import pytest
 
 from brainfm.cli.main import main
 
-SUBJECTS = ("00", "01", "02", "03")
 pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning"),
     pytest.mark.filterwarnings("ignore:The .(train|val)_dataloader. does not have many workers"),
     pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than the logging interval"),
 ]
-
-
-@pytest.fixture(scope="module")
-def eegmat_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four eegmat subjects (run 2) preprocessed with the ``brainomni`` recipe (256 Hz, ``sensortype``-ready)."""
-    from brainfm.preprocessing.run import preprocess
-
-    root = tmp_path_factory.mktemp("tiny_preset")
-    folder = root / "eegmat"
-    folder.mkdir()
-    for subject in SUBJECTS:
-        source = shared_data / "eeg" / "eegmat" / f"Subject{subject}_2.edf"
-        if not source.is_file():
-            pytest.skip(f"{source} not found")
-        shutil.copy(source, folder)
-    summary = preprocess(folder, root / "eeg.zarr", recipe="brainomni", dataset="eegmat",
-                         pattern=r"Subject(?P<subject>\d+)_(?P<run>\d)", progress=False)
-    assert summary.failed == [] and len(summary.processed) == len(SUBJECTS), summary.failed
-    return root / "eeg.zarr"
 
 
 def _validation_pcc(metrics: Path) -> list[tuple[int, float]]:
@@ -53,9 +32,9 @@ def _validation_pcc(metrics: Path) -> list[tuple[int, float]]:
 
 
 @pytest.mark.slow  # ~1-2 minutes on 2 cores
-def test_the_tiny_preset_with_the_recipes_epochs_reaches_a_positive_heldout_pcc_on_real_eeg(eegmat_store, tmp_path):
+def test_the_tiny_preset_with_the_recipes_epochs_reaches_a_positive_heldout_pcc_on_real_eeg(eegmat_run2_store, tmp_path):
     root = tmp_path / "run"
-    assert main(["pretrain", "fit", "--recipe", "braintokenizer", "--size", "tiny", "--data.store", str(eegmat_store),
+    assert main(["pretrain", "fit", "--recipe", "braintokenizer", "--size", "tiny", "--data.store", str(eegmat_run2_store),
                  "--data.val_fraction", "0.25", "--data.split_unit", "subject",
                  "--trainer.default_root_dir", str(root), "--trainer.accelerator", "cpu",
                  "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]) == 0

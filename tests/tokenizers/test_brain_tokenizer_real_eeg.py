@@ -10,8 +10,6 @@ subjects from ``../shared/data`` through ``preprocess --recipe brainomni`` and t
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,27 +17,6 @@ import torch.nn.functional as F
 from brainfm.loading import WindowDataModule
 from brainfm.tokenizers import BrainTokenizer
 from brainfm.tokenizers.brain_tokenizer import brain_tokenizer_losses
-
-SUBJECTS = ("00", "01", "02", "03")
-
-
-@pytest.fixture(scope="module")
-def eeg_store(shared_data, tmp_path_factory):
-    """Four eegmat subjects (run 2, ~60 s, 20 EEG channels) preprocessed with the brainomni recipe."""
-    from brainfm.preprocessing.run import preprocess
-
-    root = tmp_path_factory.mktemp("tokenizer_real_eeg")
-    folder = root / "eegmat"
-    folder.mkdir()
-    for subject in SUBJECTS:
-        source = shared_data / "eeg" / "eegmat" / f"Subject{subject}_2.edf"
-        if not source.is_file():
-            pytest.skip(f"{source} not found")
-        shutil.copy(source, folder)
-    summary = preprocess(folder, root / "eeg.zarr", recipe="brainomni", dataset="eegmat",
-                         pattern=r"Subject(?P<subject>\d+)_(?P<run>\d)", progress=False)
-    assert summary.failed == [] and len(summary.processed) == len(SUBJECTS), summary.failed
-    return root / "eeg.zarr"
 
 
 def _data(store, seed: int = 0) -> WindowDataModule:
@@ -57,10 +34,10 @@ def _mean_pairwise_cosine(vectors: torch.Tensor) -> float:
     return float((cos.sum() - n) / (n * n - n))
 
 
-def test_at_initialisation_latents_depend_on_real_eeg_and_reconstructions_differ_between_channels(eeg_store):
+def test_at_initialisation_latents_depend_on_real_eeg_and_reconstructions_differ_between_channels(eegmat_run2_store):
     with torch.random.fork_rng(devices=[]):  # seeded here, the global state left as it was
         torch.random.manual_seed(0)
-        batch = next(iter(_data(eeg_store).val_dataloader()))
+        batch = next(iter(_data(eegmat_run2_store).val_dataloader()))
         # the per-type common average: the channel mean is ~0 at every sample (what made the saddle)
         assert float(batch.signal.mean(1).std() / batch.signal.std()) < 1e-4
         tokenizer = BrainTokenizer().eval()  # the published size
@@ -95,10 +72,10 @@ def _heldout_pcc(tokenizer: BrainTokenizer, batches: list) -> float:
 
 
 @pytest.mark.slow
-def test_a_short_training_run_on_real_eeg_reaches_a_clearly_positive_heldout_pcc(eeg_store):
+def test_a_short_training_run_on_real_eeg_reaches_a_clearly_positive_heldout_pcc(eegmat_run2_store):
     with torch.random.fork_rng(devices=[]):  # seeded here, the global state left as it was
         torch.random.manual_seed(0)
-        dm = _data(eeg_store)
+        dm = _data(eegmat_run2_store)
         held_out = [b for _, b in zip(range(4), dm.val_dataloader(), strict=False)]
         tokenizer = BrainTokenizer(n_filters=8, dim=32, n_codes=64, n_levels=4, n_latents=4, n_heads=4, lstm_layers=1,
                                    kmeans_samples=1024)
